@@ -1,0 +1,5 @@
+//! Message assembly from frames.
+
+pub struct Decoder;
+pub struct DecoderConfig;
+pub enum Message {}

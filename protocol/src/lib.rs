@@ -1,0 +1,34 @@
+//! `uringws-protocol`: RFC 6455 WebSocket without I/O.
+//!
+//! This crate takes bytes and returns events and bytes; it never touches a
+//! socket or a runtime, so the engine, the load generator, fuzzers and tests
+//! all drive the same code. See the crate README for where it sits in
+//! uringws.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod close;
+pub mod decoder;
+pub mod encoder;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod session;
+pub mod utf8;
+
+pub use close::{CloseCode, CloseFrame};
+pub use decoder::{Decoder, DecoderConfig, Message};
+pub use error::Error;
+pub use frame::{FrameHeader, OpCode};
+pub use session::Session;
+pub use utf8::Utf8Bytes;
+
+/// Which end of the connection this code plays: it decides who masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Receives masked frames, sends unmasked ones.
+    Server,
+    /// Sends masked frames, receives unmasked ones.
+    Client,
+}

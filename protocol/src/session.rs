@@ -1,0 +1,3 @@
+//! The close handshake state machine.
+
+pub struct Session;
