@@ -153,7 +153,9 @@ impl Error {
             | Error::InvalidCloseCode(_)
             | Error::FrameAfterClose => CloseCode::PROTOCOL_ERROR,
             Error::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
-            Error::FrameTooLarge { .. } | Error::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
+            Error::FrameTooLarge { .. } | Error::MessageTooLarge { .. } => {
+                CloseCode::MESSAGE_TOO_BIG
+            }
             _ => return None,
         })
     }
