@@ -140,3 +140,151 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decoder::DecoderConfig, encoder::Frame};
+
+    fn wire(frame: &Frame) -> BytesMut {
+        BytesMut::from(&frame.to_bytes()[..])
+    }
+
+    fn pair() -> (Session, Session) {
+        (
+            Session::new(Role::Server, DecoderConfig::default()),
+            Session::new(Role::Client, DecoderConfig::default()),
+        )
+    }
+
+    #[test]
+    fn peer_initiated_close_is_answered_once_with_its_code() {
+        let (mut server, mut client) = pair();
+        let close = client.close(CloseCode(4000), "done").unwrap();
+        assert_eq!(client.state(), CloseState::CloseSent);
+        // No more data from the side that sent its close.
+        assert_eq!(
+            client.encode(OpCode::Text, true, Bytes::from_static(b"x")),
+            Err(Error::SendAfterClose)
+        );
+        let Ok(Some(Message::Close(received))) = server.decode(&mut wire(&close)) else {
+            panic!()
+        };
+        assert_eq!(server.state(), CloseState::CloseReceived);
+        let reply = server.reply_to_close(received.as_ref()).unwrap();
+        assert_eq!(server.state(), CloseState::Closed);
+        assert!(
+            server.reply_to_close(received.as_ref()).is_none(),
+            "answered twice"
+        );
+        assert_eq!(
+            server.close(CloseCode::NORMAL, ""),
+            Err(Error::SendAfterClose)
+        );
+        let Ok(Some(Message::Close(Some(echo)))) = client.decode(&mut wire(&reply)) else {
+            panic!()
+        };
+        assert_eq!(echo.code, CloseCode(4000));
+        assert_eq!(client.state(), CloseState::Closed);
+    }
+
+    #[test]
+    fn empty_close_is_answered_with_an_empty_close() {
+        let (mut server, mut client) = pair();
+        let close = client.encode(OpCode::Close, true, Bytes::new()).unwrap();
+        let Ok(Some(Message::Close(None))) = server.decode(&mut wire(&close)) else {
+            panic!()
+        };
+        let reply = server.reply_to_close(None).unwrap();
+        assert!(reply.payload.is_empty());
+    }
+
+    #[test]
+    fn data_after_peer_close_is_a_protocol_error() {
+        let (mut server, mut client) = pair();
+        let mut buf = wire(&client.close(CloseCode::NORMAL, "").unwrap());
+        buf.extend_from_slice(&client_frame_bytes(b"late"));
+        assert!(matches!(
+            server.decode(&mut buf),
+            Ok(Some(Message::Close(_)))
+        ));
+        assert_eq!(server.decode(&mut buf), Err(Error::FrameAfterClose));
+    }
+
+    fn client_frame_bytes(payload: &[u8]) -> BytesMut {
+        let mut out = BytesMut::new();
+        crate::encoder::write_client_frame(&mut out, OpCode::Text, true, payload, [1, 2, 3, 4])
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn data_still_flows_to_us_after_our_close() {
+        let (mut server, mut client) = pair();
+        let _ = server.close(CloseCode::GOING_AWAY, "bye").unwrap();
+        let mut buf = client_frame_bytes(b"in flight");
+        assert!(matches!(
+            server.decode(&mut buf),
+            Ok(Some(Message::Text(_)))
+        ));
+        let reply = client.close(CloseCode::GOING_AWAY, "").unwrap();
+        assert!(matches!(
+            server.decode(&mut wire(&reply)),
+            Ok(Some(Message::Close(_)))
+        ));
+        assert_eq!(server.state(), CloseState::Closed);
+    }
+
+    #[test]
+    fn failure_sends_the_mapped_close_code_once() {
+        let (mut server, _) = pair();
+        let err = server
+            .decode(&mut BytesMut::from(&[0x81u8, 0x00][..]))
+            .unwrap_err();
+        let frame = server.fail(&err).unwrap();
+        assert_eq!(&frame.payload[..], &1002u16.to_be_bytes());
+        assert!(server.fail(&err).is_none());
+        assert!(
+            server.fail(&Error::InvalidKey).is_none(),
+            "not a connection error"
+        );
+    }
+
+    #[test]
+    fn invalid_outgoing_close_is_refused_without_changing_state() {
+        let (mut server, _) = pair();
+        assert_eq!(
+            server.close(CloseCode(1005), ""),
+            Err(Error::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            server.encode(OpCode::Close, true, Bytes::from_static(&[0x03, 0xE8, 0xFF])),
+            Err(Error::InvalidUtf8)
+        );
+        assert_eq!(
+            server.close(CloseCode::NORMAL, &"x".repeat(124)),
+            Err(Error::ControlPayloadTooLong(126))
+        );
+        assert_eq!(server.state(), CloseState::Open);
+        assert_eq!(
+            server.encode(OpCode::Ping, true, Bytes::from(vec![0; 126])),
+            Err(Error::ControlPayloadTooLong(126))
+        );
+    }
+
+    #[test]
+    fn client_frames_are_masked_server_frames_are_not() {
+        let (mut server, mut client) = pair();
+        let from_client = client
+            .encode(OpCode::Binary, true, Bytes::from_static(b"abc"))
+            .unwrap();
+        assert!(from_client.header.as_slice()[1] & 0x80 != 0);
+        let from_server = server
+            .encode(OpCode::Binary, true, Bytes::from_static(b"abc"))
+            .unwrap();
+        assert_eq!(from_server.header.as_slice(), &[0x82, 3]);
+        assert!(
+            matches!(server.decode(&mut wire(&from_client)), Ok(Some(Message::Binary(b))) if b == "abc")
+        );
+    }
+}
