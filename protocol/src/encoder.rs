@@ -20,17 +20,13 @@ pub struct Frame {
 
 impl Frame {
     /// Bytes on the wire.
-    pub fn len(&self) -> usize {
+    pub fn wire_len(&self) -> usize {
         self.header.as_slice().len() + self.payload.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// Header and payload in one buffer (a copy of the payload).
     pub fn to_bytes(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.len());
+        let mut out = BytesMut::with_capacity(self.wire_len());
         out.put_slice(self.header.as_slice());
         out.put_slice(&self.payload);
         out.freeze()

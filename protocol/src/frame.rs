@@ -131,7 +131,7 @@ impl FrameHeader {
     }
 
     /// The encoded length of this header.
-    pub fn len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         let ext = match self.payload_len {
             0..=125 => 0,
             126..=0xFFFF => 2,
@@ -234,7 +234,7 @@ mod tests {
             let enc = FrameHeader::new(OpCode::Binary, len).encode();
             assert_eq!(enc.as_slice().len(), hlen, "len {len}");
             assert_eq!(enc.as_slice()[1], marker);
-            assert_eq!(FrameHeader::new(OpCode::Binary, len).len(), hlen);
+            assert_eq!(FrameHeader::new(OpCode::Binary, len).encoded_len(), hlen);
         }
     }
 
@@ -302,8 +302,8 @@ mod tests {
                 payload_len: if control { len % 126 } else { len },
             };
             let enc = h.encode();
-            prop_assert_eq!(enc.as_slice().len(), h.len());
-            prop_assert_eq!(FrameHeader::parse(enc.as_slice()), Ok(Some((h, h.len()))));
+            prop_assert_eq!(enc.as_slice().len(), h.encoded_len());
+            prop_assert_eq!(FrameHeader::parse(enc.as_slice()), Ok(Some((h, h.encoded_len()))));
         }
 
         #[test]
