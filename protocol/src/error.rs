@@ -45,6 +45,10 @@ pub enum Error {
     /// The application chose a subprotocol the client did not offer.
     #[error("subprotocol {0:?} was not offered by the client")]
     SubprotocolNotOffered(String),
+    /// A header to be sent has a name that is not a token or a value with
+    /// CR, LF or another control character (it could inject header lines).
+    #[error("header {0:?} has a name or value that cannot be sent")]
+    InvalidHeader(String),
 
     // ---- HTTP handshake (client side: the server's answer is wrong) ----
     /// The server answered with another status than 101.
@@ -131,7 +135,7 @@ impl Error {
             Error::MethodNotGet(_) => 405,
             Error::UnsupportedVersion => 426,
             Error::HeadTooLarge { .. } | Error::TooManyHeaders { .. } => 431,
-            Error::SubprotocolNotOffered(_) => 500,
+            Error::SubprotocolNotOffered(_) | Error::InvalidHeader(_) => 500,
             _ => return None,
         })
     }
