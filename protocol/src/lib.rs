@@ -1,10 +1,4 @@
-//! `uringws-protocol`: RFC 6455 WebSocket without I/O.
-//!
-//! This crate takes bytes and returns events and bytes; it never touches a
-//! socket or a runtime, so the engine, the load generator, fuzzers and tests
-//! all drive the same code. See the crate README for where it sits in
-//! uringws.
-
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod close;
