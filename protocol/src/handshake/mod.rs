@@ -26,7 +26,7 @@ use sha1::{Digest, Sha1};
 pub use client::{ClientHandshake, ClientRequest, Response};
 pub use request::{Request, Upgrade};
 pub use response::{
-    error_response, error_response_for, error_response_with_headers, reason_phrase,
+    error_response, error_response_for, error_response_with_headers, http_response, reason_phrase,
 };
 pub use tokens::{parse_extensions, Extension, ExtensionParams, Extensions};
 

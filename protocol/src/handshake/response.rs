@@ -115,6 +115,23 @@ pub fn error_response_with_headers(
     Ok(build_error(status, body, headers, extra))
 }
 
+/// A complete response to a plain HTTP request (not an upgrade), such as a
+/// health check or a page, after which the server closes the connection.
+///
+/// # Errors
+/// [`Error::InvalidHeader`] for a content type, header name or value that
+/// cannot be sent.
+pub fn http_response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Result<Bytes, Error> {
+    check_header("Content-Type", content_type)?;
+    let extra = check_headers(headers)? + header_len("Content-Type", content_type.as_bytes());
+    Ok(build_response(status, content_type, body, headers, extra))
+}
+
 /// The response refusing a handshake that failed with `error`: its
 /// [`Error::http_status`] and its message as the body. An error that has no
 /// HTTP status (not a handshake error) is answered with a bare 500.
@@ -127,6 +144,20 @@ pub fn error_response_for(error: &Error) -> Bytes {
 
 /// Writes an error response; `headers` were checked and take `extra` bytes.
 fn build_error(status: u16, body: &str, headers: &[(&str, &str)], extra: usize) -> Bytes {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    let extra = extra + header_len("Content-Type", PLAIN.as_bytes());
+    build_response(status, PLAIN, body.as_bytes(), headers, extra)
+}
+
+/// Writes a response that closes the connection; `content_type` and
+/// `headers` were checked and take `extra` bytes together.
+fn build_response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+    extra: usize,
+) -> Bytes {
     let status = if (100..=999).contains(&status) {
         status
     } else {
@@ -148,13 +179,11 @@ fn build_error(status: u16, body: &str, headers: &[(&str, &str)], extra: usize) 
     let mut length_digits = [0; 20];
     let length_digits = decimal(body.len(), &mut length_digits);
 
-    const CONTENT_TYPE: &[u8] = b"Content-Type: text/plain; charset=utf-8\r\n";
     let len = b"HTTP/1.1 ".len()
         + status_digits.len()
         + 1
         + reason.len()
         + 2
-        + CONTENT_TYPE.len()
         + header_len("Content-Length", length_digits)
         + header_len("Connection", connection)
         + specific.len()
@@ -168,7 +197,7 @@ fn build_error(status: u16, body: &str, headers: &[(&str, &str)], extra: usize) 
     head.push(b" ");
     head.push(reason.as_bytes());
     head.push(b"\r\n");
-    head.push(CONTENT_TYPE);
+    head.header("Content-Type", content_type.as_bytes());
     head.header("Content-Length", length_digits);
     head.header("Connection", connection);
     head.push(specific);
@@ -176,7 +205,7 @@ fn build_error(status: u16, body: &str, headers: &[(&str, &str)], extra: usize) 
         head.header(name, value.as_bytes());
     }
     head.push(b"\r\n");
-    head.push(body.as_bytes());
+    head.push(body);
     head.finish()
 }
 
@@ -329,5 +358,27 @@ mod tests {
     fn body_may_hold_anything() {
         let (_, _, _, body) = parse(&error_response(400, "line\r\n\r\nHTTP/1.1 200 OK\r\n"));
         assert_eq!(body, "line\r\n\r\nHTTP/1.1 200 OK\r\n");
+    }
+
+    #[test]
+    fn plain_http_response() {
+        let resp = http_response(
+            200,
+            "application/json",
+            b"{\"ok\":true}",
+            &[("Cache-Control", "no-store")],
+        )
+        .unwrap();
+        let (code, _, fields, body) = parse(&resp);
+        assert_eq!(code, 200);
+        assert!(has(&fields, "Content-Type", "application/json"));
+        assert!(has(&fields, "Content-Length", "11"));
+        assert!(has(&fields, "Cache-Control", "no-store"));
+        assert!(has(&fields, "Connection", "close"));
+        assert_eq!(body, "{\"ok\":true}");
+        assert!(matches!(
+            http_response(200, "text/html\r\nX: y", b"", &[]),
+            Err(Error::InvalidHeader(_))
+        ));
     }
 }
