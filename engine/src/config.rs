@@ -1,0 +1,70 @@
+//! The engine's settings: limits, timeouts, backpressure, ring sizes.
+
+use std::time::Duration;
+use uringws_protocol::DecoderConfig;
+
+/// What to do with a connection whose send queue is over the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackpressurePolicy {
+    /// Refuse the message ([`SendStatus::Dropped`](crate::SendStatus)) and
+    /// keep the connection.
+    Drop,
+    /// Refuse the message and close the connection with 1008.
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Largest HTTP request head; a larger one is answered 431.
+    pub max_head: usize,
+    /// Frame and message size limits (1009 past them).
+    pub decoder: DecoderConfig,
+    /// Upgraded connections per worker; past it upgrades get 503.
+    pub max_connections_per_worker: usize,
+    /// Bytes queued per connection before it counts as under backpressure.
+    pub backpressure_limit: usize,
+    pub backpressure_policy: BackpressurePolicy,
+    /// A client must finish its request head within this (slowloris).
+    pub handshake_timeout: Duration,
+    /// An open connection with no frame received for this long is closed
+    /// (1001). Zero: never.
+    pub idle_timeout: Duration,
+    /// Ping a connection silent for this long; close it if the pong does
+    /// not come within the same time. Zero: no automatic pings.
+    pub ping_interval: Duration,
+    /// How long to wait for the peer's close frame after sending ours.
+    pub close_timeout: Duration,
+    /// How long a graceful shutdown waits for connections to close.
+    pub shutdown_timeout: Duration,
+    /// Answer pings with pongs without the handler's involvement.
+    pub auto_pong: bool,
+    /// Submission queue entries per ring.
+    pub ring_entries: u32,
+    /// Provided buffers per worker (a power of two) and their size.
+    pub recv_buffers: u16,
+    pub recv_buffer_size: usize,
+    /// Listen backlog.
+    pub backlog: i32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_head: 8192,
+            decoder: DecoderConfig::default(),
+            max_connections_per_worker: 1 << 20,
+            backpressure_limit: 1 << 20,
+            backpressure_policy: BackpressurePolicy::Drop,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            ping_interval: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            auto_pong: true,
+            ring_entries: 4096,
+            recv_buffers: 1024,
+            recv_buffer_size: 16 << 10,
+            backlog: 4096,
+        }
+    }
+}

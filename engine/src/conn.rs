@@ -1,0 +1,361 @@
+//! A connection's state on its worker, its write queue, and [`Conn`], the
+//! view handlers get of it.
+
+use crate::{
+    config::{BackpressurePolicy, EngineConfig},
+    remote::{Command, ConnRef},
+};
+use bytes::{Bytes, BytesMut};
+use std::{collections::VecDeque, os::fd::RawFd};
+use tokio::sync::mpsc::UnboundedSender;
+use uringws_protocol::{
+    encoder::Frame, frame::EncodedHeader, session::CloseState, CloseCode, OpCode, Session, Utf8Bytes,
+};
+
+/// What became of a message handed to [`Conn::send_text`] and friends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Nothing was waiting: it goes out with this loop turn's write.
+    Sent,
+    /// Queued behind earlier data; the connection is slower than its
+    /// sender. Below the backpressure limit still.
+    Queued,
+    /// Not queued: the connection is over its backpressure limit (and is
+    /// being closed with 1008 if the policy says so), or it is closing.
+    Dropped,
+}
+
+/// One piece of the write queue: an inline frame header or shared bytes.
+pub(crate) enum Chunk {
+    Header(EncodedHeader),
+    Data(Bytes),
+}
+
+impl Chunk {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Chunk::Header(h) => h.as_slice(),
+            Chunk::Data(b) => b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading the HTTP request head.
+    Handshake,
+    /// Upgraded.
+    Open,
+    /// Our close frame (or a final HTTP response) is queued or sent; the
+    /// transport is shut once it is written and, for a close we started,
+    /// the peer answered or the close timeout passed.
+    Closing,
+    /// The fd is being closed; the slot is freed when no operation of it
+    /// is in flight.
+    Dead,
+}
+
+pub(crate) mod flags {
+    pub const RECV_ARMED: u16 = 1;
+    pub const SENDING: u16 = 1 << 1;
+    pub const DIRTY: u16 = 1 << 2;
+    pub const PING_OUT: u16 = 1 << 3;
+    pub const WANTS_DRAIN: u16 = 1 << 4;
+    pub const NOTIFIED: u16 = 1 << 5;
+    pub const CLOSING_FD: u16 = 1 << 6;
+    /// Shut the transport as soon as the queue is written (HTTP answers,
+    /// close replies).
+    pub const SHUT_AFTER_FLUSH: u16 = 1 << 7;
+    pub const REARM: u16 = 1 << 8;
+}
+
+/// Vectored-send state that must stay put while the kernel reads it.
+pub(crate) struct SendBuf {
+    chunks: Vec<Chunk>,
+    /// Bytes of `chunks[0]` already sent.
+    offset: usize,
+    iovecs: Vec<libc::iovec>,
+    msg: libc::msghdr,
+}
+
+/// Most pieces handed to one sendmsg; IOV_MAX is 1024.
+const MAX_IOVECS: usize = 64;
+
+impl SendBuf {
+    pub(crate) fn new() -> Box<SendBuf> {
+        Box::new(SendBuf {
+            chunks: Vec::with_capacity(MAX_IOVECS),
+            offset: 0,
+            iovecs: Vec::with_capacity(MAX_IOVECS),
+            // SAFETY: msghdr is a plain C struct for which all-zero is the
+            // empty message.
+            msg: unsafe { std::mem::zeroed() },
+        })
+    }
+
+    /// Moves pieces from `queue` into this buffer, up to the iovec limit.
+    pub(crate) fn fill(&mut self, queue: &mut VecDeque<Chunk>) {
+        while self.chunks.len() < MAX_IOVECS {
+            match queue.pop_front() {
+                Some(chunk) if chunk.as_slice().is_empty() => {}
+                Some(chunk) => self.chunks.push(chunk),
+                None => break,
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Points the message at the unsent bytes and returns it for the kernel.
+    /// The pointers stay valid until `self` is changed or dropped.
+    pub(crate) fn prepare(&mut self) -> *const libc::msghdr {
+        self.iovecs.clear();
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let bytes = chunk.as_slice();
+            let bytes = if i == 0 { &bytes[self.offset..] } else { bytes };
+            self.iovecs.push(libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            });
+        }
+        self.msg.msg_iov = self.iovecs.as_mut_ptr();
+        self.msg.msg_iovlen = self.iovecs.len() as _;
+        &self.msg
+    }
+
+    /// Accounts `sent` bytes; returns whether everything was sent.
+    pub(crate) fn advance(&mut self, mut sent: usize) -> bool {
+        let mut done = 0;
+        for chunk in &self.chunks {
+            let left = chunk.as_slice().len() - self.offset;
+            if sent < left {
+                self.offset += sent;
+                break;
+            }
+            sent -= left;
+            self.offset = 0;
+            done += 1;
+        }
+        self.chunks.drain(..done);
+        self.chunks.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        self.iovecs.clear();
+        self.offset = 0;
+    }
+}
+
+pub(crate) struct Connection<S> {
+    pub fd: RawFd,
+    pub gen: u32,
+    pub phase: Phase,
+    pub flags: u16,
+    /// Bytes read but not yet decoded: a partial head or frame. Empty (and
+    /// unallocated) while the connection is idle.
+    pub inbuf: BytesMut,
+    pub out: VecDeque<Chunk>,
+    /// Bytes queued or in flight.
+    pub queued: usize,
+    pub sending: Option<Box<SendBuf>>,
+    pub session: Session,
+    /// When the current phase began, in worker milliseconds.
+    pub since: u64,
+    pub last_activity: u64,
+    /// The deadline this connection has in the timer heap (0: none).
+    pub timer_at: u64,
+    pub state: Option<S>,
+}
+
+impl<S> Connection<S> {
+    pub(crate) fn has(&self, flag: u16) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub(crate) fn set(&mut self, flag: u16) {
+        self.flags |= flag;
+    }
+
+    pub(crate) fn unset(&mut self, flag: u16) {
+        self.flags &= !flag;
+    }
+
+    pub(crate) fn push_frame(&mut self, frame: Frame) {
+        self.queued += frame.wire_len();
+        self.out.push_back(Chunk::Header(frame.header));
+        if !frame.payload.is_empty() {
+            self.out.push_back(Chunk::Data(frame.payload));
+        }
+    }
+
+    pub(crate) fn push_bytes(&mut self, bytes: Bytes) {
+        self.queued += bytes.len();
+        self.out.push_back(Chunk::Data(bytes));
+    }
+
+    /// Whether nothing is left to write.
+    pub(crate) fn flushed(&self) -> bool {
+        self.out.is_empty() && !self.has(flags::SENDING)
+    }
+
+    /// Releases what an idle connection need not hold.
+    pub(crate) fn trim(&mut self) {
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
+            self.inbuf = BytesMut::new();
+        }
+        if self.out.is_empty() && self.out.capacity() > 4 {
+            self.out = VecDeque::new();
+        }
+    }
+}
+
+/// What a handler's sends need from the worker besides the connection.
+pub(crate) struct Ctx {
+    pub worker: usize,
+    pub dirty: Vec<u32>,
+    pub config: std::sync::Arc<EngineConfig>,
+    pub commands: UnboundedSender<Command>,
+    pub now: u64,
+    /// Connections whose close the handler asked for, to start after the
+    /// callback returns.
+    pub to_close: Vec<(u32, CloseCode, Utf8Bytes)>,
+}
+
+impl Ctx {
+    pub(crate) fn mark_dirty<S>(&mut self, slot: u32, conn: &mut Connection<S>) {
+        if !conn.has(flags::DIRTY) {
+            conn.set(flags::DIRTY);
+            self.dirty.push(slot);
+        }
+    }
+}
+
+/// A connection as a handler sees it during a callback.
+pub struct Conn<'a, S> {
+    pub(crate) slot: u32,
+    pub(crate) conn: &'a mut Connection<S>,
+    pub(crate) ctx: &'a mut Ctx,
+}
+
+impl<'a, S> Conn<'a, S> {
+    /// The connection's state. Present from `open` to `close` included.
+    pub fn state(&mut self) -> &mut S {
+        self.conn
+            .state
+            .as_mut()
+            .expect("handler callbacks run only on upgraded connections")
+    }
+
+    /// An id unique on this worker while the connection lives.
+    pub fn id(&self) -> (usize, u32, u32) {
+        (self.ctx.worker, self.slot, self.conn.gen)
+    }
+
+    /// Bytes queued for this connection and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.conn.queued
+    }
+
+    /// A handle that reaches this connection from any thread or task.
+    pub fn handle(&self) -> ConnRef {
+        ConnRef::new(self.ctx.worker, self.slot, self.conn.gen, self.ctx.commands.clone())
+    }
+
+    pub fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> SendStatus {
+        self.send(OpCode::Text, text.into().into_bytes())
+    }
+
+    pub fn send_binary(&mut self, data: impl Into<Bytes>) -> SendStatus {
+        self.send(OpCode::Binary, data.into())
+    }
+
+    /// A ping; the payload is cut to 125 bytes.
+    pub fn ping(&mut self, payload: impl Into<Bytes>) -> SendStatus {
+        let mut payload: Bytes = payload.into();
+        payload.truncate(125);
+        self.send(OpCode::Ping, payload)
+    }
+
+    /// A frame encoded once for many connections
+    /// ([`encode_shared`](uringws_protocol::encoder::encode_shared)).
+    pub fn send_encoded(&mut self, frame: Bytes) -> SendStatus {
+        send_encoded(self.conn, self.ctx, self.slot, frame)
+    }
+
+    /// Starts the close handshake with `code` and `reason` (cut to fit).
+    /// Data queued before is written first.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        let reason = truncate_reason(reason);
+        self.ctx.to_close.push((self.slot, code, Utf8Bytes::from(reason)));
+    }
+
+    fn send(&mut self, opcode: OpCode, payload: Bytes) -> SendStatus {
+        send_frame(self.conn, self.ctx, self.slot, opcode, payload)
+    }
+}
+
+/// Queues one frame, applying the backpressure policy.
+pub(crate) fn send_frame<S>(
+    conn: &mut Connection<S>,
+    ctx: &mut Ctx,
+    slot: u32,
+    opcode: OpCode,
+    payload: Bytes,
+) -> SendStatus {
+    let status = match admit(conn, ctx, slot) {
+        Ok(status) => status,
+        Err(status) => return status,
+    };
+    match conn.session.encode(opcode, true, payload) {
+        Ok(frame) => {
+            conn.push_frame(frame);
+            ctx.mark_dirty(slot, conn);
+            status
+        }
+        Err(_) => SendStatus::Dropped,
+    }
+}
+
+/// Queues a frame that is already encoded.
+pub(crate) fn send_encoded<S>(conn: &mut Connection<S>, ctx: &mut Ctx, slot: u32, frame: Bytes) -> SendStatus {
+    match admit(conn, ctx, slot) {
+        Ok(status) => {
+            conn.push_bytes(frame);
+            ctx.mark_dirty(slot, conn);
+            status
+        }
+        Err(status) => status,
+    }
+}
+
+/// Whether a new message may be queued, and with what status.
+fn admit<S>(conn: &mut Connection<S>, ctx: &mut Ctx, slot: u32) -> Result<SendStatus, SendStatus> {
+    if conn.phase != Phase::Open || matches!(conn.session.state(), CloseState::CloseSent | CloseState::Closed) {
+        return Err(SendStatus::Dropped);
+    }
+    let limit = ctx.config.backpressure_limit;
+    if conn.queued >= limit {
+        conn.set(flags::WANTS_DRAIN);
+        if ctx.config.backpressure_policy == BackpressurePolicy::Close {
+            ctx.to_close.push((slot, CloseCode::POLICY_VIOLATION, Utf8Bytes::from_static("backpressure limit")));
+        }
+        return Err(SendStatus::Dropped);
+    }
+    if conn.queued == 0 {
+        Ok(SendStatus::Sent)
+    } else {
+        conn.set(flags::WANTS_DRAIN);
+        Ok(SendStatus::Queued)
+    }
+}
+
+fn truncate_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(uringws_protocol::close::MAX_REASON_LEN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}

@@ -1,0 +1,231 @@
+//! Starting and stopping the workers.
+
+use crate::{
+    config::EngineConfig, handler::Handler, remote::Command, stats::WorkerStats, worker::Worker,
+};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{mpsc, Arc},
+    thread::JoinHandle,
+};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+/// Configures and starts an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineBuilder {
+    addrs: Vec<SocketAddr>,
+    workers: Option<usize>,
+    pin: bool,
+    config: EngineConfig,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            addrs: Vec::new(),
+            workers: None,
+            pin: true,
+            config: EngineConfig::default(),
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// An address to listen on; may be given several times. Port 0 picks a
+    /// free port, the same for every worker ([`Engine::local_addrs`]).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.addrs.push(addr);
+        self
+    }
+
+    /// Worker threads; default one per available CPU.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers.max(1));
+        self
+    }
+
+    /// Pin worker N to CPU N (default on).
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Binds the listeners and starts the workers; `factory(worker)` builds
+    /// each worker's handler on that worker's thread.
+    pub fn start<H, F>(self, factory: F) -> io::Result<Engine>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        if self.addrs.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no listen address"));
+        }
+        let workers = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let (addrs, mut listeners) = bind_all(&self.addrs, workers, self.config.backlog)?;
+        let cores = if self.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+        let config = Arc::new(self.config);
+        let factory = Arc::new(factory);
+        let mut handles = Vec::with_capacity(workers);
+        for id in 0..workers {
+            let (tx, rx) = unbounded_channel();
+            let stats = Arc::new(WorkerStats::default());
+            let sockets = std::mem::take(&mut listeners[id]);
+            let core = cores.get(id % cores.len().max(1)).copied();
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let (config, factory, worker_tx, worker_stats) =
+                (config.clone(), factory.clone(), tx.clone(), stats.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("uringws-{id}"))
+                .spawn(move || -> io::Result<()> {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    let local = tokio::task::LocalSet::new();
+                    let worker = local.block_on(&runtime, async {
+                        Worker::new(id, factory(id), sockets, config, worker_tx, rx, worker_stats)
+                    });
+                    let worker = match worker {
+                        Ok(worker) => {
+                            let _ = ready_tx.send(Ok(()));
+                            worker
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                            return Err(e);
+                        }
+                    };
+                    local.block_on(&runtime, worker.run())
+                })?;
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("worker thread died while starting")),
+            }
+            handles.push(WorkerHandle { tx, stats, thread });
+        }
+        Ok(Engine { addrs, workers: handles })
+    }
+}
+
+/// `workers` listeners per address, all with `SO_REUSEPORT` on the same
+/// port so the kernel spreads connections over the workers.
+fn bind_all(
+    addrs: &[SocketAddr],
+    workers: usize,
+    backlog: i32,
+) -> io::Result<(Vec<SocketAddr>, Vec<Vec<Socket>>)> {
+    let mut bound = Vec::with_capacity(addrs.len());
+    let mut per_worker: Vec<Vec<Socket>> = (0..workers).map(|_| Vec::new()).collect();
+    for &addr in addrs {
+        let mut actual = addr;
+        for sockets in per_worker.iter_mut() {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.bind(&actual.into())?;
+            socket.listen(backlog)?;
+            if let Some(local) = socket.local_addr()?.as_socket() {
+                actual = local;
+            }
+            sockets.push(socket);
+        }
+        bound.push(actual);
+    }
+    Ok((bound, per_worker))
+}
+
+struct WorkerHandle {
+    tx: UnboundedSender<Command>,
+    stats: Arc<WorkerStats>,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+/// A running engine.
+pub struct Engine {
+    addrs: Vec<SocketAddr>,
+    workers: Vec<WorkerHandle>,
+}
+
+/// A `Send + Clone` handle for stopping the engine and reading its counters
+/// from anywhere, including handlers.
+#[derive(Clone)]
+pub struct EngineHandle {
+    workers: Vec<(UnboundedSender<Command>, Arc<WorkerStats>)>,
+}
+
+impl EngineHandle {
+    /// Starts a graceful shutdown: no new connections, 503 to new upgrades,
+    /// close 1001 to every open connection after what is queued for it,
+    /// then the workers exit when all are closed or the shutdown timeout
+    /// passed.
+    pub fn shutdown(&self) {
+        for (tx, _) in &self.workers {
+            let _ = tx.send(Command::Shutdown);
+        }
+    }
+
+    /// Counters of each worker.
+    pub fn stats(&self) -> Vec<Arc<WorkerStats>> {
+        self.workers.iter().map(|(_, s)| s.clone()).collect()
+    }
+}
+
+impl Engine {
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The bound addresses, in the order given (with real ports).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle {
+            workers: self.workers.iter().map(|w| (w.tx.clone(), w.stats.clone())).collect(),
+        }
+    }
+
+    pub fn shutdown(&self) {
+        self.handle().shutdown();
+    }
+
+    /// Waits for every worker to exit.
+    pub fn join(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for worker in self.workers {
+            match worker.thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(io::Error::other("a worker panicked")),
+            }
+        }
+        result
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub fn run_until_signal(self) -> io::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = term.recv() => {}
+            }
+            io::Result::Ok(())
+        })?;
+        tracing::info!("shutting down");
+        self.shutdown();
+        self.join()
+    }
+}

@@ -1,0 +1,93 @@
+//! Reaching a connection from other threads and tasks.
+
+use bytes::Bytes;
+use tokio::sync::mpsc::UnboundedSender;
+use uringws_protocol::{CloseCode, OpCode, Utf8Bytes};
+
+pub(crate) enum Command {
+    Send {
+        slot: u32,
+        gen: u32,
+        opcode: OpCode,
+        payload: Bytes,
+    },
+    SendEncoded {
+        slot: u32,
+        gen: u32,
+        frame: Bytes,
+    },
+    Close {
+        slot: u32,
+        gen: u32,
+        code: CloseCode,
+        reason: Utf8Bytes,
+    },
+    Shutdown,
+}
+
+/// A `Send + Clone` handle to one connection. Sends are carried out on the
+/// connection's worker in order; to a connection that has gone they are
+/// discarded, and `Err(Gone)` is returned when the whole worker is gone.
+#[derive(Clone, Debug)]
+pub struct ConnRef {
+    worker: usize,
+    slot: u32,
+    gen: u32,
+    tx: UnboundedSender<Command>,
+}
+
+/// The connection's worker has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the connection's worker has stopped")]
+pub struct Gone;
+
+impl ConnRef {
+    pub(crate) fn new(worker: usize, slot: u32, gen: u32, tx: UnboundedSender<Command>) -> Self {
+        ConnRef { worker, slot, gen, tx }
+    }
+
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    pub fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<(), Gone> {
+        self.send(OpCode::Text, text.into().into_bytes())
+    }
+
+    pub fn send_binary(&self, data: impl Into<Bytes>) -> Result<(), Gone> {
+        self.send(OpCode::Binary, data.into())
+    }
+
+    /// A frame encoded once for many connections.
+    pub fn send_encoded(&self, frame: Bytes) -> Result<(), Gone> {
+        self.tx
+            .send(Command::SendEncoded {
+                slot: self.slot,
+                gen: self.gen,
+                frame,
+            })
+            .map_err(|_| Gone)
+    }
+
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Gone> {
+        self.tx
+            .send(Command::Close {
+                slot: self.slot,
+                gen: self.gen,
+                code,
+                reason: Utf8Bytes::from(reason),
+            })
+            .map_err(|_| Gone)
+    }
+
+    fn send(&self, opcode: OpCode, payload: Bytes) -> Result<(), Gone> {
+        self.tx
+            .send(Command::Send {
+                slot: self.slot,
+                gen: self.gen,
+                opcode,
+                payload,
+            })
+            .map_err(|_| Gone)
+    }
+}

@@ -1,0 +1,880 @@
+//! One worker: a thread pinned to a core, owning its ring, its listeners,
+//! its connections and its handler. Nothing here is shared with other
+//! workers; they reach it only through its command channel.
+
+use crate::{
+    config::EngineConfig,
+    conn::{flags, send_encoded, send_frame, Conn, Connection, Ctx, Phase, SendBuf},
+    handler::{Handler, Peer},
+    remote::Command,
+    stats::WorkerStats,
+    uring::{close_now, with_socket, Completion, Kind, Token, Uring},
+};
+use bytes::{Buf, BytesMut};
+use slab::Slab;
+use std::{
+    cmp::Reverse,
+    collections::BinaryHeap,
+    io,
+    os::fd::{AsRawFd, RawFd},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use uringws_protocol::{
+    handshake::{error_response, error_response_for, Request},
+    session::CloseState,
+    CloseCode, Message, OpCode, Role, Session,
+};
+
+/// Completions taken off the queue per batch.
+const BATCH: usize = 512;
+/// How long to wait before accepting again when the process is out of fds.
+const ACCEPT_BACKOFF_MS: u64 = 100;
+
+pub(crate) struct Worker<H: Handler> {
+    id: usize,
+    uring: Uring,
+    conns: Slab<Connection<H::State>>,
+    handler: H,
+    listeners: Vec<socket2::Socket>,
+    accepting: bool,
+    accept_retry_at: Option<u64>,
+    ctx: Ctx,
+    rx: UnboundedReceiver<Command>,
+    timers: BinaryHeap<Reverse<(u64, u32)>>,
+    send_pool: Vec<Box<SendBuf>>,
+    rearm: Vec<u32>,
+    next_gen: u32,
+    open: usize,
+    started: Instant,
+    shutdown_at: Option<u64>,
+    forced: bool,
+    stats: Arc<WorkerStats>,
+}
+
+/// What the loop woke up for.
+enum Wake {
+    Ring,
+    Command(Command),
+    Timer,
+}
+
+/// The answer to a complete request head.
+enum Outcome<S> {
+    Refuse(bytes::Bytes),
+    Upgrade {
+        response: bytes::Bytes,
+        state: S,
+        head_len: usize,
+    },
+}
+
+impl<H: Handler> Worker<H> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: usize,
+        handler: H,
+        listeners: Vec<socket2::Socket>,
+        config: Arc<EngineConfig>,
+        commands: UnboundedSender<Command>,
+        rx: UnboundedReceiver<Command>,
+        stats: Arc<WorkerStats>,
+    ) -> io::Result<Self> {
+        let uring = Uring::new(config.ring_entries, config.recv_buffers, config.recv_buffer_size)?;
+        Ok(Worker {
+            id,
+            uring,
+            conns: Slab::new(),
+            handler,
+            listeners,
+            accepting: true,
+            accept_retry_at: None,
+            ctx: Ctx {
+                worker: id,
+                dirty: Vec::new(),
+                config,
+                commands,
+                now: 0,
+                to_close: Vec::new(),
+            },
+            rx,
+            timers: BinaryHeap::new(),
+            send_pool: Vec::new(),
+            rearm: Vec::new(),
+            next_gen: 0,
+            open: 0,
+            started: Instant::now(),
+            shutdown_at: None,
+            forced: false,
+            stats,
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn config(&self) -> &EngineConfig {
+        &self.ctx.config
+    }
+
+    pub(crate) async fn run(mut self) -> io::Result<()> {
+        let ring_fd = self.uring.watch()?;
+        self.arm_accepts()?;
+        let mut completions = Vec::with_capacity(BATCH);
+        loop {
+            self.ctx.now = self.now();
+            self.flush()?;
+            self.uring.submit()?;
+            if self.finished() {
+                break;
+            }
+            if !self.uring.has_completions() {
+                let deadline = self.next_deadline().map(|ms| self.started + Duration::from_millis(ms));
+                let wake = tokio::select! {
+                    biased;
+                    guard = ring_fd.readable() => {
+                        guard?.clear_ready();
+                        Wake::Ring
+                    }
+                    Some(command) = self.rx.recv() => Wake::Command(command),
+                    _ = sleep_until(deadline) => Wake::Timer,
+                };
+                self.ctx.now = self.now();
+                if let Wake::Command(command) = wake {
+                    self.command(command);
+                }
+            }
+            self.ctx.now = self.now();
+            loop {
+                completions.clear();
+                self.uring.drain(&mut completions, BATCH);
+                if completions.is_empty() {
+                    break;
+                }
+                for &completion in &completions {
+                    self.complete(completion);
+                }
+            }
+            while let Ok(command) = self.rx.try_recv() {
+                self.command(command);
+            }
+            self.run_timers();
+            self.rearm_recvs();
+        }
+        Ok(())
+    }
+
+    // ---- accepting ----
+
+    fn arm_accepts(&mut self) -> io::Result<()> {
+        for (i, listener) in self.listeners.iter().enumerate() {
+            self.uring
+                .accept_multi(listener.as_raw_fd(), Token::new(Kind::Accept, 0, i as u32))?;
+        }
+        Ok(())
+    }
+
+    fn on_accept(&mut self, c: Completion) {
+        if c.result >= 0 {
+            self.accepted(c.result);
+        } else {
+            tracing::warn!(worker = self.id, error = %io::Error::from_raw_os_error(-c.result), "accept failed");
+        }
+        if !c.more() && self.accepting {
+            let listener = c.token.slot as usize;
+            if c.result < 0 {
+                // Out of fds or memory: retrying at once would spin.
+                self.accept_retry_at = Some(self.ctx.now + ACCEPT_BACKOFF_MS);
+            } else if let Some(l) = self.listeners.get(listener) {
+                let fd = l.as_raw_fd();
+                if let Err(e) = self.uring.accept_multi(fd, c.token) {
+                    tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
+                }
+            }
+        }
+    }
+
+    fn accepted(&mut self, fd: RawFd) {
+        // Small frames must not wait for Nagle's algorithm.
+        let _ = with_socket(fd, |s| s.set_tcp_nodelay(true));
+        let gen = self.next_gen;
+        self.next_gen = Token::next_gen(gen);
+        let now = self.ctx.now;
+        let entry = self.conns.vacant_entry();
+        let slot = entry.key() as u32;
+        entry.insert(Connection {
+            fd,
+            gen,
+            phase: Phase::Handshake,
+            flags: flags::RECV_ARMED,
+            inbuf: BytesMut::new(),
+            out: Default::default(),
+            queued: 0,
+            sending: None,
+            session: Session::new(Role::Server, self.ctx.config.decoder),
+            since: now,
+            last_activity: now,
+            timer_at: 0,
+            state: None,
+        });
+        if let Err(e) = self.uring.recv_multi(fd, Token::new(Kind::Recv, gen, slot)) {
+            tracing::error!(worker = self.id, error = %e, "cannot arm recv");
+            self.conns[slot as usize].unset(flags::RECV_ARMED);
+            self.teardown(slot);
+            return;
+        }
+        self.schedule(slot);
+    }
+
+    // ---- completions ----
+
+    fn complete(&mut self, c: Completion) {
+        match c.token.kind {
+            Kind::Accept => self.on_accept(c),
+            Kind::Recv => self.on_recv(c),
+            Kind::Send => self.on_send(c),
+            Kind::Close => {
+                if let Some(conn) = self.conn_mut(c.token) {
+                    conn.unset(flags::CLOSING_FD);
+                    self.try_free(c.token.slot);
+                }
+            }
+            Kind::Ignore => {}
+        }
+    }
+
+    fn conn_mut(&mut self, token: Token) -> Option<&mut Connection<H::State>> {
+        live(&mut self.conns, token.slot, token.gen)
+    }
+
+    fn on_recv(&mut self, c: Completion) {
+        let slot = c.token.slot;
+        let Some(conn) = self.conns.get_mut(slot as usize).filter(|conn| conn.gen == c.token.gen) else {
+            if let Some(bid) = c.buffer() {
+                self.uring.bufs().recycle(bid);
+            }
+            return;
+        };
+        if !c.more() {
+            conn.unset(flags::RECV_ARMED);
+        }
+        match c.result {
+            n if n > 0 => {
+                let Some(bid) = c.buffer() else {
+                    self.teardown(slot);
+                    return;
+                };
+                if conn.phase != Phase::Dead {
+                    // SAFETY: `bid` was selected by this completion and its
+                    // result is the byte count; it is recycled right below.
+                    let data = unsafe { self.uring.bufs().get(bid, n as usize) };
+                    conn.inbuf.extend_from_slice(data);
+                }
+                self.uring.bufs().recycle(bid);
+                self.on_input(slot);
+                if let Some(conn) = self.conns.get_mut(slot as usize) {
+                    if !conn.has(flags::RECV_ARMED) && conn.phase != Phase::Dead && !conn.has(flags::REARM) {
+                        conn.set(flags::REARM);
+                        self.rearm.push(slot);
+                    }
+                }
+            }
+            0 => self.teardown(slot),
+            e if e == -libc::ENOBUFS => {
+                // The ring ran dry: the data waits in the socket until the
+                // buffers of this batch are recycled and recv is re-armed.
+                self.stats.buffer_exhaustions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if conn.phase != Phase::Dead && !conn.has(flags::REARM) {
+                    conn.set(flags::REARM);
+                    self.rearm.push(slot);
+                }
+            }
+            e if e == -libc::ECANCELED => {}
+            _ => self.teardown(slot),
+        }
+        self.try_free(slot);
+    }
+
+    fn rearm_recvs(&mut self) {
+        for slot in std::mem::take(&mut self.rearm) {
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            conn.unset(flags::REARM);
+            if conn.phase == Phase::Dead || conn.has(flags::RECV_ARMED) {
+                continue;
+            }
+            let token = Token::new(Kind::Recv, conn.gen, slot);
+            if self.uring.recv_multi(conn.fd, token).is_ok() {
+                conn.set(flags::RECV_ARMED);
+            } else {
+                self.teardown(slot);
+            }
+        }
+    }
+
+    fn on_send(&mut self, c: Completion) {
+        let slot = c.token.slot;
+        let limit = self.ctx.config.backpressure_limit;
+        let Some(conn) = live(&mut self.conns, slot, c.token.gen) else {
+            return;
+        };
+        conn.unset(flags::SENDING);
+        if c.result < 0 || conn.phase == Phase::Dead {
+            if let Some(mut buf) = conn.sending.take() {
+                buf.clear();
+                self.send_pool.push(buf);
+            }
+            self.teardown(slot);
+            self.try_free(slot);
+            return;
+        }
+        let sent = c.result as usize;
+        conn.queued = conn.queued.saturating_sub(sent);
+        let all_sent = conn.sending.as_mut().is_none_or(|buf| buf.advance(sent));
+        if all_sent {
+            if let Some(buf) = conn.sending.take() {
+                self.send_pool.push(buf);
+            }
+        }
+        if !conn.flushed() || !all_sent {
+            self.ctx.mark_dirty(slot, conn);
+        }
+        if conn.has(flags::WANTS_DRAIN) && conn.queued < limit / 2 && conn.phase == Phase::Open {
+            conn.unset(flags::WANTS_DRAIN);
+            let mut view = Conn {
+                slot,
+                conn,
+                ctx: &mut self.ctx,
+            };
+            self.handler.drain(&mut view);
+            self.apply_closes();
+        }
+        self.maybe_shut(slot);
+    }
+
+    // ---- input ----
+
+    fn on_input(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Handshake => self.handshake(slot),
+            Phase::Open | Phase::Closing if conn.state.is_some() => self.read_frames(slot),
+            // A refused request's connection: nothing more is read.
+            _ => conn.inbuf.clear(),
+        }
+    }
+
+    fn handshake(&mut self, slot: u32) {
+        let peer_worker = self.id;
+        let max_head = self.ctx.config.max_head;
+        let full = self.open >= self.ctx.config.max_connections_per_worker;
+        let shutting_down = self.shutdown_at.is_some();
+        let conn = &mut self.conns[slot as usize];
+        let mut inbuf = std::mem::take(&mut conn.inbuf);
+        let outcome = match Request::parse(&inbuf, max_head) {
+            Ok(None) => {
+                conn.inbuf = inbuf;
+                return;
+            }
+            Err(e) => Outcome::Refuse(error_response_for(&e)),
+            Ok(Some(request)) => {
+                let peer = Peer {
+                    addr: with_socket(conn.fd, |s| s.peer_addr().ok().and_then(|a| a.as_socket())),
+                    worker: peer_worker,
+                };
+                if !request.is_upgrade() {
+                    Outcome::Refuse(self.handler.http(&request, peer))
+                } else {
+                    match request.upgrade() {
+                        Err(e) => Outcome::Refuse(error_response_for(&e)),
+                        Ok(_) if shutting_down => Outcome::Refuse(error_response(503, "server shutting down")),
+                        Ok(_) if full => Outcome::Refuse(error_response(503, "too many connections")),
+                        Ok(upgrade) => match self.handler.upgrade(&upgrade, peer) {
+                            Err(reject) => Outcome::Refuse(reject.to_response()),
+                            Ok(accept) => match upgrade.response(accept.protocol.as_deref(), None) {
+                                Ok(response) => Outcome::Upgrade {
+                                    response,
+                                    state: accept.state,
+                                    head_len: request.head_len(),
+                                },
+                                Err(e) => {
+                                    tracing::error!(worker = self.id, error = %e, "handler chose an invalid subprotocol");
+                                    Outcome::Refuse(error_response_for(&e))
+                                }
+                            },
+                        },
+                    }
+                }
+            }
+        };
+        let now = self.ctx.now;
+        let conn = &mut self.conns[slot as usize];
+        match outcome {
+            Outcome::Refuse(response) => {
+                conn.push_bytes(response);
+                conn.phase = Phase::Closing;
+                conn.since = now;
+                conn.set(flags::SHUT_AFTER_FLUSH);
+                self.ctx.mark_dirty(slot, conn);
+                self.schedule(slot);
+            }
+            Outcome::Upgrade {
+                response,
+                state,
+                head_len,
+            } => {
+                inbuf.advance(head_len);
+                conn.inbuf = inbuf;
+                conn.push_bytes(response);
+                conn.state = Some(state);
+                conn.phase = Phase::Open;
+                conn.since = now;
+                conn.last_activity = now;
+                self.open += 1;
+                self.stats.set_open(self.open);
+                self.ctx.mark_dirty(slot, conn);
+                let mut view = Conn {
+                    slot,
+                    conn,
+                    ctx: &mut self.ctx,
+                };
+                self.handler.open(&mut view);
+                self.apply_closes();
+                self.schedule(slot);
+                if self.conns.get(slot as usize).is_some_and(|c| !c.inbuf.is_empty()) {
+                    self.read_frames(slot);
+                }
+            }
+        }
+    }
+
+    fn read_frames(&mut self, slot: u32) {
+        let auto_pong = self.ctx.config.auto_pong;
+        loop {
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                return;
+            };
+            if conn.phase == Phase::Dead {
+                return;
+            }
+            let message = match conn.session.decode(&mut conn.inbuf) {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(error) => {
+                    let code = error.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
+                    if let Some(frame) = conn.session.fail(&error) {
+                        conn.push_frame(frame);
+                    }
+                    conn.inbuf.clear();
+                    self.notify_close(slot, code, &error.to_string());
+                    self.shut_after_flush(slot);
+                    break;
+                }
+            };
+            conn.last_activity = self.ctx.now;
+            conn.unset(flags::PING_OUT);
+            let mut view = Conn {
+                slot,
+                conn,
+                ctx: &mut self.ctx,
+            };
+            match message {
+                Message::Ping(payload) => {
+                    if auto_pong && view.conn.session.state() == CloseState::Open {
+                        send_frame(view.conn, view.ctx, slot, OpCode::Pong, payload.clone());
+                    }
+                    self.handler.ping(&mut view, &payload);
+                }
+                Message::Pong(payload) => self.handler.pong(&mut view, &payload),
+                Message::Close(frame) => {
+                    let (code, reason) = match &frame {
+                        Some(f) => (f.code, f.reason.as_str()),
+                        None => (CloseCode::NO_STATUS, ""),
+                    };
+                    if !view.conn.has(flags::NOTIFIED) {
+                        view.conn.set(flags::NOTIFIED);
+                        self.handler.close(&mut view, code, reason);
+                    }
+                    if let Some(reply) = view.conn.session.reply_to_close(frame.as_ref()) {
+                        view.conn.push_frame(reply);
+                    }
+                    view.conn.inbuf.clear();
+                    self.shut_after_flush(slot);
+                    break;
+                }
+                message => self.handler.message(&mut view, message),
+            }
+            self.apply_closes();
+        }
+        if let Some(conn) = self.conns.get_mut(slot as usize) {
+            conn.trim();
+        }
+        self.apply_closes();
+        self.maybe_shut(slot);
+    }
+
+    // ---- closing ----
+
+    /// Tells the handler the connection is over, once.
+    fn notify_close(&mut self, slot: u32, code: CloseCode, reason: &str) {
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if conn.state.is_none() || conn.has(flags::NOTIFIED) {
+            return;
+        }
+        conn.set(flags::NOTIFIED);
+        let mut view = Conn {
+            slot,
+            conn,
+            ctx: &mut self.ctx,
+        };
+        self.handler.close(&mut view, code, reason);
+        // Sends from inside `close` are refused by the session state; closes
+        // it asks for are moot.
+        self.ctx.to_close.retain(|(s, ..)| *s != slot);
+    }
+
+    fn apply_closes(&mut self) {
+        while let Some((slot, code, reason)) = self.ctx.to_close.pop() {
+            self.start_close(slot, code, &reason);
+        }
+    }
+
+    /// Sends our close frame after what is queued, and waits for the
+    /// peer's answer up to the close timeout.
+    fn start_close(&mut self, slot: u32, code: CloseCode, reason: &str) {
+        let now = self.ctx.now;
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Open => {}
+            Phase::Handshake => return self.teardown(slot),
+            Phase::Closing | Phase::Dead => return,
+        }
+        match conn.session.close(code, reason) {
+            Ok(frame) => conn.push_frame(frame),
+            Err(_) => return self.teardown(slot),
+        }
+        conn.phase = Phase::Closing;
+        conn.since = now;
+        self.ctx.mark_dirty(slot, conn);
+        self.notify_close(slot, code, reason);
+        self.schedule(slot);
+    }
+
+    /// The close handshake is done on our side: shut the transport once the
+    /// queue is written.
+    fn shut_after_flush(&mut self, slot: u32) {
+        let now = self.ctx.now;
+        if let Some(conn) = self.conns.get_mut(slot as usize) {
+            if conn.phase == Phase::Dead {
+                return;
+            }
+            conn.phase = Phase::Closing;
+            conn.since = now;
+            conn.set(flags::SHUT_AFTER_FLUSH);
+            self.ctx.mark_dirty(slot, conn);
+            self.schedule(slot);
+        }
+    }
+
+    fn maybe_shut(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get(slot as usize) else {
+            return;
+        };
+        let done = conn.phase == Phase::Closing
+            && conn.flushed()
+            && (conn.has(flags::SHUT_AFTER_FLUSH) || conn.session.state() == CloseState::Closed);
+        if done {
+            self.teardown(slot);
+        }
+    }
+
+    /// Closes the fd and forgets the connection once no operation of it is
+    /// in flight.
+    fn teardown(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get(slot as usize) else {
+            return;
+        };
+        if conn.phase == Phase::Dead {
+            return;
+        }
+        self.notify_close(slot, CloseCode::ABNORMAL, "connection lost");
+        let conn = &mut self.conns[slot as usize];
+        let was_open = conn.state.is_some();
+        conn.phase = Phase::Dead;
+        conn.out.clear();
+        conn.inbuf = BytesMut::new();
+        let (fd, gen) = (conn.fd, conn.gen);
+        if conn.has(flags::RECV_ARMED) {
+            let _ = self.uring.cancel(Token::new(Kind::Recv, gen, slot));
+        }
+        if conn.has(flags::SENDING) {
+            let _ = self.uring.cancel(Token::new(Kind::Send, gen, slot));
+        }
+        if self.uring.close(fd, Token::new(Kind::Close, gen, slot)).is_ok() {
+            conn.set(flags::CLOSING_FD);
+        } else {
+            let _ = close_now(fd);
+        }
+        if was_open {
+            self.open -= 1;
+            self.stats.set_open(self.open);
+        }
+        self.try_free(slot);
+    }
+
+    fn try_free(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get(slot as usize) else {
+            return;
+        };
+        if conn.phase == Phase::Dead
+            && !conn.has(flags::RECV_ARMED | flags::SENDING | flags::CLOSING_FD)
+        {
+            let conn = self.conns.remove(slot as usize);
+            if let Some(mut buf) = conn.sending {
+                buf.clear();
+                self.send_pool.push(buf);
+            }
+        }
+    }
+
+    // ---- output ----
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut dirty = std::mem::take(&mut self.ctx.dirty);
+        for &slot in &dirty {
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            conn.unset(flags::DIRTY);
+            if conn.phase == Phase::Dead || conn.has(flags::SENDING) {
+                continue;
+            }
+            let mut buf = match conn.sending.take() {
+                Some(buf) => buf,
+                None if conn.out.is_empty() => continue,
+                None => self.send_pool.pop().unwrap_or_else(SendBuf::new),
+            };
+            buf.fill(&mut conn.out);
+            if buf.is_empty() {
+                self.send_pool.push(buf);
+                continue;
+            }
+            let msg = buf.prepare();
+            conn.sending = Some(buf);
+            let token = Token::new(Kind::Send, conn.gen, slot);
+            // SAFETY: `msg` and the iovecs and chunks it points to live in
+            // the boxed SendBuf now held by `conn.sending`; it is neither
+            // changed nor dropped while SENDING is set, and the slot is not
+            // freed while SENDING is set (`try_free`).
+            unsafe { self.uring.send_msg(conn.fd, msg, token)? };
+            conn.set(flags::SENDING);
+        }
+        dirty.clear();
+        if self.ctx.dirty.is_empty() {
+            self.ctx.dirty = dirty;
+        }
+        Ok(())
+    }
+
+    // ---- commands from other threads ----
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Send {
+                slot,
+                gen,
+                opcode,
+                payload,
+            } => {
+                if let Some(conn) = live(&mut self.conns, slot, gen) {
+                    send_frame(conn, &mut self.ctx, slot, opcode, payload);
+                }
+            }
+            Command::SendEncoded { slot, gen, frame } => {
+                if let Some(conn) = live(&mut self.conns, slot, gen) {
+                    send_encoded(conn, &mut self.ctx, slot, frame);
+                }
+            }
+            Command::Close {
+                slot,
+                gen,
+                code,
+                reason,
+            } => {
+                if live(&mut self.conns, slot, gen).is_some() {
+                    self.start_close(slot, code, &reason);
+                }
+            }
+            Command::Shutdown => self.begin_shutdown(),
+        }
+        self.apply_closes();
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        self.shutdown_at = Some(self.ctx.now + self.ctx.config.shutdown_timeout.as_millis() as u64);
+        self.accepting = false;
+        for i in 0..self.listeners.len() {
+            let _ = self.uring.cancel(Token::new(Kind::Accept, 0, i as u32));
+        }
+        // The cancellations reference the listeners by token only; closing
+        // them now refuses new connections at once.
+        self.listeners.clear();
+        let open: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open)
+            .map(|(slot, _)| slot as u32)
+            .collect();
+        for slot in open {
+            self.start_close(slot, CloseCode::GOING_AWAY, "server shutting down");
+        }
+    }
+
+    fn finished(&mut self) -> bool {
+        let Some(deadline) = self.shutdown_at else {
+            return false;
+        };
+        if self.conns.is_empty() {
+            return true;
+        }
+        let now = self.ctx.now;
+        if now >= deadline && !self.forced {
+            self.forced = true;
+            let slots: Vec<u32> = self.conns.iter().map(|(slot, _)| slot as u32).collect();
+            for slot in slots {
+                self.teardown(slot);
+            }
+        }
+        // Cancelled operations complete quickly; past this the kernel holds
+        // nothing of ours that matters, as the ring is about to be dropped.
+        now >= deadline + 2000
+    }
+
+    // ---- timers ----
+
+    fn deadline(&self, conn: &Connection<H::State>) -> Option<u64> {
+        let config = self.config();
+        let ms = |d: Duration| d.as_millis() as u64;
+        match conn.phase {
+            Phase::Handshake => Some(conn.since + ms(config.handshake_timeout)),
+            Phase::Open => {
+                let idle = (!config.idle_timeout.is_zero()).then(|| conn.last_activity + ms(config.idle_timeout));
+                let ping = (!config.ping_interval.is_zero()).then(|| {
+                    if conn.has(flags::PING_OUT) {
+                        conn.since + ms(config.ping_interval)
+                    } else {
+                        conn.last_activity + ms(config.ping_interval)
+                    }
+                });
+                match (idle, ping) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            Phase::Closing => Some(conn.since + ms(config.close_timeout)),
+            Phase::Dead => None,
+        }
+    }
+
+    fn schedule(&mut self, slot: u32) {
+        let Some(conn) = self.conns.get(slot as usize) else {
+            return;
+        };
+        let Some(at) = self.deadline(conn) else {
+            return;
+        };
+        if conn.timer_at == 0 || at < conn.timer_at {
+            self.conns[slot as usize].timer_at = at;
+            self.timers.push(Reverse((at, slot)));
+        }
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        let timers = self.timers.peek().map(|Reverse((at, _))| *at);
+        [timers, self.accept_retry_at, self.shutdown_at.map(|at| if self.forced { at + 2000 } else { at })]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn run_timers(&mut self) {
+        let now = self.ctx.now;
+        if self.accept_retry_at.is_some_and(|at| at <= now) {
+            self.accept_retry_at = None;
+            if self.accepting {
+                if let Err(e) = self.arm_accepts() {
+                    tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
+                }
+            }
+        }
+        while let Some(&Reverse((at, slot))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            if conn.timer_at != at {
+                continue;
+            }
+            conn.timer_at = 0;
+            match self.deadline(&self.conns[slot as usize]) {
+                Some(due) if due > now => self.schedule(slot),
+                Some(_) => self.fire(slot),
+                None => {}
+            }
+        }
+    }
+
+    fn fire(&mut self, slot: u32) {
+        let now = self.ctx.now;
+        let config = self.ctx.config.clone();
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Handshake | Phase::Closing => self.teardown(slot),
+            Phase::Open => {
+                let idle = !config.idle_timeout.is_zero()
+                    && now >= conn.last_activity + config.idle_timeout.as_millis() as u64;
+                if idle {
+                    self.start_close(slot, CloseCode::GOING_AWAY, "idle timeout");
+                } else if conn.has(flags::PING_OUT) {
+                    self.start_close(slot, CloseCode::GOING_AWAY, "ping timeout");
+                } else {
+                    conn.set(flags::PING_OUT);
+                    conn.since = now;
+                    send_frame(conn, &mut self.ctx, slot, OpCode::Ping, bytes::Bytes::new());
+                    self.schedule(slot);
+                }
+                self.apply_closes();
+            }
+            Phase::Dead => {}
+        }
+    }
+}
+
+/// The connection in `slot` if it is still the one of generation `gen`.
+fn live<S>(conns: &mut Slab<Connection<S>>, slot: u32, gen: u32) -> Option<&mut Connection<S>> {
+    conns.get_mut(slot as usize).filter(|conn| conn.gen == gen)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
