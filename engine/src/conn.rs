@@ -9,7 +9,8 @@ use bytes::{Bytes, BytesMut};
 use std::{collections::VecDeque, os::fd::RawFd};
 use tokio::sync::mpsc::UnboundedSender;
 use uringws_protocol::{
-    encoder::Frame, frame::EncodedHeader, session::CloseState, CloseCode, OpCode, Session, Utf8Bytes,
+    encoder::Frame, frame::EncodedHeader, session::CloseState, CloseCode, OpCode, Session,
+    Utf8Bytes,
 };
 
 /// What became of a message handed to [`Conn::send_text`] and friends.
@@ -261,7 +262,12 @@ impl<'a, S> Conn<'a, S> {
 
     /// A handle that reaches this connection from any thread or task.
     pub fn handle(&self) -> ConnRef {
-        ConnRef::new(self.ctx.worker, self.slot, self.conn.gen, self.ctx.commands.clone())
+        ConnRef::new(
+            self.ctx.worker,
+            self.slot,
+            self.conn.gen,
+            self.ctx.commands.clone(),
+        )
     }
 
     pub fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> SendStatus {
@@ -289,7 +295,9 @@ impl<'a, S> Conn<'a, S> {
     /// Data queued before is written first.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
         let reason = truncate_reason(reason);
-        self.ctx.to_close.push((self.slot, code, Utf8Bytes::from(reason)));
+        self.ctx
+            .to_close
+            .push((self.slot, code, Utf8Bytes::from(reason)));
     }
 
     fn send(&mut self, opcode: OpCode, payload: Bytes) -> SendStatus {
@@ -320,7 +328,12 @@ pub(crate) fn send_frame<S>(
 }
 
 /// Queues a frame that is already encoded.
-pub(crate) fn send_encoded<S>(conn: &mut Connection<S>, ctx: &mut Ctx, slot: u32, frame: Bytes) -> SendStatus {
+pub(crate) fn send_encoded<S>(
+    conn: &mut Connection<S>,
+    ctx: &mut Ctx,
+    slot: u32,
+    frame: Bytes,
+) -> SendStatus {
     match admit(conn, ctx, slot) {
         Ok(status) => {
             conn.push_bytes(frame);
@@ -333,14 +346,23 @@ pub(crate) fn send_encoded<S>(conn: &mut Connection<S>, ctx: &mut Ctx, slot: u32
 
 /// Whether a new message may be queued, and with what status.
 fn admit<S>(conn: &mut Connection<S>, ctx: &mut Ctx, slot: u32) -> Result<SendStatus, SendStatus> {
-    if conn.phase != Phase::Open || matches!(conn.session.state(), CloseState::CloseSent | CloseState::Closed) {
+    if conn.phase != Phase::Open
+        || matches!(
+            conn.session.state(),
+            CloseState::CloseSent | CloseState::Closed
+        )
+    {
         return Err(SendStatus::Dropped);
     }
     let limit = ctx.config.backpressure_limit;
     if conn.queued >= limit {
         conn.set(flags::WANTS_DRAIN);
         if ctx.config.backpressure_policy == BackpressurePolicy::Close {
-            ctx.to_close.push((slot, CloseCode::POLICY_VIOLATION, Utf8Bytes::from_static("backpressure limit")));
+            ctx.to_close.push((
+                slot,
+                CloseCode::POLICY_VIOLATION,
+                Utf8Bytes::from_static("backpressure limit"),
+            ));
         }
         return Err(SendStatus::Dropped);
     }

@@ -57,42 +57,60 @@ impl EngineBuilder {
         self
     }
 
-    /// Binds the listeners and starts the workers; `factory(worker)` builds
-    /// each worker's handler on that worker's thread.
+    /// Binds the listeners and starts the workers; `factory` builds each
+    /// worker's handler on that worker's thread.
     pub fn start<H, F>(self, factory: F) -> io::Result<Engine>
     where
         H: Handler,
-        F: Fn(usize) -> H + Send + Sync + 'static,
+        F: Fn(&WorkerContext) -> H + Send + Sync + 'static,
     {
         if self.addrs.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no listen address"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no listen address",
+            ));
         }
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let (addrs, mut listeners) = bind_all(&self.addrs, workers, self.config.backlog)?;
-        let cores = if self.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+        let cores = if self.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let config = Arc::new(self.config);
         let factory = Arc::new(factory);
-        let mut handles = Vec::with_capacity(workers);
-        for id in 0..workers {
-            let (tx, rx) = unbounded_channel();
-            let stats = Arc::new(WorkerStats::default());
+        let channels: Vec<_> = (0..workers).map(|_| unbounded_channel()).collect();
+        let handle = EngineHandle {
+            workers: channels
+                .iter()
+                .map(|(tx, _)| (tx.clone(), Arc::new(WorkerStats::default())))
+                .collect(),
+        };
+        let mut threads = Vec::with_capacity(workers);
+        for (id, (tx, rx)) in channels.into_iter().enumerate() {
             let sockets = std::mem::take(&mut listeners[id]);
             let core = cores.get(id % cores.len().max(1)).copied();
             let (ready_tx, ready_rx) = mpsc::channel();
-            let (config, factory, worker_tx, worker_stats) =
-                (config.clone(), factory.clone(), tx.clone(), stats.clone());
+            let context = WorkerContext {
+                worker: id,
+                engine: handle.clone(),
+            };
+            let (config, factory) = (config.clone(), factory.clone());
+            let stats = handle.workers[id].1.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("uringws-{id}"))
                 .spawn(move || -> io::Result<()> {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
                     let local = tokio::task::LocalSet::new();
                     let worker = local.block_on(&runtime, async {
-                        Worker::new(id, factory(id), sockets, config, worker_tx, rx, worker_stats)
+                        Worker::new(id, factory(&context), sockets, config, tx, rx, stats)
                     });
                     let worker = match worker {
                         Ok(worker) => {
@@ -108,13 +126,29 @@ impl EngineBuilder {
                 })?;
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e),
+                Ok(Err(e)) => {
+                    handle.shutdown();
+                    return Err(e);
+                }
                 Err(_) => return Err(io::Error::other("worker thread died while starting")),
             }
-            handles.push(WorkerHandle { tx, stats, thread });
+            threads.push(thread);
         }
-        Ok(Engine { addrs, workers: handles })
+        Ok(Engine {
+            addrs,
+            handle,
+            threads,
+        })
     }
+}
+
+/// What a handler factory is told about the worker it builds for.
+#[derive(Clone)]
+pub struct WorkerContext {
+    /// The worker's index (and, when pinned, its CPU).
+    pub worker: usize,
+    /// The whole engine: counters of every worker, shutdown.
+    pub engine: EngineHandle,
 }
 
 /// `workers` listeners per address, all with `SO_REUSEPORT` on the same
@@ -144,16 +178,11 @@ fn bind_all(
     Ok((bound, per_worker))
 }
 
-struct WorkerHandle {
-    tx: UnboundedSender<Command>,
-    stats: Arc<WorkerStats>,
-    thread: JoinHandle<io::Result<()>>,
-}
-
 /// A running engine.
 pub struct Engine {
     addrs: Vec<SocketAddr>,
-    workers: Vec<WorkerHandle>,
+    handle: EngineHandle,
+    threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
 /// A `Send + Clone` handle for stopping the engine and reading its counters
@@ -178,6 +207,10 @@ impl EngineHandle {
     pub fn stats(&self) -> Vec<Arc<WorkerStats>> {
         self.workers.iter().map(|(_, s)| s.clone()).collect()
     }
+
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
 }
 
 impl Engine {
@@ -191,20 +224,18 @@ impl Engine {
     }
 
     pub fn handle(&self) -> EngineHandle {
-        EngineHandle {
-            workers: self.workers.iter().map(|w| (w.tx.clone(), w.stats.clone())).collect(),
-        }
+        self.handle.clone()
     }
 
     pub fn shutdown(&self) {
-        self.handle().shutdown();
+        self.handle.shutdown();
     }
 
     /// Waits for every worker to exit.
     pub fn join(self) -> io::Result<()> {
         let mut result = Ok(());
-        for worker in self.workers {
-            match worker.thread.join() {
+        for thread in self.threads {
+            match thread.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => result = Err(e),
                 Err(_) => result = Err(io::Error::other("a worker panicked")),
@@ -215,9 +246,12 @@ impl Engine {
 
     /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
     pub fn run_until_signal(self) -> io::Result<()> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         runtime.block_on(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 r = tokio::signal::ctrl_c() => r?,
                 _ = term.recv() => {}

@@ -49,7 +49,11 @@ impl Reject {
         }
     }
 
-    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Self {
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -57,8 +61,9 @@ impl Reject {
     /// The response bytes; a header that cannot be sent turns it into a 500.
     pub(crate) fn to_response(&self) -> Bytes {
         let headers: Vec<(&str, &str)> = self.headers.iter().map(|(n, v)| (&**n, &**v)).collect();
-        error_response_with_headers(self.status, &self.body, &headers)
-            .unwrap_or_else(|_| uringws_protocol::handshake::error_response(500, "invalid response header"))
+        error_response_with_headers(self.status, &self.body, &headers).unwrap_or_else(|_| {
+            uringws_protocol::handshake::error_response(500, "invalid response header")
+        })
     }
 }
 
@@ -79,7 +84,8 @@ pub trait Handler: 'static {
 
     /// A WebSocket upgrade request that passed the protocol's checks: accept
     /// it (with state and maybe a subprotocol) or refuse it with a status.
-    fn upgrade(&mut self, upgrade: &Upgrade<'_>, peer: Peer) -> Result<Accept<Self::State>, Reject>;
+    fn upgrade(&mut self, upgrade: &Upgrade<'_>, peer: Peer)
+        -> Result<Accept<Self::State>, Reject>;
 
     /// A plain HTTP request (no upgrade). The answer is sent and the
     /// connection closed. Default: 404.

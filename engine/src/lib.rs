@@ -29,7 +29,7 @@
 //!
 //! let engine = Engine::builder()
 //!     .listen("127.0.0.1:9001".parse().unwrap())
-//!     .start(|_worker| Echo)?;
+//!     .start(|_| Echo)?;
 //! engine.run_until_signal()?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
@@ -47,7 +47,7 @@ mod worker;
 
 pub use config::{BackpressurePolicy, EngineConfig};
 pub use conn::{Conn, SendStatus};
-pub use engine::{Engine, EngineBuilder, EngineHandle};
+pub use engine::{Engine, EngineBuilder, EngineHandle, WorkerContext};
 pub use handler::{Accept, Handler, Peer, Reject};
 pub use remote::{ConnRef, Gone};
 pub use stats::WorkerStats;

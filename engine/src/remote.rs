@@ -43,7 +43,12 @@ pub struct Gone;
 
 impl ConnRef {
     pub(crate) fn new(worker: usize, slot: u32, gen: u32, tx: UnboundedSender<Command>) -> Self {
-        ConnRef { worker, slot, gen, tx }
+        ConnRef {
+            worker,
+            slot,
+            gen,
+            tx,
+        }
     }
 
     pub fn worker(&self) -> usize {

@@ -81,7 +81,11 @@ impl<H: Handler> Worker<H> {
         rx: UnboundedReceiver<Command>,
         stats: Arc<WorkerStats>,
     ) -> io::Result<Self> {
-        let uring = Uring::new(config.ring_entries, config.recv_buffers, config.recv_buffer_size)?;
+        let uring = Uring::new(
+            config.ring_entries,
+            config.recv_buffers,
+            config.recv_buffer_size,
+        )?;
         Ok(Worker {
             id,
             uring,
@@ -131,7 +135,9 @@ impl<H: Handler> Worker<H> {
                 break;
             }
             if !self.uring.has_completions() {
-                let deadline = self.next_deadline().map(|ms| self.started + Duration::from_millis(ms));
+                let deadline = self
+                    .next_deadline()
+                    .map(|ms| self.started + Duration::from_millis(ms));
                 let wake = tokio::select! {
                     biased;
                     guard = ring_fd.readable() => {
@@ -251,7 +257,11 @@ impl<H: Handler> Worker<H> {
 
     fn on_recv(&mut self, c: Completion) {
         let slot = c.token.slot;
-        let Some(conn) = self.conns.get_mut(slot as usize).filter(|conn| conn.gen == c.token.gen) else {
+        let Some(conn) = self
+            .conns
+            .get_mut(slot as usize)
+            .filter(|conn| conn.gen == c.token.gen)
+        else {
             if let Some(bid) = c.buffer() {
                 self.uring.bufs().recycle(bid);
             }
@@ -275,7 +285,10 @@ impl<H: Handler> Worker<H> {
                 self.uring.bufs().recycle(bid);
                 self.on_input(slot);
                 if let Some(conn) = self.conns.get_mut(slot as usize) {
-                    if !conn.has(flags::RECV_ARMED) && conn.phase != Phase::Dead && !conn.has(flags::REARM) {
+                    if !conn.has(flags::RECV_ARMED)
+                        && conn.phase != Phase::Dead
+                        && !conn.has(flags::REARM)
+                    {
                         conn.set(flags::REARM);
                         self.rearm.push(slot);
                     }
@@ -285,7 +298,9 @@ impl<H: Handler> Worker<H> {
             e if e == -libc::ENOBUFS => {
                 // The ring ran dry: the data waits in the socket until the
                 // buffers of this batch are recycled and recv is re-armed.
-                self.stats.buffer_exhaustions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stats
+                    .buffer_exhaustions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if conn.phase != Phase::Dead && !conn.has(flags::REARM) {
                     conn.set(flags::REARM);
                     self.rearm.push(slot);
@@ -392,21 +407,27 @@ impl<H: Handler> Worker<H> {
                 } else {
                     match request.upgrade() {
                         Err(e) => Outcome::Refuse(error_response_for(&e)),
-                        Ok(_) if shutting_down => Outcome::Refuse(error_response(503, "server shutting down")),
-                        Ok(_) if full => Outcome::Refuse(error_response(503, "too many connections")),
+                        Ok(_) if shutting_down => {
+                            Outcome::Refuse(error_response(503, "server shutting down"))
+                        }
+                        Ok(_) if full => {
+                            Outcome::Refuse(error_response(503, "too many connections"))
+                        }
                         Ok(upgrade) => match self.handler.upgrade(&upgrade, peer) {
                             Err(reject) => Outcome::Refuse(reject.to_response()),
-                            Ok(accept) => match upgrade.response(accept.protocol.as_deref(), None) {
-                                Ok(response) => Outcome::Upgrade {
-                                    response,
-                                    state: accept.state,
-                                    head_len: request.head_len(),
-                                },
-                                Err(e) => {
-                                    tracing::error!(worker = self.id, error = %e, "handler chose an invalid subprotocol");
-                                    Outcome::Refuse(error_response_for(&e))
+                            Ok(accept) => {
+                                match upgrade.response(accept.protocol.as_deref(), None) {
+                                    Ok(response) => Outcome::Upgrade {
+                                        response,
+                                        state: accept.state,
+                                        head_len: request.head_len(),
+                                    },
+                                    Err(e) => {
+                                        tracing::error!(worker = self.id, error = %e, "handler chose an invalid subprotocol");
+                                        Outcome::Refuse(error_response_for(&e))
+                                    }
                                 }
-                            },
+                            }
                         },
                     }
                 }
@@ -446,7 +467,11 @@ impl<H: Handler> Worker<H> {
                 self.handler.open(&mut view);
                 self.apply_closes();
                 self.schedule(slot);
-                if self.conns.get(slot as usize).is_some_and(|c| !c.inbuf.is_empty()) {
+                if self
+                    .conns
+                    .get(slot as usize)
+                    .is_some_and(|c| !c.inbuf.is_empty())
+                {
                     self.read_frames(slot);
                 }
             }
@@ -619,7 +644,11 @@ impl<H: Handler> Worker<H> {
         if conn.has(flags::SENDING) {
             let _ = self.uring.cancel(Token::new(Kind::Send, gen, slot));
         }
-        if self.uring.close(fd, Token::new(Kind::Close, gen, slot)).is_ok() {
+        if self
+            .uring
+            .close(fd, Token::new(Kind::Close, gen, slot))
+            .is_ok()
+        {
             conn.set(flags::CLOSING_FD);
         } else {
             let _ = close_now(fd);
@@ -770,7 +799,8 @@ impl<H: Handler> Worker<H> {
         match conn.phase {
             Phase::Handshake => Some(conn.since + ms(config.handshake_timeout)),
             Phase::Open => {
-                let idle = (!config.idle_timeout.is_zero()).then(|| conn.last_activity + ms(config.idle_timeout));
+                let idle = (!config.idle_timeout.is_zero())
+                    .then(|| conn.last_activity + ms(config.idle_timeout));
                 let ping = (!config.ping_interval.is_zero()).then(|| {
                     if conn.has(flags::PING_OUT) {
                         conn.since + ms(config.ping_interval)
@@ -803,10 +833,15 @@ impl<H: Handler> Worker<H> {
 
     fn next_deadline(&self) -> Option<u64> {
         let timers = self.timers.peek().map(|Reverse((at, _))| *at);
-        [timers, self.accept_retry_at, self.shutdown_at.map(|at| if self.forced { at + 2000 } else { at })]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            timers,
+            self.accept_retry_at,
+            self.shutdown_at
+                .map(|at| if self.forced { at + 2000 } else { at }),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn run_timers(&mut self) {

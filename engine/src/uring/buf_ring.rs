@@ -28,7 +28,11 @@ impl BufRing {
     /// kernel and registers the ring on `ring` as buffer group `bgid`.
     /// `count` must be a power of two (a kernel rule) no larger than 32768.
     pub(crate) fn new(ring: &IoUring, count: u16, buf_size: usize, bgid: u16) -> io::Result<Self> {
-        if !count.is_power_of_two() || count > 1 << 15 || buf_size == 0 || buf_size > u32::MAX as usize {
+        if !count.is_power_of_two()
+            || count > 1 << 15
+            || buf_size == 0
+            || buf_size > u32::MAX as usize
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "buffer ring: count must be a power of two ≤ 32768 and buffers non-empty",
@@ -39,8 +43,8 @@ impl BufRing {
             PAGE,
         )
         .map_err(io::Error::other)?;
-        let buffers_layout =
-            Layout::from_size_align(usize::from(count) * buf_size, PAGE).map_err(io::Error::other)?;
+        let buffers_layout = Layout::from_size_align(usize::from(count) * buf_size, PAGE)
+            .map_err(io::Error::other)?;
         // SAFETY: both layouts have a non-zero size (count ≥ 1, buf_size ≥ 1).
         let entries = NonNull::new(unsafe { alloc::alloc_zeroed(entries_layout) })
             .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?
@@ -98,7 +102,10 @@ impl BufRing {
         // the buffers allocation; the kernel does not touch a selected
         // buffer until it is recycled (caller's contract).
         unsafe {
-            std::slice::from_raw_parts(self.buffers.as_ptr().add(usize::from(bid) * self.buf_size), len)
+            std::slice::from_raw_parts(
+                self.buffers.as_ptr().add(usize::from(bid) * self.buf_size),
+                len,
+            )
         }
     }
 

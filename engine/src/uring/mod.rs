@@ -40,7 +40,9 @@ impl Token {
     }
 
     fn encode(self) -> u64 {
-        (u64::from(self.kind as u8) << 56) | (u64::from(self.gen & GEN_MASK) << 32) | u64::from(self.slot)
+        (u64::from(self.kind as u8) << 56)
+            | (u64::from(self.gen & GEN_MASK) << 32)
+            | u64::from(self.slot)
     }
 
     fn decode(data: u64) -> Option<Token> {
@@ -112,8 +114,10 @@ impl Uring {
         debug_assert_ne!(fd.as_raw_fd(), self.ring.as_raw_fd());
         // SAFETY: the registration owns `fd`, a duplicate of the ring's fd,
         // so it stays open and the same for the registration's lifetime.
-        unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)
+        unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| e.into_parts().1)
     }
 
     pub(crate) fn bufs(&mut self) -> &mut BufRing {
@@ -191,7 +195,12 @@ impl Uring {
     /// # Safety
     /// `msg`, its iovec array and every buffer it points to must stay valid
     /// and unmoved until this send's completion arrives.
-    pub(crate) unsafe fn send_msg(&mut self, fd: RawFd, msg: *const libc::msghdr, token: Token) -> io::Result<()> {
+    pub(crate) unsafe fn send_msg(
+        &mut self,
+        fd: RawFd,
+        msg: *const libc::msghdr,
+        token: Token,
+    ) -> io::Result<()> {
         let entry = opcode::SendMsg::new(Fd(fd), msg)
             .flags(libc::MSG_NOSIGNAL as u32)
             .build()
