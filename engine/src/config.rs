@@ -45,6 +45,10 @@ pub struct EngineConfig {
     pub recv_buffer_size: usize,
     /// Listen backlog.
     pub backlog: i32,
+    /// Learn each peer's address at accept time (for logs and per-IP
+    /// limits). Costs one accept submission per connection instead of one
+    /// multishot accept per listener.
+    pub peer_addresses: bool,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
             recv_buffers: 1024,
             recv_buffer_size: 16 << 10,
             backlog: 4096,
+            peer_addresses: true,
         }
     }
 }

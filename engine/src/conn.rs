@@ -4,9 +4,10 @@
 use crate::{
     config::{BackpressurePolicy, EngineConfig},
     remote::{Command, ConnRef},
+    uring::Socket,
 };
 use bytes::{Bytes, BytesMut};
-use std::{collections::VecDeque, os::fd::RawFd};
+use std::{collections::VecDeque, net::SocketAddr};
 use tokio::sync::mpsc::UnboundedSender;
 use uringws_protocol::{
     encoder::Frame, frame::EncodedHeader, session::CloseState, CloseCode, OpCode, Session,
@@ -151,7 +152,8 @@ impl SendBuf {
 }
 
 pub(crate) struct Connection<S> {
-    pub fd: RawFd,
+    pub socket: Socket,
+    pub peer: Option<SocketAddr>,
     pub gen: u32,
     pub phase: Phase,
     pub flags: u16,
@@ -253,6 +255,11 @@ impl<'a, S> Conn<'a, S> {
     /// An id unique on this worker while the connection lives.
     pub fn id(&self) -> (usize, u32, u32) {
         (self.ctx.worker, self.slot, self.conn.gen)
+    }
+
+    /// The peer's address, when the engine was asked to collect it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.conn.peer
     }
 
     /// Bytes queued for this connection and not yet written.

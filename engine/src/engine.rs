@@ -166,6 +166,9 @@ fn bind_all(
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
             socket.set_reuse_address(true)?;
             socket.set_reuse_port(true)?;
+            // Accepted sockets inherit it: connections are direct
+            // descriptors, which plain setsockopt cannot reach.
+            socket.set_tcp_nodelay(true)?;
             socket.bind(&actual.into())?;
             socket.listen(backlog)?;
             if let Some(local) = socket.local_addr()?.as_socket() {

@@ -8,7 +8,7 @@ use crate::{
     handler::{Handler, Peer},
     remote::Command,
     stats::WorkerStats,
-    uring::{close_now, with_socket, Completion, Kind, Token, Uring},
+    uring::{Completion, Kind, Socket, Token, Uring},
 };
 use bytes::{Buf, BytesMut};
 use slab::Slab;
@@ -16,7 +16,8 @@ use std::{
     cmp::Reverse,
     collections::BinaryHeap,
     io,
-    os::fd::{AsRawFd, RawFd},
+    net::SocketAddr,
+    os::fd::AsRawFd,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -29,8 +30,11 @@ use uringws_protocol::{
 
 /// Completions taken off the queue per batch.
 const BATCH: usize = 512;
-/// How long to wait before accepting again when the process is out of fds.
+/// How long to wait before accepting again when the file table is full.
 const ACCEPT_BACKOFF_MS: u64 = 100;
+/// Single-shot accepts kept in flight per listener when peer addresses are
+/// wanted: enough that a connection storm never waits for a re-arm.
+const ACCEPTS_PER_LISTENER: u32 = 8;
 
 pub(crate) struct Worker<H: Handler> {
     id: usize,
@@ -40,6 +44,8 @@ pub(crate) struct Worker<H: Handler> {
     listeners: Vec<socket2::Socket>,
     accepting: bool,
     accept_retry_at: Option<u64>,
+    /// Accepts that stopped on a full file table, re-armed after a pause.
+    accepts_paused: Vec<Token>,
     ctx: Ctx,
     rx: UnboundedReceiver<Command>,
     timers: BinaryHeap<Reverse<(u64, u32)>>,
@@ -81,11 +87,19 @@ impl<H: Handler> Worker<H> {
         rx: UnboundedReceiver<Command>,
         stats: Arc<WorkerStats>,
     ) -> io::Result<Self> {
+        // Room for every allowed connection plus some still in their
+        // handshake or closing; the kernel caps it at the open-files limit.
+        let files = config
+            .max_connections_per_worker
+            .saturating_add(1024)
+            .min(u32::MAX as usize) as u32;
         let uring = Uring::new(
             config.ring_entries,
             config.recv_buffers,
             config.recv_buffer_size,
+            files,
         )?;
+        tracing::debug!(worker = id, files = uring.files(), "ring ready");
         Ok(Worker {
             id,
             uring,
@@ -94,6 +108,7 @@ impl<H: Handler> Worker<H> {
             listeners,
             accepting: true,
             accept_retry_at: None,
+            accepts_paused: Vec::new(),
             ctx: Ctx {
                 worker: id,
                 dirty: Vec::new(),
@@ -175,43 +190,68 @@ impl<H: Handler> Worker<H> {
     // ---- accepting ----
 
     fn arm_accepts(&mut self) -> io::Result<()> {
-        for (i, listener) in self.listeners.iter().enumerate() {
-            self.uring
-                .accept_multi(listener.as_raw_fd(), Token::new(Kind::Accept, 0, i as u32))?;
+        for i in 0..self.listeners.len() as u32 {
+            if self.ctx.config.peer_addresses {
+                for k in 0..ACCEPTS_PER_LISTENER {
+                    self.arm_accept(Token::new(Kind::Accept, 0, i * ACCEPTS_PER_LISTENER + k))?;
+                }
+            } else {
+                self.arm_accept(Token::new(Kind::Accept, 0, i * ACCEPTS_PER_LISTENER))?;
+            }
         }
         Ok(())
     }
 
-    fn on_accept(&mut self, c: Completion) {
-        if c.result >= 0 {
-            self.accepted(c.result);
+    fn arm_accept(&mut self, token: Token) -> io::Result<()> {
+        let Some(listener) = self
+            .listeners
+            .get((token.slot / ACCEPTS_PER_LISTENER) as usize)
+        else {
+            return Ok(());
+        };
+        let fd = listener.as_raw_fd();
+        if self.ctx.config.peer_addresses {
+            self.uring.accept_one(fd, token)
         } else {
-            tracing::warn!(worker = self.id, error = %io::Error::from_raw_os_error(-c.result), "accept failed");
-        }
-        if !c.more() && self.accepting {
-            let listener = c.token.slot as usize;
-            if c.result < 0 {
-                // Out of fds or memory: retrying at once would spin.
-                self.accept_retry_at = Some(self.ctx.now + ACCEPT_BACKOFF_MS);
-            } else if let Some(l) = self.listeners.get(listener) {
-                let fd = l.as_raw_fd();
-                if let Err(e) = self.uring.accept_multi(fd, c.token) {
-                    tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
-                }
-            }
+            self.uring.accept_multi(fd, token)
         }
     }
 
-    fn accepted(&mut self, fd: RawFd) {
-        // Small frames must not wait for Nagle's algorithm.
-        let _ = with_socket(fd, |s| s.set_tcp_nodelay(true));
+    fn on_accept(&mut self, c: Completion) {
+        if c.result >= 0 {
+            let peer = if self.ctx.config.peer_addresses {
+                self.uring.take_peer(c.token.slot)
+            } else {
+                None
+            };
+            self.accepted(Socket(c.result as u32), peer);
+        } else if c.result != -libc::ECANCELED {
+            tracing::warn!(worker = self.id, error = %io::Error::from_raw_os_error(-c.result), "accept failed");
+        }
+        if c.more() || !self.accepting {
+            return;
+        }
+        let out_of_room =
+            [libc::ENFILE, libc::EMFILE, libc::ENOMEM, libc::ENOBUFS].contains(&-c.result);
+        if out_of_room {
+            // Retrying at once would spin until a connection closes.
+            self.accepts_paused.push(c.token);
+            self.accept_retry_at
+                .get_or_insert(self.ctx.now + ACCEPT_BACKOFF_MS);
+        } else if let Err(e) = self.arm_accept(c.token) {
+            tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
+        }
+    }
+
+    fn accepted(&mut self, socket: Socket, peer: Option<SocketAddr>) {
         let gen = self.next_gen;
         self.next_gen = Token::next_gen(gen);
         let now = self.ctx.now;
         let entry = self.conns.vacant_entry();
         let slot = entry.key() as u32;
         entry.insert(Connection {
-            fd,
+            socket,
+            peer,
             gen,
             phase: Phase::Handshake,
             flags: flags::RECV_ARMED,
@@ -225,7 +265,10 @@ impl<H: Handler> Worker<H> {
             timer_at: 0,
             state: None,
         });
-        if let Err(e) = self.uring.recv_multi(fd, Token::new(Kind::Recv, gen, slot)) {
+        if let Err(e) = self
+            .uring
+            .recv_multi(socket, Token::new(Kind::Recv, gen, slot))
+        {
             tracing::error!(worker = self.id, error = %e, "cannot arm recv");
             self.conns[slot as usize].unset(flags::RECV_ARMED);
             self.teardown(slot);
@@ -322,7 +365,7 @@ impl<H: Handler> Worker<H> {
                 continue;
             }
             let token = Token::new(Kind::Recv, conn.gen, slot);
-            if self.uring.recv_multi(conn.fd, token).is_ok() {
+            if self.uring.recv_multi(conn.socket, token).is_ok() {
                 conn.set(flags::RECV_ARMED);
             } else {
                 self.teardown(slot);
@@ -399,7 +442,7 @@ impl<H: Handler> Worker<H> {
             Err(e) => Outcome::Refuse(error_response_for(&e)),
             Ok(Some(request)) => {
                 let peer = Peer {
-                    addr: with_socket(conn.fd, |s| s.peer_addr().ok().and_then(|a| a.as_socket())),
+                    addr: conn.peer,
                     worker: peer_worker,
                 };
                 if !request.is_upgrade() {
@@ -637,7 +680,7 @@ impl<H: Handler> Worker<H> {
         conn.phase = Phase::Dead;
         conn.out.clear();
         conn.inbuf = BytesMut::new();
-        let (fd, gen) = (conn.fd, conn.gen);
+        let (socket, gen) = (conn.socket, conn.gen);
         if conn.has(flags::RECV_ARMED) {
             let _ = self.uring.cancel(Token::new(Kind::Recv, gen, slot));
         }
@@ -646,12 +689,12 @@ impl<H: Handler> Worker<H> {
         }
         if self
             .uring
-            .close(fd, Token::new(Kind::Close, gen, slot))
+            .close(socket, Token::new(Kind::Close, gen, slot))
             .is_ok()
         {
             conn.set(flags::CLOSING_FD);
         } else {
-            let _ = close_now(fd);
+            let _ = self.uring.close_now(socket);
         }
         if was_open {
             self.open -= 1;
@@ -704,7 +747,7 @@ impl<H: Handler> Worker<H> {
             // the boxed SendBuf now held by `conn.sending`; it is neither
             // changed nor dropped while SENDING is set, and the slot is not
             // freed while SENDING is set (`try_free`).
-            unsafe { self.uring.send_msg(conn.fd, msg, token)? };
+            unsafe { self.uring.send_msg(conn.socket, msg, token)? };
             conn.set(flags::SENDING);
         }
         dirty.clear();
@@ -754,8 +797,8 @@ impl<H: Handler> Worker<H> {
         }
         self.shutdown_at = Some(self.ctx.now + self.ctx.config.shutdown_timeout.as_millis() as u64);
         self.accepting = false;
-        for i in 0..self.listeners.len() {
-            let _ = self.uring.cancel(Token::new(Kind::Accept, 0, i as u32));
+        for slot in 0..self.listeners.len() as u32 * ACCEPTS_PER_LISTENER {
+            let _ = self.uring.cancel(Token::new(Kind::Accept, 0, slot));
         }
         // The cancellations reference the listeners by token only; closing
         // them now refuses new connections at once.
@@ -848,9 +891,11 @@ impl<H: Handler> Worker<H> {
         let now = self.ctx.now;
         if self.accept_retry_at.is_some_and(|at| at <= now) {
             self.accept_retry_at = None;
-            if self.accepting {
-                if let Err(e) = self.arm_accepts() {
-                    tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
+            for token in std::mem::take(&mut self.accepts_paused) {
+                if self.accepting {
+                    if let Err(e) = self.arm_accept(token) {
+                        tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
+                    }
                 }
             }
         }

@@ -4,8 +4,12 @@
 
 mod buf_ring;
 
-use io_uring::{cqueue, opcode, squeue, types::Fd, IoUring};
-use std::{io, os::fd::RawFd};
+use io_uring::{
+    cqueue, opcode, squeue,
+    types::{DestinationSlot, Fd, Fixed},
+    IoUring,
+};
+use std::{io, net::SocketAddr, os::fd::RawFd};
 
 /// What a completion belongs to, packed into `user_data`: the kind, the
 /// slot's generation (so a late completion for a reused slot is ignored)
@@ -89,20 +93,57 @@ impl Completion {
 
 pub(crate) use buf_ring::BufRing;
 
+/// Where a single-shot accept writes the peer's address.
+struct AcceptAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+/// A connection's socket: a direct descriptor, an index into the ring's
+/// registered file table. It takes no slot in the process's fd table, so a
+/// worker is not bound by the open-files limit of the process (each ring's
+/// table has its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Socket(pub u32);
+
 pub(crate) struct Uring {
     // Dropped before `bufs`: the kernel must let go of the buffers first.
     ring: IoUring,
     bufs: BufRing,
+    /// Boxed so their addresses stay put while accepts are in flight;
+    /// indexed by the accept token's slot.
+    accept_addrs: Vec<Box<AcceptAddr>>,
+    files: u32,
 }
 
 impl Uring {
-    pub(crate) fn new(entries: u32, buf_count: u16, buf_size: usize) -> io::Result<Self> {
+    /// A ring with `entries` submission entries, `buf_count` provided
+    /// buffers of `buf_size` bytes, and a table of up to `files` direct
+    /// descriptors (capped by the open-files limit, as the kernel caps it).
+    pub(crate) fn new(
+        entries: u32,
+        buf_count: u16,
+        buf_size: usize,
+        files: u32,
+    ) -> io::Result<Self> {
         let ring = IoUring::builder()
             .setup_cqsize(entries.saturating_mul(4))
             .setup_single_issuer()
             .build(entries)?;
+        let files = files.min(open_files_limit()).max(1);
+        ring.submitter().register_files_sparse(files)?;
         let bufs = BufRing::new(&ring, buf_count, buf_size, 0)?;
-        Ok(Uring { ring, bufs })
+        Ok(Uring {
+            ring,
+            bufs,
+            accept_addrs: Vec::new(),
+            files,
+        })
+    }
+
+    /// How many connections this ring can hold at once.
+    pub(crate) fn files(&self) -> u32 {
+        self.files
     }
 
     /// A tokio registration that turns readable when completions are
@@ -174,17 +215,78 @@ impl Uring {
         !cq.is_empty()
     }
 
+    /// Accepts connections on `listener` into direct descriptors until
+    /// cancelled; the peer's address is not reported.
     pub(crate) fn accept_multi(&mut self, listener: RawFd, token: Token) -> io::Result<()> {
         let entry = opcode::AcceptMulti::new(Fd(listener))
-            .flags(libc::SOCK_CLOEXEC)
+            .allocate_file_index(true)
             .build()
             .user_data(token.encode());
         // SAFETY: a multishot accept refers to no memory of ours.
         unsafe { self.push(entry) }
     }
 
-    pub(crate) fn recv_multi(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
-        let entry = opcode::RecvMulti::new(Fd(fd), self.bufs.bgid())
+    /// Accepts one connection into a direct descriptor and records the
+    /// peer's address for [`take_peer`](Self::take_peer) under `token.slot`.
+    /// Only one accept per token slot may be in flight.
+    pub(crate) fn accept_one(&mut self, listener: RawFd, token: Token) -> io::Result<()> {
+        let index = token.slot as usize;
+        while self.accept_addrs.len() <= index {
+            self.accept_addrs.push(Box::new(AcceptAddr {
+                // SAFETY: all-zero is a valid (empty) sockaddr_storage.
+                storage: unsafe { std::mem::zeroed() },
+                len: 0,
+            }));
+        }
+        let addr = &mut self.accept_addrs[index];
+        addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let entry = opcode::Accept::new(
+            Fd(listener),
+            (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
+            &mut addr.len,
+        )
+        .file_index(Some(DestinationSlot::auto_target()))
+        .build()
+        .user_data(token.encode());
+        // SAFETY: the address and length live in a Box owned by `self` that
+        // is never freed or moved while the ring lives, and one accept at a
+        // time uses each (the caller's contract).
+        unsafe { self.push(entry) }
+    }
+
+    /// The peer address the accept of token slot `index` wrote.
+    pub(crate) fn take_peer(&self, index: u32) -> Option<SocketAddr> {
+        let addr = self.accept_addrs.get(index as usize)?;
+        let len = usize::try_from(addr.len).ok()?;
+        match i32::from(addr.storage.ss_family) {
+            libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the kernel wrote an AF_INET address of this size,
+                // and sockaddr_storage is aligned for every sockaddr type.
+                let v4 = unsafe {
+                    &*(&addr.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+                };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+                Some(SocketAddr::from((ip, u16::from_be(v4.sin_port))))
+            }
+            libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: as above, for AF_INET6.
+                let v6 = unsafe {
+                    &*(&addr.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+                };
+                let ip = std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr);
+                Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                    ip,
+                    u16::from_be(v6.sin6_port),
+                    v6.sin6_flowinfo,
+                    v6.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn recv_multi(&mut self, socket: Socket, token: Token) -> io::Result<()> {
+        let entry = opcode::RecvMulti::new(Fixed(socket.0), self.bufs.bgid())
             .build()
             .user_data(token.encode());
         // SAFETY: the kernel writes only into registered provided buffers,
@@ -197,11 +299,11 @@ impl Uring {
     /// and unmoved until this send's completion arrives.
     pub(crate) unsafe fn send_msg(
         &mut self,
-        fd: RawFd,
+        socket: Socket,
         msg: *const libc::msghdr,
         token: Token,
     ) -> io::Result<()> {
-        let entry = opcode::SendMsg::new(Fd(fd), msg)
+        let entry = opcode::SendMsg::new(Fixed(socket.0), msg)
             .flags(libc::MSG_NOSIGNAL as u32)
             .build()
             .user_data(token.encode());
@@ -218,10 +320,20 @@ impl Uring {
         unsafe { self.push(entry) }
     }
 
-    pub(crate) fn close(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
-        let entry = opcode::Close::new(Fd(fd)).build().user_data(token.encode());
+    pub(crate) fn close(&mut self, socket: Socket, token: Token) -> io::Result<()> {
+        let entry = opcode::Close::new(Fixed(socket.0))
+            .build()
+            .user_data(token.encode());
         // SAFETY: a close refers to no memory of ours.
         unsafe { self.push(entry) }
+    }
+
+    /// Closes a direct descriptor at once, for when no close can be queued.
+    pub(crate) fn close_now(&mut self, socket: Socket) -> io::Result<()> {
+        self.ring
+            .submitter()
+            .register_files_update(socket.0, &[-1])
+            .map(drop)
     }
 }
 
@@ -233,21 +345,15 @@ impl Drop for Uring {
     }
 }
 
-/// Runs `f` on the socket behind `fd` without taking ownership of it.
-pub(crate) fn with_socket<T>(fd: RawFd, f: impl FnOnce(socket2::SockRef<'_>) -> T) -> T {
-    // SAFETY: callers pass the fd of a live connection slot; the engine
-    // closes it only when the slot is torn down, after this returns.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    f(socket2::SockRef::from(&borrowed))
-}
-
-/// Closes `fd` with a plain syscall, for when no close can be queued.
-pub(crate) fn close_now(fd: RawFd) -> io::Result<()> {
-    // SAFETY: callers own `fd` (a connection's socket) and close it exactly
-    // once: the slot is marked dead before and never closes it again.
-    if unsafe { libc::close(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+/// The soft limit on open files, which also caps a ring's file table.
+fn open_files_limit() -> u32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
     }
+    u32::try_from(limit.rlim_cur).unwrap_or(u32::MAX)
 }
