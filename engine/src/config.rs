@@ -66,7 +66,7 @@ impl Default for EngineConfig {
             shutdown_timeout: Duration::from_secs(10),
             auto_pong: true,
             ring_entries: 4096,
-            recv_buffers: 1024,
+            recv_buffers: 256,
             recv_buffer_size: 16 << 10,
             backlog: 4096,
             peer_addresses: true,

@@ -86,9 +86,9 @@ const MAX_IOVECS: usize = 64;
 impl SendBuf {
     pub(crate) fn new() -> Box<SendBuf> {
         Box::new(SendBuf {
-            chunks: Vec::with_capacity(MAX_IOVECS),
+            chunks: Vec::new(),
             offset: 0,
-            iovecs: Vec::with_capacity(MAX_IOVECS),
+            iovecs: Vec::new(),
             // SAFETY: msghdr is a plain C struct for which all-zero is the
             // empty message.
             msg: unsafe { std::mem::zeroed() },
@@ -206,10 +206,12 @@ impl<S> Connection<S> {
 
     /// Releases what an idle connection need not hold.
     pub(crate) fn trim(&mut self) {
-        if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
+        // Not `capacity() > 0`: a buffer advanced to its end reports no
+        // capacity yet still holds its allocation.
+        if self.inbuf.is_empty() {
             self.inbuf = BytesMut::new();
         }
-        if self.out.is_empty() && self.out.capacity() > 4 {
+        if self.out.is_empty() && self.out.capacity() > 0 {
             self.out = VecDeque::new();
         }
     }

@@ -28,6 +28,8 @@ use uringws_protocol::{
     CloseCode, Message, OpCode, Role, Session,
 };
 
+/// Send buffers kept for reuse; more would be memory held by past bursts.
+const SEND_POOL: usize = 256;
 /// Completions taken off the queue per batch.
 const BATCH: usize = 512;
 /// How long to wait before accepting again when the file table is full.
@@ -99,11 +101,20 @@ impl<H: Handler> Worker<H> {
             config.recv_buffer_size,
             files,
         )?;
-        tracing::debug!(worker = id, files = uring.files(), "ring ready");
+        tracing::debug!(
+            worker = id,
+            files = uring.files(),
+            connection_bytes = std::mem::size_of::<Connection<H::State>>(),
+            "ring ready"
+        );
+        // Reserved, not touched: pages become resident only as slots fill,
+        // and the slab never moves (a doubling copy would leave the old
+        // block resident in the allocator).
+        let conns = Slab::with_capacity(uring.files() as usize);
         Ok(Worker {
             id,
             uring,
-            conns: Slab::new(),
+            conns,
             handler,
             listeners,
             accepting: true,
@@ -381,9 +392,8 @@ impl<H: Handler> Worker<H> {
         };
         conn.unset(flags::SENDING);
         if c.result < 0 || conn.phase == Phase::Dead {
-            if let Some(mut buf) = conn.sending.take() {
-                buf.clear();
-                self.send_pool.push(buf);
+            if let Some(buf) = conn.sending.take() {
+                recycle(&mut self.send_pool, buf);
             }
             self.teardown(slot);
             self.try_free(slot);
@@ -394,7 +404,10 @@ impl<H: Handler> Worker<H> {
         let all_sent = conn.sending.as_mut().is_none_or(|buf| buf.advance(sent));
         if all_sent {
             if let Some(buf) = conn.sending.take() {
-                self.send_pool.push(buf);
+                recycle(&mut self.send_pool, buf);
+            }
+            if conn.out.is_empty() {
+                conn.trim();
             }
         }
         if !conn.flushed() || !all_sent {
@@ -711,9 +724,8 @@ impl<H: Handler> Worker<H> {
             && !conn.has(flags::RECV_ARMED | flags::SENDING | flags::CLOSING_FD)
         {
             let conn = self.conns.remove(slot as usize);
-            if let Some(mut buf) = conn.sending {
-                buf.clear();
-                self.send_pool.push(buf);
+            if let Some(buf) = conn.sending {
+                recycle(&mut self.send_pool, buf);
             }
         }
     }
@@ -737,7 +749,7 @@ impl<H: Handler> Worker<H> {
             };
             buf.fill(&mut conn.out);
             if buf.is_empty() {
-                self.send_pool.push(buf);
+                recycle(&mut self.send_pool, buf);
                 continue;
             }
             let msg = buf.prepare();
@@ -944,6 +956,14 @@ impl<H: Handler> Worker<H> {
             }
             Phase::Dead => {}
         }
+    }
+}
+
+/// Keeps a send buffer for reuse, unless enough are kept already.
+fn recycle(pool: &mut Vec<Box<SendBuf>>, mut buf: Box<SendBuf>) {
+    if pool.len() < SEND_POOL {
+        buf.clear();
+        pool.push(buf);
     }
 }
 
