@@ -51,6 +51,10 @@ pub(crate) struct Worker<H: Handler> {
     ctx: Ctx,
     rx: UnboundedReceiver<Command>,
     timers: BinaryHeap<Reverse<(u64, u32)>>,
+    #[allow(
+        clippy::vec_box,
+        reason = "a SendBuf moves into a connection while the kernel reads it"
+    )]
     send_pool: Vec<Box<SendBuf>>,
     rearm: Vec<u32>,
     next_gen: u32,
@@ -960,6 +964,7 @@ impl<H: Handler> Worker<H> {
 }
 
 /// Keeps a send buffer for reuse, unless enough are kept already.
+#[allow(clippy::vec_box, reason = "see Worker::send_pool")]
 fn recycle(pool: &mut Vec<Box<SendBuf>>, mut buf: Box<SendBuf>) {
     if pool.len() < SEND_POOL {
         buf.clear();
