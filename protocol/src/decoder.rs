@@ -72,14 +72,39 @@ struct Fragments {
     data: BytesMut,
 }
 
+/// What outlives one `decode` call: a frame split across reads, or a
+/// fragmented message. Boxed so that an idle connection's decoder is a few
+/// words: most frames arrive whole and never need it.
+#[derive(Debug, Default)]
+struct Partial {
+    frame: Option<CurrentFrame>,
+    fragments: Option<Fragments>,
+    /// The text message's validator, when its text spans reads or frames.
+    utf8: Utf8Validator,
+}
+
 /// Decodes one direction of one connection.
 #[derive(Debug)]
 pub struct Decoder {
-    role: Role,
     config: DecoderConfig,
-    frame: Option<CurrentFrame>,
-    fragments: Option<Fragments>,
-    utf8: Utf8Validator,
+    role: Role,
+    partial: Option<Box<Partial>>,
+}
+
+/// Unmasks payload bytes that just arrived and, for text, feeds them to
+/// the message's validator.
+fn unmask_and_check(
+    fresh: &mut [u8],
+    frame: &CurrentFrame,
+    utf8: &mut Utf8Validator,
+) -> Result<(), Error> {
+    if let Some(mask) = frame.header.mask {
+        apply_mask(fresh, mask, frame.done);
+    }
+    if frame.text {
+        utf8.feed(fresh)?;
+    }
+    Ok(())
 }
 
 impl Decoder {
@@ -87,11 +112,9 @@ impl Decoder {
     /// client unmasked ones.
     pub fn new(role: Role, config: DecoderConfig) -> Self {
         Decoder {
-            role,
             config,
-            frame: None,
-            fragments: None,
-            utf8: Utf8Validator::new(),
+            role,
+            partial: None,
         }
     }
 
@@ -102,7 +125,7 @@ impl Decoder {
     /// Whether a frame or a fragmented message is partly received; a peer
     /// that closes the TCP connection now ended mid-message.
     pub fn is_mid_message(&self) -> bool {
-        self.frame.is_some() || self.fragments.is_some()
+        self.partial.is_some()
     }
 
     /// Takes the next message off the front of `buf`, or returns `None` when
@@ -111,34 +134,60 @@ impl Decoder {
     /// connection must be closed with [`Error::close_code`].
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
         loop {
-            let frame = match self.frame {
+            let resumed = self.partial.as_mut().and_then(|p| p.frame.take());
+            let frame = match resumed {
                 Some(frame) => frame,
                 None => match self.start_frame(buf)? {
                     Some(frame) => frame,
                     None => return Ok(None),
                 },
             };
-            let available = buf.len().min(frame.len);
-            if available > frame.done {
-                let mask = frame.header.mask.unwrap_or_default();
-                let fresh = &mut buf[frame.done..available];
-                if frame.header.mask.is_some() {
-                    apply_mask(fresh, mask, frame.done);
-                }
-                if frame.text {
-                    self.utf8.feed(fresh)?;
-                }
-            }
-            if available < frame.len {
-                self.frame = Some(CurrentFrame {
+            if buf.len() < frame.len {
+                // Unmask and check what is here now, so bad text fails
+                // before the rest of a large frame arrives.
+                let available = buf.len();
+                let partial = self.partial.get_or_insert_with(Default::default);
+                unmask_and_check(&mut buf[frame.done..available], &frame, &mut partial.utf8)?;
+                partial.frame = Some(CurrentFrame {
                     done: available,
                     ..frame
                 });
                 return Ok(None);
             }
-            self.frame = None;
-            let payload = buf.split_to(frame.len);
-            if let Some(message) = self.finish_frame(frame.header, payload)? {
+            let mut payload = buf.split_to(frame.len);
+            let fresh = &mut payload[frame.done..];
+            let ends_text = frame.text && frame.header.fin;
+            match self.partial.as_mut() {
+                Some(partial) => {
+                    unmask_and_check(fresh, &frame, &mut partial.utf8)?;
+                    if ends_text {
+                        partial.utf8.finish()?;
+                    }
+                }
+                None => {
+                    let mut utf8 = Utf8Validator::new();
+                    unmask_and_check(fresh, &frame, &mut utf8)?;
+                    if ends_text {
+                        utf8.finish()?;
+                    } else if frame.text {
+                        // The first fragment of a text message: its
+                        // validator lives on with the fragments.
+                        self.partial = Some(Box::new(Partial {
+                            utf8,
+                            ..Partial::default()
+                        }));
+                    }
+                }
+            }
+            let message = self.finish_frame(frame.header, payload)?;
+            if self
+                .partial
+                .as_ref()
+                .is_some_and(|p| p.frame.is_none() && p.fragments.is_none() && p.utf8.is_complete())
+            {
+                self.partial = None;
+            }
+            if let Some(message) = message {
                 return Ok(Some(message));
             }
         }
@@ -166,7 +215,8 @@ impl Decoder {
         }
         // Checked above: the length fits in usize.
         let len = header.payload_len as usize;
-        let text = match (header.opcode, &self.fragments) {
+        let fragments = self.partial.as_ref().and_then(|p| p.fragments.as_ref());
+        let text = match (header.opcode, fragments) {
             (OpCode::Continuation, None) => return Err(Error::UnexpectedContinuation),
             (OpCode::Text | OpCode::Binary, Some(_)) => return Err(Error::ExpectedContinuation),
             (OpCode::Continuation, Some(fragments)) => fragments.text,
@@ -174,7 +224,7 @@ impl Decoder {
             _ => false,
         };
         if !header.opcode.is_control() {
-            let so_far = self.fragments.as_ref().map_or(0, |f| f.data.len());
+            let so_far = fragments.map_or(0, |f| f.data.len());
             let limit = self.config.max_message_size;
             if so_far + len > limit {
                 return Err(Error::MessageTooLarge {
@@ -184,14 +234,12 @@ impl Decoder {
             }
         }
         buf.advance(header_len);
-        let frame = CurrentFrame {
+        Ok(Some(CurrentFrame {
             header,
             len,
             done: 0,
             text,
-        };
-        self.frame = Some(frame);
-        Ok(Some(frame))
+        }))
     }
 
     /// Turns a complete, unmasked payload into a message, or folds it into
@@ -213,7 +261,7 @@ impl Decoder {
                     .map(Some);
             }
             OpCode::Text | OpCode::Binary => {
-                self.fragments = Some(Fragments {
+                self.partial.get_or_insert_with(Default::default).fragments = Some(Fragments {
                     text: header.opcode == OpCode::Text,
                     data: payload,
                 });
@@ -221,23 +269,26 @@ impl Decoder {
             }
             OpCode::Continuation => payload,
         };
-        let Some(fragments) = self.fragments.as_mut() else {
+        let Some(partial) = self.partial.as_mut() else {
+            return Err(Error::UnexpectedContinuation);
+        };
+        let Some(fragments) = partial.fragments.as_mut() else {
             return Err(Error::UnexpectedContinuation);
         };
         fragments.data.extend_from_slice(&data);
         if !header.fin {
             return Ok(None);
         }
-        let Some(Fragments { text, data }) = self.fragments.take() else {
+        let Some(Fragments { text, data }) = partial.fragments.take() else {
             return Err(Error::UnexpectedContinuation);
         };
         self.complete(text, data).map(Some)
     }
 
+    /// A whole message; its text, if any, was validated by `decode`.
     fn complete(&mut self, text: bool, data: BytesMut) -> Result<Message, Error> {
         let data = data.freeze();
         if text {
-            self.utf8.finish()?;
             Ok(Message::Text(Utf8Bytes::from_validated(data)))
         } else {
             Ok(Message::Binary(data))

@@ -412,3 +412,46 @@ fn bad_close_payloads() {
         CloseCode::INVALID_PAYLOAD,
     );
 }
+
+#[test]
+fn text_ending_inside_a_code_point_fails_when_it_arrived_in_pieces() {
+    // The same checks as `invalid_utf8`, with the frame split across reads
+    // so validation state carries between `decode` calls.
+    for payload in [&[b'a', 0xE2, 0x82][..], &[0xCE, 0xBA, 0xCE][..]] {
+        let wire = masked(0x81, payload);
+        let mut decoder = Decoder::new(Role::Server, DecoderConfig::default());
+        let mut buf = BytesMut::from(&wire[..wire.len() - 1]);
+        assert_eq!(decoder.decode(&mut buf), Ok(None));
+        buf.extend_from_slice(&wire[wire.len() - 1..]);
+        assert_eq!(decoder.decode(&mut buf), Err(Error::InvalidUtf8));
+    }
+    // A fragmented message whose last fragment ends mid code point.
+    let mut wire = masked(0x01, b"ok");
+    wire.extend(masked(0x80, &[0xE2, 0x82]));
+    fails(
+        server(&wire),
+        Error::InvalidUtf8,
+        CloseCode::INVALID_PAYLOAD,
+    );
+}
+
+#[test]
+fn idle_decoder_holds_no_partial_state() {
+    // Whole frames, fragments and split frames all leave the decoder idle
+    // once their message is out.
+    let mut wire = masked(0x01, "Grü".as_bytes());
+    wire.extend(masked(0x89, b"p"));
+    wire.extend(masked(0x80, "ße".as_bytes()));
+    wire.extend(masked(0x82, &[1; 300]));
+    let mut decoder = Decoder::new(Role::Server, DecoderConfig::default());
+    let mut buf = BytesMut::new();
+    let mut got = 0;
+    for chunk in wire.chunks(7) {
+        buf.extend_from_slice(chunk);
+        while decoder.decode(&mut buf).unwrap().is_some() {
+            got += 1;
+        }
+    }
+    assert_eq!(got, 3);
+    assert!(!decoder.is_mid_message());
+}
