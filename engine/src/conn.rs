@@ -84,15 +84,15 @@ pub(crate) struct SendBuf {
 const MAX_IOVECS: usize = 64;
 
 impl SendBuf {
-    pub(crate) fn new() -> Box<SendBuf> {
-        Box::new(SendBuf {
+    pub(crate) fn new() -> SendBuf {
+        SendBuf {
             chunks: Vec::new(),
             offset: 0,
             iovecs: Vec::new(),
             // SAFETY: msghdr is a plain C struct for which all-zero is the
             // empty message.
             msg: unsafe { std::mem::zeroed() },
-        })
+        }
     }
 
     /// Moves pieces from `queue` into this buffer, up to the iovec limit.
@@ -127,8 +127,8 @@ impl SendBuf {
         &self.msg
     }
 
-    /// Accounts `sent` bytes; returns whether everything was sent.
-    pub(crate) fn advance(&mut self, mut sent: usize) -> bool {
+    /// Accounts `sent` bytes.
+    pub(crate) fn advance(&mut self, mut sent: usize) {
         let mut done = 0;
         for chunk in &self.chunks {
             let left = chunk.as_slice().len() - self.offset;
@@ -141,7 +141,6 @@ impl SendBuf {
             done += 1;
         }
         self.chunks.drain(..done);
-        self.chunks.is_empty()
     }
 
     pub(crate) fn clear(&mut self) {
@@ -151,21 +150,72 @@ impl SendBuf {
     }
 }
 
-pub(crate) struct Connection<S> {
-    pub socket: Socket,
-    pub peer: Option<SocketAddr>,
-    pub gen: u32,
-    pub phase: Phase,
-    pub flags: u16,
-    /// Bytes read but not yet decoded: a partial head or frame. Empty (and
-    /// unallocated) while the connection is idle.
+/// What a connection holds only while it is doing something: bytes read
+/// and not yet decoded, bytes queued, the send in flight, and the peer's
+/// address until the handshake is over. Idle connections hold none; a
+/// worker keeps a few of these for reuse ([`IoPool`]).
+pub(crate) struct Io {
     pub inbuf: BytesMut,
     pub out: VecDeque<Chunk>,
+    /// Must stay put while SENDING: the kernel reads it.
+    pub send: SendBuf,
+    pub peer: Option<SocketAddr>,
+}
+
+impl Io {
+    fn is_idle(&self) -> bool {
+        self.inbuf.is_empty() && self.out.is_empty() && self.send.is_empty()
+    }
+}
+
+/// Spare [`Io`]s, so a busy connection's buffers and vectors are reused
+/// rather than allocated per message.
+#[derive(Default)]
+#[allow(
+    clippy::vec_box,
+    reason = "an Io moves into a connection while the kernel reads it"
+)]
+pub(crate) struct IoPool(Vec<Box<Io>>);
+
+/// Spares kept; more would be memory held by a past burst.
+const IO_POOL: usize = 256;
+
+impl IoPool {
+    pub(crate) fn take(&mut self) -> Box<Io> {
+        self.0.pop().unwrap_or_else(|| {
+            Box::new(Io {
+                inbuf: BytesMut::new(),
+                out: VecDeque::new(),
+                send: SendBuf::new(),
+                peer: None,
+            })
+        })
+    }
+
+    pub(crate) fn give(&mut self, mut io: Box<Io>) {
+        if self.0.len() < IO_POOL {
+            // Payloads handed out share the read buffer's allocation: let
+            // them own it rather than reuse it.
+            io.inbuf = BytesMut::new();
+            io.out.clear();
+            io.send.clear();
+            io.peer = None;
+            self.0.push(io);
+        }
+    }
+}
+
+pub(crate) struct Connection<S> {
+    pub socket: Socket,
+    pub gen: u32,
+    pub flags: u16,
+    pub phase: Phase,
     /// Bytes queued or in flight.
     pub queued: usize,
-    pub sending: Option<Box<SendBuf>>,
+    pub io: Option<Box<Io>>,
     pub session: Session,
-    /// When the current phase began, in worker milliseconds.
+    /// When the current phase began (in `Open`: when the last ping went
+    /// out), in worker milliseconds.
     pub since: u64,
     pub last_activity: u64,
     /// The deadline this connection has in the timer heap (0: none).
@@ -186,33 +236,42 @@ impl<S> Connection<S> {
         self.flags &= !flag;
     }
 
-    pub(crate) fn push_frame(&mut self, frame: Frame) {
+    pub(crate) fn io(&mut self, pool: &mut IoPool) -> &mut Io {
+        self.io.get_or_insert_with(|| pool.take())
+    }
+
+    pub(crate) fn push_frame(&mut self, frame: Frame, pool: &mut IoPool) {
         self.queued += frame.wire_len();
-        self.out.push_back(Chunk::Header(frame.header));
+        let out = &mut self.io(pool).out;
+        out.push_back(Chunk::Header(frame.header));
         if !frame.payload.is_empty() {
-            self.out.push_back(Chunk::Data(frame.payload));
+            out.push_back(Chunk::Data(frame.payload));
         }
     }
 
-    pub(crate) fn push_bytes(&mut self, bytes: Bytes) {
+    pub(crate) fn push_bytes(&mut self, bytes: Bytes, pool: &mut IoPool) {
         self.queued += bytes.len();
-        self.out.push_back(Chunk::Data(bytes));
+        self.io(pool).out.push_back(Chunk::Data(bytes));
     }
 
     /// Whether nothing is left to write.
     pub(crate) fn flushed(&self) -> bool {
-        self.out.is_empty() && !self.has(flags::SENDING)
+        !self.has(flags::SENDING)
+            && self
+                .io
+                .as_ref()
+                .is_none_or(|io| io.out.is_empty() && io.send.is_empty())
     }
 
-    /// Releases what an idle connection need not hold.
-    pub(crate) fn trim(&mut self) {
-        // Not `capacity() > 0`: a buffer advanced to its end reports no
-        // capacity yet still holds its allocation.
-        if self.inbuf.is_empty() {
-            self.inbuf = BytesMut::new();
-        }
-        if self.out.is_empty() && self.out.capacity() > 0 {
-            self.out = VecDeque::new();
+    /// Gives the I/O state back to the pool when the connection is idle.
+    pub(crate) fn release_io(&mut self, pool: &mut IoPool) {
+        let idle = !self.has(flags::SENDING)
+            && self.phase != Phase::Handshake
+            && self.io.as_ref().is_some_and(|io| io.is_idle());
+        if idle {
+            if let Some(io) = self.io.take() {
+                pool.give(io);
+            }
         }
     }
 }
@@ -220,6 +279,7 @@ impl<S> Connection<S> {
 /// What a handler's sends need from the worker besides the connection.
 pub(crate) struct Ctx {
     pub worker: usize,
+    pub pool: IoPool,
     pub dirty: Vec<u32>,
     pub config: std::sync::Arc<EngineConfig>,
     pub commands: UnboundedSender<Command>,
@@ -257,11 +317,6 @@ impl<'a, S> Conn<'a, S> {
     /// An id unique on this worker while the connection lives.
     pub fn id(&self) -> (usize, u32, u32) {
         (self.ctx.worker, self.slot, self.conn.gen)
-    }
-
-    /// The peer's address, when the engine was asked to collect it.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.conn.peer
     }
 
     /// Bytes queued for this connection and not yet written.
@@ -328,7 +383,7 @@ pub(crate) fn send_frame<S>(
     };
     match conn.session.encode(opcode, true, payload) {
         Ok(frame) => {
-            conn.push_frame(frame);
+            conn.push_frame(frame, &mut ctx.pool);
             ctx.mark_dirty(slot, conn);
             status
         }
@@ -345,7 +400,7 @@ pub(crate) fn send_encoded<S>(
 ) -> SendStatus {
     match admit(conn, ctx, slot) {
         Ok(status) => {
-            conn.push_bytes(frame);
+            conn.push_bytes(frame, &mut ctx.pool);
             ctx.mark_dirty(slot, conn);
             status
         }

@@ -4,7 +4,7 @@
 
 use crate::{
     config::EngineConfig,
-    conn::{flags, send_encoded, send_frame, Conn, Connection, Ctx, Phase, SendBuf},
+    conn::{flags, send_encoded, send_frame, Conn, Connection, Ctx, Io, IoPool, Phase},
     handler::{Handler, Peer},
     remote::Command,
     stats::WorkerStats,
@@ -28,8 +28,6 @@ use uringws_protocol::{
     CloseCode, Message, OpCode, Role, Session,
 };
 
-/// Send buffers kept for reuse; more would be memory held by past bursts.
-const SEND_POOL: usize = 256;
 /// Completions taken off the queue per batch.
 const BATCH: usize = 512;
 /// How long to wait before accepting again when the file table is full.
@@ -51,11 +49,6 @@ pub(crate) struct Worker<H: Handler> {
     ctx: Ctx,
     rx: UnboundedReceiver<Command>,
     timers: BinaryHeap<Reverse<(u64, u32)>>,
-    #[allow(
-        clippy::vec_box,
-        reason = "a SendBuf moves into a connection while the kernel reads it"
-    )]
-    send_pool: Vec<Box<SendBuf>>,
     rearm: Vec<u32>,
     next_gen: u32,
     open: usize,
@@ -126,6 +119,7 @@ impl<H: Handler> Worker<H> {
             accepts_paused: Vec::new(),
             ctx: Ctx {
                 worker: id,
+                pool: IoPool::default(),
                 dirty: Vec::new(),
                 config,
                 commands,
@@ -134,7 +128,6 @@ impl<H: Handler> Worker<H> {
             },
             rx,
             timers: BinaryHeap::new(),
-            send_pool: Vec::new(),
             rearm: Vec::new(),
             next_gen: 0,
             open: 0,
@@ -262,18 +255,20 @@ impl<H: Handler> Worker<H> {
         let gen = self.next_gen;
         self.next_gen = Token::next_gen(gen);
         let now = self.ctx.now;
+        let mut io = None;
+        if peer.is_some() {
+            let io = io.insert(self.ctx.pool.take());
+            io.peer = peer;
+        }
         let entry = self.conns.vacant_entry();
         let slot = entry.key() as u32;
         entry.insert(Connection {
             socket,
-            peer,
             gen,
             phase: Phase::Handshake,
             flags: flags::RECV_ARMED,
-            inbuf: BytesMut::new(),
-            out: Default::default(),
             queued: 0,
-            sending: None,
+            io,
             session: Session::new(Role::Server, self.ctx.config.decoder),
             since: now,
             last_activity: now,
@@ -338,7 +333,7 @@ impl<H: Handler> Worker<H> {
                     // SAFETY: `bid` was selected by this completion and its
                     // result is the byte count; it is recycled right below.
                     let data = unsafe { self.uring.bufs().get(bid, n as usize) };
-                    conn.inbuf.extend_from_slice(data);
+                    conn.io(&mut self.ctx.pool).inbuf.extend_from_slice(data);
                 }
                 self.uring.bufs().recycle(bid);
                 self.on_input(slot);
@@ -396,25 +391,19 @@ impl<H: Handler> Worker<H> {
         };
         conn.unset(flags::SENDING);
         if c.result < 0 || conn.phase == Phase::Dead {
-            if let Some(buf) = conn.sending.take() {
-                recycle(&mut self.send_pool, buf);
-            }
             self.teardown(slot);
             self.try_free(slot);
             return;
         }
         let sent = c.result as usize;
         conn.queued = conn.queued.saturating_sub(sent);
-        let all_sent = conn.sending.as_mut().is_none_or(|buf| buf.advance(sent));
-        if all_sent {
-            if let Some(buf) = conn.sending.take() {
-                recycle(&mut self.send_pool, buf);
-            }
-            if conn.out.is_empty() {
-                conn.trim();
-            }
+        if let Some(io) = conn.io.as_mut() {
+            io.send.advance(sent);
         }
-        if !conn.flushed() || !all_sent {
+        if conn.flushed() {
+            conn.release_io(&mut self.ctx.pool);
+        } else {
+            // The rest of a partial send, or what was queued meanwhile.
             self.ctx.mark_dirty(slot, conn);
         }
         if conn.has(flags::WANTS_DRAIN) && conn.queued < limit / 2 && conn.phase == Phase::Open {
@@ -440,7 +429,11 @@ impl<H: Handler> Worker<H> {
             Phase::Handshake => self.handshake(slot),
             Phase::Open | Phase::Closing if conn.state.is_some() => self.read_frames(slot),
             // A refused request's connection: nothing more is read.
-            _ => conn.inbuf.clear(),
+            _ => {
+                if let Some(io) = conn.io.as_mut() {
+                    io.inbuf.clear();
+                }
+            }
         }
     }
 
@@ -450,16 +443,18 @@ impl<H: Handler> Worker<H> {
         let full = self.open >= self.ctx.config.max_connections_per_worker;
         let shutting_down = self.shutdown_at.is_some();
         let conn = &mut self.conns[slot as usize];
-        let mut inbuf = std::mem::take(&mut conn.inbuf);
+        let io = conn.io(&mut self.ctx.pool);
+        let mut inbuf = std::mem::take(&mut io.inbuf);
+        let peer_addr = io.peer;
         let outcome = match Request::parse(&inbuf, max_head) {
             Ok(None) => {
-                conn.inbuf = inbuf;
+                io.inbuf = inbuf;
                 return;
             }
             Err(e) => Outcome::Refuse(error_response_for(&e)),
             Ok(Some(request)) => {
                 let peer = Peer {
-                    addr: conn.peer,
+                    addr: peer_addr,
                     worker: peer_worker,
                 };
                 if !request.is_upgrade() {
@@ -497,7 +492,7 @@ impl<H: Handler> Worker<H> {
         let conn = &mut self.conns[slot as usize];
         match outcome {
             Outcome::Refuse(response) => {
-                conn.push_bytes(response);
+                conn.push_bytes(response, &mut self.ctx.pool);
                 conn.phase = Phase::Closing;
                 conn.since = now;
                 conn.set(flags::SHUT_AFTER_FLUSH);
@@ -510,8 +505,10 @@ impl<H: Handler> Worker<H> {
                 head_len,
             } => {
                 inbuf.advance(head_len);
-                conn.inbuf = inbuf;
-                conn.push_bytes(response);
+                let io = conn.io(&mut self.ctx.pool);
+                io.inbuf = inbuf;
+                io.peer = None;
+                conn.push_bytes(response, &mut self.ctx.pool);
                 conn.state = Some(state);
                 conn.phase = Phase::Open;
                 conn.since = now;
@@ -527,13 +524,7 @@ impl<H: Handler> Worker<H> {
                 self.handler.open(&mut view);
                 self.apply_closes();
                 self.schedule(slot);
-                if self
-                    .conns
-                    .get(slot as usize)
-                    .is_some_and(|c| !c.inbuf.is_empty())
-                {
-                    self.read_frames(slot);
-                }
+                self.read_frames(slot);
             }
         }
     }
@@ -547,15 +538,19 @@ impl<H: Handler> Worker<H> {
             if conn.phase == Phase::Dead {
                 return;
             }
-            let message = match conn.session.decode(&mut conn.inbuf) {
+            let Connection { session, io, .. } = conn;
+            let Some(io) = io.as_mut() else {
+                break;
+            };
+            let message = match session.decode(&mut io.inbuf) {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
                 Err(error) => {
                     let code = error.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
+                    io.inbuf.clear();
                     if let Some(frame) = conn.session.fail(&error) {
-                        conn.push_frame(frame);
+                        conn.push_frame(frame, &mut self.ctx.pool);
                     }
-                    conn.inbuf.clear();
                     self.notify_close(slot, code, &error.to_string());
                     self.shut_after_flush(slot);
                     break;
@@ -586,9 +581,11 @@ impl<H: Handler> Worker<H> {
                         self.handler.close(&mut view, code, reason);
                     }
                     if let Some(reply) = view.conn.session.reply_to_close(frame.as_ref()) {
-                        view.conn.push_frame(reply);
+                        view.conn.push_frame(reply, &mut view.ctx.pool);
                     }
-                    view.conn.inbuf.clear();
+                    if let Some(io) = view.conn.io.as_mut() {
+                        io.inbuf.clear();
+                    }
                     self.shut_after_flush(slot);
                     break;
                 }
@@ -596,10 +593,12 @@ impl<H: Handler> Worker<H> {
             }
             self.apply_closes();
         }
-        if let Some(conn) = self.conns.get_mut(slot as usize) {
-            conn.trim();
-        }
         self.apply_closes();
+        if let Some(conn) = self.conns.get_mut(slot as usize) {
+            if conn.flushed() {
+                conn.release_io(&mut self.ctx.pool);
+            }
+        }
         self.maybe_shut(slot);
     }
 
@@ -644,7 +643,7 @@ impl<H: Handler> Worker<H> {
             Phase::Closing | Phase::Dead => return,
         }
         match conn.session.close(code, reason) {
-            Ok(frame) => conn.push_frame(frame),
+            Ok(frame) => conn.push_frame(frame, &mut self.ctx.pool),
             Err(_) => return self.teardown(slot),
         }
         conn.phase = Phase::Closing;
@@ -695,8 +694,11 @@ impl<H: Handler> Worker<H> {
         let conn = &mut self.conns[slot as usize];
         let was_open = conn.state.is_some();
         conn.phase = Phase::Dead;
-        conn.out.clear();
-        conn.inbuf = BytesMut::new();
+        if let Some(io) = conn.io.as_mut() {
+            // The send in flight (if any) keeps its chunks until it ends.
+            io.out.clear();
+            io.inbuf = BytesMut::new();
+        }
         let (socket, gen) = (conn.socket, conn.gen);
         if conn.has(flags::RECV_ARMED) {
             let _ = self.uring.cancel(Token::new(Kind::Recv, gen, slot));
@@ -728,8 +730,8 @@ impl<H: Handler> Worker<H> {
             && !conn.has(flags::RECV_ARMED | flags::SENDING | flags::CLOSING_FD)
         {
             let conn = self.conns.remove(slot as usize);
-            if let Some(buf) = conn.sending {
-                recycle(&mut self.send_pool, buf);
+            if let Some(io) = conn.io {
+                self.ctx.pool.give(io);
             }
         }
     }
@@ -746,23 +748,20 @@ impl<H: Handler> Worker<H> {
             if conn.phase == Phase::Dead || conn.has(flags::SENDING) {
                 continue;
             }
-            let mut buf = match conn.sending.take() {
-                Some(buf) => buf,
-                None if conn.out.is_empty() => continue,
-                None => self.send_pool.pop().unwrap_or_else(SendBuf::new),
+            let Some(io) = conn.io.as_mut() else {
+                continue;
             };
-            buf.fill(&mut conn.out);
-            if buf.is_empty() {
-                recycle(&mut self.send_pool, buf);
+            let Io { out, send, .. } = &mut **io;
+            send.fill(out);
+            if send.is_empty() {
                 continue;
             }
-            let msg = buf.prepare();
-            conn.sending = Some(buf);
+            let msg = send.prepare();
             let token = Token::new(Kind::Send, conn.gen, slot);
             // SAFETY: `msg` and the iovecs and chunks it points to live in
-            // the boxed SendBuf now held by `conn.sending`; it is neither
-            // changed nor dropped while SENDING is set, and the slot is not
-            // freed while SENDING is set (`try_free`).
+            // the connection's boxed Io, which is neither released
+            // (`release_io`) nor freed with the slot (`try_free`) while
+            // SENDING is set, and `send` is not touched until the send ends.
             unsafe { self.uring.send_msg(conn.socket, msg, token)? };
             conn.set(flags::SENDING);
         }
@@ -960,15 +959,6 @@ impl<H: Handler> Worker<H> {
             }
             Phase::Dead => {}
         }
-    }
-}
-
-/// Keeps a send buffer for reuse, unless enough are kept already.
-#[allow(clippy::vec_box, reason = "see Worker::send_pool")]
-fn recycle(pool: &mut Vec<Box<SendBuf>>, mut buf: Box<SendBuf>) {
-    if pool.len() < SEND_POOL {
-        buf.clear();
-        pool.push(buf);
     }
 }
 

@@ -31,9 +31,10 @@ pub enum Message {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecoderConfig {
     /// The largest frame payload accepted; a larger frame is refused as soon
-    /// as its header arrives (close 1009).
+    /// as its header arrives (close 1009). Capped at 4 GiB.
     pub max_frame_size: usize,
     /// The largest message accepted, over all its fragments (close 1009).
+    /// Capped at 4 GiB.
     pub max_message_size: usize,
     /// RSV1 is allowed only when an extension that defines it (such as
     /// permessage-deflate) was negotiated.
@@ -86,7 +87,11 @@ struct Partial {
 /// Decodes one direction of one connection.
 #[derive(Debug)]
 pub struct Decoder {
-    config: DecoderConfig,
+    // The limits as u32 (capped at 4 GiB) keep an idle decoder small: a
+    // server holds one per connection.
+    max_frame_size: u32,
+    max_message_size: u32,
+    allow_rsv1: bool,
     role: Role,
     partial: Option<Box<Partial>>,
 }
@@ -111,15 +116,27 @@ impl Decoder {
     /// A decoder for the given side: a server expects masked frames, a
     /// client unmasked ones.
     pub fn new(role: Role, config: DecoderConfig) -> Self {
+        let cap = |limit: usize| u32::try_from(limit).unwrap_or(u32::MAX);
         Decoder {
-            config,
+            max_frame_size: cap(config.max_frame_size),
+            max_message_size: cap(config.max_message_size),
+            allow_rsv1: config.allow_rsv1,
             role,
             partial: None,
         }
     }
 
-    pub fn config(&self) -> &DecoderConfig {
-        &self.config
+    /// The limits in force; each is capped at `u32::MAX` bytes.
+    pub fn config(&self) -> DecoderConfig {
+        DecoderConfig {
+            max_frame_size: self.max_frame_size as usize,
+            max_message_size: self.max_message_size as usize,
+            allow_rsv1: self.allow_rsv1,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     /// Whether a frame or a fragmented message is partly received; a peer
@@ -198,7 +215,7 @@ impl Decoder {
         let Some((header, header_len)) = FrameHeader::parse(buf)? else {
             return Ok(None);
         };
-        if header.rsv2 || header.rsv3 || (header.rsv1 && !self.config.allow_rsv1) {
+        if header.rsv2 || header.rsv3 || (header.rsv1 && !self.allow_rsv1) {
             return Err(Error::ReservedBits);
         }
         match (self.role, header.mask.is_some()) {
@@ -206,7 +223,7 @@ impl Decoder {
             (Role::Client, true) => return Err(Error::MaskedServerFrame),
             _ => {}
         }
-        let limit = self.config.max_frame_size;
+        let limit = self.max_frame_size as usize;
         if header.payload_len > limit as u64 {
             return Err(Error::FrameTooLarge {
                 size: header.payload_len,
@@ -225,7 +242,7 @@ impl Decoder {
         };
         if !header.opcode.is_control() {
             let so_far = fragments.map_or(0, |f| f.data.len());
-            let limit = self.config.max_message_size;
+            let limit = self.max_message_size as usize;
             if so_far + len > limit {
                 return Err(Error::MessageTooLarge {
                     size: (so_far + len) as u64,

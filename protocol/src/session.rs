@@ -28,7 +28,6 @@ pub enum CloseState {
 /// The protocol side of one connection.
 #[derive(Debug)]
 pub struct Session {
-    role: Role,
     decoder: Decoder,
     state: CloseState,
 }
@@ -36,14 +35,13 @@ pub struct Session {
 impl Session {
     pub fn new(role: Role, config: DecoderConfig) -> Self {
         Session {
-            role,
             decoder: Decoder::new(role, config),
             state: CloseState::Open,
         }
     }
 
     pub fn role(&self) -> Role {
-        self.role
+        self.decoder.role()
     }
 
     pub fn state(&self) -> CloseState {
@@ -134,7 +132,7 @@ impl Session {
     }
 
     fn frame(&self, opcode: OpCode, fin: bool, payload: Bytes) -> Result<Frame, Error> {
-        match self.role {
+        match self.role() {
             Role::Server => server_frame(opcode, fin, payload),
             Role::Client => client_frame(opcode, fin, BytesMut::from(payload), rand::random()),
         }
