@@ -130,6 +130,8 @@ impl Uring {
         let ring = IoUring::builder()
             .setup_cqsize(entries.saturating_mul(4))
             .setup_single_issuer()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
             .build(entries)?;
         let files = files.min(open_files_limit()).max(1);
         ring.submitter().register_files_sparse(files)?;
@@ -182,8 +184,15 @@ impl Uring {
         }
     }
 
-    /// Hands queued entries to the kernel without waiting.
+    /// Hands queued entries to the kernel without waiting. No syscall when
+    /// there is nothing to hand over and the kernel asks for nothing.
     pub(crate) fn submit(&mut self) -> io::Result<()> {
+        let mut sq = self.ring.submission();
+        sq.sync();
+        if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
+            return Ok(());
+        }
+        drop(sq);
         loop {
             match self.ring.submit() {
                 Ok(_) => return Ok(()),
