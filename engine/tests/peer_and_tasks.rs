@@ -1,0 +1,130 @@
+//! The peer address handed to `upgrade`, and handler work that finishes
+//! later on the worker's own tokio runtime.
+
+use bytes::BytesMut;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+use uringws_engine::protocol::{
+    handshake::{ClientHandshake, ClientRequest, Upgrade},
+    Decoder, DecoderConfig, Message, Role,
+};
+use uringws_engine::{Accept, Conn, Engine, EngineConfig, Handler, Peer, Reject};
+
+/// Upgrades a blocking client; returns the stream and any bytes after the
+/// 101 head.
+fn connect(addr: SocketAddr) -> (TcpStream, BytesMut) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let host = addr.to_string();
+    let (client, request) = ClientHandshake::new(&ClientRequest::new(&host, "/")).unwrap();
+    stream.write_all(&request).unwrap();
+    let mut buf = BytesMut::new();
+    loop {
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).expect("read 101");
+        assert!(n > 0, "closed during handshake");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(response) = client.parse_response(&buf).expect("valid 101") {
+            let _ = buf.split_to(response.head_len());
+            return (stream, buf);
+        }
+    }
+}
+
+fn next_message(stream: &mut TcpStream, buf: &mut BytesMut) -> Message {
+    let mut decoder = Decoder::new(Role::Client, DecoderConfig::default());
+    loop {
+        if let Some(message) = decoder.decode(buf).expect("valid frames") {
+            return message;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).expect("read frame");
+        assert!(n > 0, "closed before a message");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+struct RecordPeer(mpsc::Sender<Option<SocketAddr>>);
+
+impl Handler for RecordPeer {
+    type State = ();
+    fn upgrade(&mut self, _: &Upgrade<'_>, peer: Peer) -> Result<Accept<()>, Reject> {
+        self.0.send(peer.addr).unwrap();
+        Ok(Accept::new(()))
+    }
+    fn message(&mut self, _: &mut Conn<'_, ()>, _: Message) {}
+}
+
+fn peer_seen(peer_addresses: bool) -> (SocketAddr, Option<SocketAddr>) {
+    let (tx, rx) = mpsc::channel();
+    let engine = Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(2)
+        .pin(false)
+        .config(EngineConfig {
+            peer_addresses,
+            ..EngineConfig::default()
+        })
+        .start(move |_| RecordPeer(tx.clone()))
+        .unwrap();
+    let (stream, _) = connect(engine.local_addrs()[0]);
+    let seen = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let local = stream.local_addr().unwrap();
+    drop(stream);
+    engine.shutdown();
+    engine.join().unwrap();
+    (local, seen)
+}
+
+#[test]
+fn upgrade_sees_the_clients_address() {
+    let (local, seen) = peer_seen(true);
+    assert_eq!(seen, Some(local));
+}
+
+#[test]
+fn multishot_accept_reports_no_address() {
+    let (_, seen) = peer_seen(false);
+    assert_eq!(seen, None);
+}
+
+/// On open, a task on the worker's runtime waits, then sends through the
+/// connection's handle.
+struct Later;
+
+impl Handler for Later {
+    type State = ();
+    fn upgrade(&mut self, _: &Upgrade<'_>, _: Peer) -> Result<Accept<()>, Reject> {
+        Ok(Accept::new(()))
+    }
+    fn open(&mut self, conn: &mut Conn<'_, ()>) {
+        let handle = conn.handle();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            handle.send_text("done later").unwrap();
+        });
+    }
+    fn message(&mut self, _: &mut Conn<'_, ()>, _: Message) {}
+}
+
+#[test]
+fn handler_tasks_run_on_the_worker_and_send_later() {
+    let engine = Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(2)
+        .pin(false)
+        .start(|_| Later)
+        .unwrap();
+    let (mut stream, mut buf) = connect(engine.local_addrs()[0]);
+    assert_eq!(
+        next_message(&mut stream, &mut buf),
+        Message::Text("done later".into())
+    );
+    drop(stream);
+    engine.shutdown();
+    engine.join().unwrap();
+}
