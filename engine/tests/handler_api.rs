@@ -208,6 +208,30 @@ async fn connections_past_the_per_worker_limit_get_503() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_sees_the_peer() {
+    let server = TestServer::echo(test_config());
+    let mut locals = Vec::new();
+    for _ in 0..8 {
+        let client = RawClient::upgrade(server.addr).await;
+        locals.push(client.stream.local_addr().unwrap());
+    }
+    let peers = server.recorder.peers.lock().unwrap().clone();
+    assert_eq!(peers.len(), 8);
+    for (i, (worker, peer)) in peers.iter().enumerate() {
+        assert_eq!(
+            peer.worker, *worker,
+            "Peer::worker is the worker whose handler is called"
+        );
+        assert_eq!(
+            peer.addr,
+            Some(locals[i]),
+            "Peer::addr is the client's address"
+        );
+    }
+    server.stop().await;
+}
+
 #[test]
 fn start_up_errors_are_reported() {
     let no_address = Engine::builder()
