@@ -69,6 +69,8 @@ pub(crate) mod flags {
     /// close replies).
     pub const SHUT_AFTER_FLUSH: u16 = 1 << 7;
     pub const REARM: u16 = 1 << 8;
+    /// The handler asked to close; the close frame follows the callback.
+    pub const CLOSE_REQUESTED: u16 = 1 << 9;
 }
 
 /// Vectored-send state that must stay put while the kernel reads it.
@@ -359,6 +361,8 @@ impl<'a, S> Conn<'a, S> {
     /// Data queued before is written first.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
         let reason = truncate_reason(reason);
+        // Later sends in this callback must not overtake the close frame.
+        self.conn.set(flags::CLOSE_REQUESTED);
         self.ctx
             .to_close
             .push((self.slot, code, Utf8Bytes::from(reason)));
@@ -411,6 +415,7 @@ pub(crate) fn send_encoded<S>(
 /// Whether a new message may be queued, and with what status.
 fn admit<S>(conn: &mut Connection<S>, ctx: &mut Ctx, slot: u32) -> Result<SendStatus, SendStatus> {
     if conn.phase != Phase::Open
+        || conn.has(flags::CLOSE_REQUESTED)
         || matches!(
             conn.session.state(),
             CloseState::CloseSent | CloseState::Closed

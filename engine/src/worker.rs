@@ -152,11 +152,13 @@ impl<H: Handler> Worker<H> {
         let mut completions = Vec::with_capacity(BATCH);
         loop {
             self.ctx.now = self.now();
-            self.flush()?;
-            self.uring.submit()?;
+            // Before the submit: a forced end of a shutdown queues cancels
+            // and closes that must go out now, not after the next wake.
             if self.finished() {
                 break;
             }
+            self.flush()?;
+            self.uring.submit()?;
             if !self.uring.has_completions() {
                 let deadline = self
                     .next_deadline()
@@ -818,14 +820,21 @@ impl<H: Handler> Worker<H> {
         // The cancellations reference the listeners by token only; closing
         // them now refuses new connections at once.
         self.listeners.clear();
-        let open: Vec<u32> = self
+        let live: Vec<(u32, Phase)> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.phase == Phase::Open)
-            .map(|(slot, _)| slot as u32)
+            .map(|(slot, c)| (slot as u32, c.phase))
             .collect();
-        for slot in open {
-            self.start_close(slot, CloseCode::GOING_AWAY, "server shutting down");
+        for (slot, phase) in live {
+            match phase {
+                Phase::Open => {
+                    self.start_close(slot, CloseCode::GOING_AWAY, "server shutting down")
+                }
+                // No complete request yet (a complete one is answered the
+                // moment it arrives): nothing to answer, nothing to wait for.
+                Phase::Handshake => self.teardown(slot),
+                Phase::Closing | Phase::Dead => {}
+            }
         }
     }
 

@@ -79,7 +79,6 @@ async fn open_can_send_and_message_can_close() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: Conn::close() only defers the close (ctx.to_close), so a send after it in the same callback is Queued and written before the close frame"]
 async fn sends_after_close_in_the_same_callback_are_refused() {
     let (server, after_close) = closing_server();
     say_bye(&server, "bye, then send").await;

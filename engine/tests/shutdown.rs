@@ -182,7 +182,6 @@ async fn shutdown_delivers_queued_messages_then_1001() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: Worker::finished() tears connections down after the loop's submit(), so their cancel/close SQEs wait ~2 s for the next wake-up"]
 async fn shutdown_gives_up_on_clients_that_never_answer() {
     let shutdown_timeout = Duration::from_millis(600);
     let config = EngineConfig {
@@ -250,7 +249,6 @@ async fn shutdown_with_only_answering_clients_is_quick() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: Worker::begin_shutdown() leaves connections in the handshake phase open, so one idle TCP connection holds the shutdown for the whole shutdown_timeout"]
 async fn pending_handshake_does_not_hold_up_shutdown() {
     let shutdown_timeout = Duration::from_secs(3);
     let config = EngineConfig {
