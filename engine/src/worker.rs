@@ -30,6 +30,8 @@ use uringws_protocol::{
 
 /// Completions taken off the queue per batch.
 const BATCH: usize = 512;
+/// Longest the loop runs without letting other tasks of the worker run.
+const YIELD_EVERY_MS: u64 = 2;
 /// How long to wait before accepting again when the file table is full.
 const ACCEPT_BACKOFF_MS: u64 = 100;
 /// Single-shot accepts kept in flight per listener when peer addresses are
@@ -150,6 +152,7 @@ impl<H: Handler> Worker<H> {
         let ring_fd = self.uring.watch()?;
         self.arm_accepts()?;
         let mut completions = Vec::with_capacity(BATCH);
+        let mut last_wait = 0;
         loop {
             self.ctx.now = self.now();
             // Before the submit: a forced end of a shutdown queues cancels
@@ -176,6 +179,13 @@ impl<H: Handler> Worker<H> {
                 if let Wake::Command(command) = wake {
                     self.command(command);
                 }
+                last_wait = self.ctx.now;
+            } else if self.ctx.now >= last_wait + YIELD_EVERY_MS {
+                // Under constant load the loop never waits: let the
+                // handlers' own tasks (spawn_local) run now and then. Not
+                // every turn: a yield costs tokio a poll of its driver.
+                tokio::task::yield_now().await;
+                last_wait = self.now();
             }
             self.ctx.now = self.now();
             loop {
