@@ -239,6 +239,23 @@ mod tests {
             prop_assert_eq!(split_feed(&bytes, &cuts).is_ok(), expect);
         }
 
+        /// Long enough for the SIMD path, with a bad byte anywhere.
+        #[test]
+        fn long_inputs_agree_with_std(
+            text in "\\PC{40,300}",
+            flip in proptest::option::of((0usize..1200, any::<u8>())),
+            mut cuts in proptest::collection::vec(0usize..1200, 0..4),
+        ) {
+            let mut bytes = text.into_bytes();
+            if let Some((at, byte)) = flip {
+                let at = at % bytes.len();
+                bytes[at] = byte;
+            }
+            cuts.sort_unstable();
+            let expect = std::str::from_utf8(&bytes).is_ok();
+            prop_assert_eq!(split_feed(&bytes, &cuts).is_ok(), expect);
+        }
+
         #[test]
         fn valid_text_any_split(text in "\\PC{0,40}", mut cuts in proptest::collection::vec(0usize..200, 0..8)) {
             cuts.sort_unstable();
