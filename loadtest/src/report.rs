@@ -1,0 +1,263 @@
+//! What a run measured, printed as a table and written as JSON: latency
+//! percentiles from HdrHistogram, counts, failures by reason, and the load
+//! generator's own CPU time, so a saturated client is visible next to its
+//! numbers.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Latencies in microseconds, 1 µs to 1 hour at 3 significant digits.
+pub struct Latency(Histogram<u64>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(
+            Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("static histogram bounds are valid"),
+        )
+    }
+}
+
+impl Latency {
+    pub fn record(&mut self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        // `saturating_record` clamps values past the top instead of failing.
+        self.0.saturating_record(micros);
+    }
+
+    /// Adds another worker's histogram.
+    pub fn merge(&mut self, other: &Latency) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.0.add(&other.0);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn percentiles(&self) -> Option<Percentiles> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let at = |q: f64| self.0.value_at_quantile(q) as f64 / 1000.0;
+        Some(Percentiles {
+            count: self.0.len(),
+            min_ms: self.0.min() as f64 / 1000.0,
+            p50_ms: at(0.5),
+            p90_ms: at(0.9),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            max_ms: self.0.max() as f64 / 1000.0,
+            mean_ms: self.0.mean() / 1000.0,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+/// CPU time this process used, from `/proc/self/stat` (clock ticks of
+/// 1/100 s on Linux).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct CpuTime {
+    pub user_s: f64,
+    pub system_s: f64,
+}
+
+impl CpuTime {
+    pub fn now() -> Option<CpuTime> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name may hold spaces and parentheses: fields start
+        // after the last ')'. utime and stime are fields 14 and 15.
+        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+        let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+        Some(CpuTime {
+            user_s: ticks(11)? / 100.0,
+            system_s: ticks(12)? / 100.0,
+        })
+    }
+
+    pub fn since(self, start: CpuTime) -> CpuTime {
+        CpuTime {
+            user_s: self.user_s - start.user_s,
+            system_s: self.system_s - start.system_s,
+        }
+    }
+}
+
+/// Everything a run reports.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub scenario: String,
+    pub targets: Vec<String>,
+    pub duration_s: f64,
+    /// Counters by name (connections opened, messages sent, …).
+    pub counts: BTreeMap<String, u64>,
+    /// Failures by reason (refused, timeout, bad status, bad accept, …).
+    pub errors: BTreeMap<String, u64>,
+    /// Latency distributions by name (handshake, round trip, delivery).
+    pub latency: BTreeMap<String, Percentiles>,
+    /// The load generator's CPU time during the run; near `duration_s` ×
+    /// workers means the client, not the server, was the limit.
+    pub client_cpu: CpuTime,
+    pub workers: usize,
+}
+
+impl Summary {
+    /// Per-second rate of a counter over the run.
+    pub fn rate(&self, counter: &str) -> Option<f64> {
+        let n = *self.counts.get(counter)?;
+        (self.duration_s > 0.0).then(|| n as f64 / self.duration_s)
+    }
+
+    /// The human-readable table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} against {} ({:.1} s)",
+            self.scenario,
+            self.targets.join(", "),
+            self.duration_s
+        );
+        for (name, n) in &self.counts {
+            let rate = self
+                .rate(name)
+                .map(|r| format!("  ({r:.0}/s)"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {name:<24} {n:>12}{rate}");
+        }
+        if !self.latency.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "latency (ms)", "p50", "p90", "p99", "p99.9", "max", "count"
+            );
+            for (name, p) in &self.latency {
+                let _ = writeln!(
+                    out,
+                    "  {name:<24} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9}",
+                    p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms, p.count
+                );
+            }
+        }
+        if self.errors.is_empty() {
+            let _ = writeln!(out, "  errors                   none");
+        } else {
+            for (reason, n) in &self.errors {
+                let _ = writeln!(out, "  error: {reason:<17} {n:>12}");
+            }
+        }
+        let busy = (self.client_cpu.user_s + self.client_cpu.system_s)
+            / (self.duration_s * self.workers as f64).max(f64::EPSILON);
+        let _ =
+            writeln!(
+            out,
+            "  client CPU               {:.2} s user, {:.2} s system ({:.0}% of {} worker(s){})",
+            self.client_cpu.user_s,
+            self.client_cpu.system_s,
+            busy * 100.0,
+            self.workers,
+            if busy > 0.9 { ": the client may be the limit" } else { "" }
+        );
+        out
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_known_latencies() {
+        let mut a = Latency::default();
+        let mut b = Latency::default();
+        for ms in 1..=500u64 {
+            a.record(Duration::from_millis(ms));
+        }
+        for ms in 501..=1000u64 {
+            b.record(Duration::from_millis(ms));
+        }
+        a.merge(&b);
+        let p = a.percentiles().unwrap();
+        assert_eq!(p.count, 1000);
+        // 3 significant digits: within 0.1 %.
+        for (got, want) in [
+            (p.p50_ms, 500.0),
+            (p.p90_ms, 900.0),
+            (p.p99_ms, 990.0),
+            (p.max_ms, 1000.0),
+            (p.min_ms, 1.0),
+        ] {
+            assert!((got - want).abs() <= want * 0.001, "{got} vs {want}");
+        }
+        assert!(Latency::default().percentiles().is_none());
+    }
+
+    #[test]
+    fn out_of_range_latency_is_clamped_not_lost() {
+        let mut l = Latency::default();
+        l.record(Duration::ZERO);
+        l.record(Duration::from_secs(10 * 3600));
+        assert_eq!(l.count(), 2);
+    }
+
+    #[test]
+    fn cpu_time_moves_forward() {
+        let start = CpuTime::now().expect("/proc/self/stat is readable");
+        let mut x = 0u64;
+        let begin = std::time::Instant::now();
+        while begin.elapsed() < Duration::from_millis(150) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let used = CpuTime::now().unwrap().since(start);
+        assert!(used.user_s + used.system_s >= 0.05, "{used:?}");
+    }
+
+    #[test]
+    fn json_and_table_carry_the_numbers() {
+        let mut latency = Latency::default();
+        latency.record(Duration::from_micros(1500));
+        let summary = Summary {
+            scenario: "echo".into(),
+            targets: vec!["ws://127.0.0.1:9001/echo".into()],
+            duration_s: 2.0,
+            counts: BTreeMap::from([("messages".to_string(), 1000)]),
+            errors: BTreeMap::from([("refused".to_string(), 3)]),
+            latency: BTreeMap::from([("round_trip".to_string(), latency.percentiles().unwrap())]),
+            client_cpu: CpuTime {
+                user_s: 1.9,
+                system_s: 0.1,
+            },
+            workers: 1,
+        };
+        assert_eq!(summary.rate("messages"), Some(500.0));
+        let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
+        assert_eq!(json["counts"]["messages"], 1000);
+        assert_eq!(json["errors"]["refused"], 3);
+        assert_eq!(json["latency"]["round_trip"]["count"], 1);
+        let table = summary.table();
+        assert!(table.contains("(500/s)"), "{table}");
+        assert!(table.contains("refused"), "{table}");
+        assert!(table.contains("the client may be the limit"), "{table}");
+    }
+}
