@@ -4,7 +4,7 @@
 use crate::{
     config::{BackpressurePolicy, EngineConfig},
     remote::{Command, ConnRef},
-    uring::Socket,
+    ring::Socket,
 };
 use bytes::{Bytes, BytesMut};
 use std::{collections::VecDeque, net::SocketAddr};

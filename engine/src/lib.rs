@@ -7,8 +7,9 @@ mod conn;
 mod engine;
 mod handler;
 mod remote;
+pub mod ring;
 mod stats;
-mod uring;
+mod token;
 mod worker;
 
 pub use config::{BackpressurePolicy, EngineConfig};

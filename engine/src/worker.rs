@@ -7,8 +7,9 @@ use crate::{
     conn::{flags, send_encoded, send_frame, Conn, Connection, Ctx, Io, IoPool, Phase},
     handler::{Handler, Peer},
     remote::Command,
+    ring::{Completion, Ring, RingConfig, Socket},
     stats::WorkerStats,
-    uring::{Completion, Kind, Socket, Token, Uring},
+    token::{Kind, Token},
 };
 use bytes::{Buf, BytesMut};
 use slab::Slab;
@@ -40,7 +41,7 @@ const ACCEPTS_PER_LISTENER: u32 = 8;
 
 pub(crate) struct Worker<H: Handler> {
     id: usize,
-    uring: Uring,
+    ring: Ring,
     conns: Slab<Connection<H::State>>,
     handler: H,
     listeners: Vec<socket2::Socket>,
@@ -94,25 +95,25 @@ impl<H: Handler> Worker<H> {
             .max_connections_per_worker
             .saturating_add(1024)
             .min(u32::MAX as usize) as u32;
-        let uring = Uring::new(
-            config.ring_entries,
-            config.recv_buffers,
-            config.recv_buffer_size,
+        let ring = Ring::new(&RingConfig {
+            entries: config.ring_entries,
+            recv_buffers: config.recv_buffers,
+            recv_buffer_size: config.recv_buffer_size,
             files,
-        )?;
+        })?;
         tracing::debug!(
             worker = id,
-            files = uring.files(),
+            files = ring.files(),
             connection_bytes = std::mem::size_of::<Connection<H::State>>(),
             "ring ready"
         );
         // Reserved, not touched: pages become resident only as slots fill,
         // and the slab never moves (a doubling copy would leave the old
         // block resident in the allocator).
-        let conns = Slab::with_capacity(uring.files() as usize);
+        let conns = Slab::with_capacity(ring.files() as usize);
         Ok(Worker {
             id,
-            uring,
+            ring,
             conns,
             handler,
             listeners,
@@ -149,7 +150,7 @@ impl<H: Handler> Worker<H> {
     }
 
     pub(crate) async fn run(mut self) -> io::Result<()> {
-        let ring_fd = self.uring.watch()?;
+        let ring_fd = self.ring.watch()?;
         self.arm_accepts()?;
         let mut completions = Vec::with_capacity(BATCH);
         let mut last_wait = 0;
@@ -161,8 +162,8 @@ impl<H: Handler> Worker<H> {
                 break;
             }
             self.flush()?;
-            self.uring.submit()?;
-            if !self.uring.has_completions() {
+            self.ring.submit()?;
+            if !self.ring.has_completions() {
                 let deadline = self
                     .next_deadline()
                     .map(|ms| self.started + Duration::from_millis(ms));
@@ -190,7 +191,7 @@ impl<H: Handler> Worker<H> {
             self.ctx.now = self.now();
             loop {
                 completions.clear();
-                self.uring.drain(&mut completions, BATCH);
+                self.ring.drain(&mut completions, BATCH);
                 if completions.is_empty() {
                     break;
                 }
@@ -231,20 +232,15 @@ impl<H: Handler> Worker<H> {
         };
         let fd = listener.as_raw_fd();
         if self.ctx.config.peer_addresses {
-            self.uring.accept_one(fd, token)
+            self.ring.accept(fd, token.encode())
         } else {
-            self.uring.accept_multi(fd, token)
+            self.ring.accept_multi(fd, token.encode())
         }
     }
 
-    fn on_accept(&mut self, c: Completion) {
-        if c.result >= 0 {
-            let peer = if self.ctx.config.peer_addresses {
-                self.uring.take_peer(c.token.slot)
-            } else {
-                None
-            };
-            self.accepted(Socket(c.result as u32), peer);
+    fn on_accept(&mut self, token: Token, c: Completion) {
+        if let Some(socket) = c.socket() {
+            self.accepted(socket, c.peer());
         } else if c.result != -libc::ECANCELED {
             tracing::warn!(worker = self.id, error = %io::Error::from_raw_os_error(-c.result), "accept failed");
         }
@@ -255,10 +251,10 @@ impl<H: Handler> Worker<H> {
             [libc::ENFILE, libc::EMFILE, libc::ENOMEM, libc::ENOBUFS].contains(&-c.result);
         if out_of_room {
             // Retrying at once would spin until a connection closes.
-            self.accepts_paused.push(c.token);
+            self.accepts_paused.push(token);
             self.accept_retry_at
                 .get_or_insert(self.ctx.now + ACCEPT_BACKOFF_MS);
-        } else if let Err(e) = self.arm_accept(c.token) {
+        } else if let Err(e) = self.arm_accept(token) {
             tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
         }
     }
@@ -288,8 +284,8 @@ impl<H: Handler> Worker<H> {
             state: None,
         });
         if let Err(e) = self
-            .uring
-            .recv_multi(socket, Token::new(Kind::Recv, gen, slot))
+            .ring
+            .recv_multi(socket, Token::new(Kind::Recv, gen, slot).encode())
         {
             tracing::error!(worker = self.id, error = %e, "cannot arm recv");
             self.conns[slot as usize].unset(flags::RECV_ARMED);
@@ -302,14 +298,18 @@ impl<H: Handler> Worker<H> {
     // ---- completions ----
 
     fn complete(&mut self, c: Completion) {
-        match c.token.kind {
-            Kind::Accept => self.on_accept(c),
-            Kind::Recv => self.on_recv(c),
-            Kind::Send => self.on_send(c),
+        let Some(token) = Token::decode(c.user_data) else {
+            // Cancellations (`ring::IGNORED`).
+            return;
+        };
+        match token.kind {
+            Kind::Accept => self.on_accept(token, c),
+            Kind::Recv => self.on_recv(token, c),
+            Kind::Send => self.on_send(token, c),
             Kind::Close => {
-                if let Some(conn) = self.conn_mut(c.token) {
+                if let Some(conn) = self.conn_mut(token) {
                     conn.unset(flags::CLOSING_FD);
-                    self.try_free(c.token.slot);
+                    self.try_free(token.slot);
                 }
             }
             Kind::Ignore => {}
@@ -320,16 +320,14 @@ impl<H: Handler> Worker<H> {
         live(&mut self.conns, token.slot, token.gen)
     }
 
-    fn on_recv(&mut self, c: Completion) {
-        let slot = c.token.slot;
+    fn on_recv(&mut self, token: Token, c: Completion) {
+        let slot = token.slot;
         let Some(conn) = self
             .conns
             .get_mut(slot as usize)
-            .filter(|conn| conn.gen == c.token.gen)
+            .filter(|conn| conn.gen == token.gen)
         else {
-            if let Some(bid) = c.buffer() {
-                self.uring.bufs().recycle(bid);
-            }
+            self.ring.recycle(&c);
             return;
         };
         if !c.more() {
@@ -337,17 +335,14 @@ impl<H: Handler> Worker<H> {
         }
         match c.result {
             n if n > 0 => {
-                let Some(bid) = c.buffer() else {
+                let Some(data) = self.ring.received(&c) else {
                     self.teardown(slot);
                     return;
                 };
                 if conn.phase != Phase::Dead {
-                    // SAFETY: `bid` was selected by this completion and its
-                    // result is the byte count; it is recycled right below.
-                    let data = unsafe { self.uring.bufs().get(bid, n as usize) };
                     conn.io(&mut self.ctx.pool).inbuf.extend_from_slice(data);
                 }
-                self.uring.bufs().recycle(bid);
+                self.ring.recycle(&c);
                 self.on_input(slot);
                 if let Some(conn) = self.conns.get_mut(slot as usize) {
                     if !conn.has(flags::RECV_ARMED)
@@ -387,7 +382,7 @@ impl<H: Handler> Worker<H> {
                 continue;
             }
             let token = Token::new(Kind::Recv, conn.gen, slot);
-            if self.uring.recv_multi(conn.socket, token).is_ok() {
+            if self.ring.recv_multi(conn.socket, token.encode()).is_ok() {
                 conn.set(flags::RECV_ARMED);
             } else {
                 self.teardown(slot);
@@ -395,10 +390,10 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn on_send(&mut self, c: Completion) {
-        let slot = c.token.slot;
+    fn on_send(&mut self, token: Token, c: Completion) {
+        let slot = token.slot;
         let limit = self.ctx.config.backpressure_limit;
-        let Some(conn) = live(&mut self.conns, slot, c.token.gen) else {
+        let Some(conn) = live(&mut self.conns, slot, token.gen) else {
             return;
         };
         conn.unset(flags::SENDING);
@@ -713,19 +708,19 @@ impl<H: Handler> Worker<H> {
         }
         let (socket, gen) = (conn.socket, conn.gen);
         if conn.has(flags::RECV_ARMED) {
-            let _ = self.uring.cancel(Token::new(Kind::Recv, gen, slot));
+            let _ = self.ring.cancel(Token::new(Kind::Recv, gen, slot).encode());
         }
         if conn.has(flags::SENDING) {
-            let _ = self.uring.cancel(Token::new(Kind::Send, gen, slot));
+            let _ = self.ring.cancel(Token::new(Kind::Send, gen, slot).encode());
         }
         if self
-            .uring
-            .close(socket, Token::new(Kind::Close, gen, slot))
+            .ring
+            .close(socket, Token::new(Kind::Close, gen, slot).encode())
             .is_ok()
         {
             conn.set(flags::CLOSING_FD);
         } else {
-            let _ = self.uring.close_now(socket);
+            let _ = self.ring.close_now(socket);
         }
         if was_open {
             self.open -= 1;
@@ -774,7 +769,7 @@ impl<H: Handler> Worker<H> {
             // the connection's boxed Io, which is neither released
             // (`release_io`) nor freed with the slot (`try_free`) while
             // SENDING is set, and `send` is not touched until the send ends.
-            unsafe { self.uring.send_msg(conn.socket, msg, token)? };
+            unsafe { self.ring.send_msg(conn.socket, msg, token.encode())? };
             conn.set(flags::SENDING);
         }
         dirty.clear();
@@ -824,8 +819,8 @@ impl<H: Handler> Worker<H> {
         }
         self.shutdown_at = Some(self.ctx.now + self.ctx.config.shutdown_timeout.as_millis() as u64);
         self.accepting = false;
-        for slot in 0..self.listeners.len() as u32 * ACCEPTS_PER_LISTENER {
-            let _ = self.uring.cancel(Token::new(Kind::Accept, 0, slot));
+        for listener in &self.listeners {
+            let _ = self.ring.cancel_fd(listener.as_raw_fd());
         }
         // The cancellations reference the listeners by token only; closing
         // them now refuses new connections at once.

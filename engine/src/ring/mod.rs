@@ -1,0 +1,476 @@
+//! The io_uring layer, public so other parts of uringws (the load
+//! generator) drive sockets the same way the engine does: one [`Ring`] per
+//! thread, sockets as direct descriptors ([`Socket`]), multishot receives
+//! into a provided-buffer ring, and typed submissions. All of the engine's
+//! `unsafe` lives here and in `buf_ring` and `addr`.
+//!
+//! Each submission carries a caller-chosen `user_data` that comes back in
+//! its [`Completion`]. Its top bit is the ring's own: operations whose
+//! memory the ring keeps until they complete (addresses, owned send
+//! buffers) are tagged with it, and [`Ring::drain`] gives back the caller's
+//! value.
+
+mod addr;
+mod buf_ring;
+
+use addr::RawAddr;
+use buf_ring::BufRing;
+use bytes::Bytes;
+use io_uring::{
+    cqueue, opcode, squeue,
+    types::{CancelBuilder, DestinationSlot, Fd, Fixed},
+    IoUring,
+};
+use slab::Slab;
+use std::{io, net::SocketAddr, os::fd::RawFd};
+
+/// The bit of `user_data` the ring keeps for itself.
+const OWNED: u64 = 1 << 63;
+
+/// A socket held as a direct descriptor: an index into the ring's
+/// registered file table. It takes no slot in the process's fd table, so a
+/// thread is not bound by the open-files limit of the process (each ring's
+/// table has its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Socket(u32);
+
+impl Socket {
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// A completion copied out of the queue, so handling it can submit more.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    pub user_data: u64,
+    /// The operation's result: a byte count, a new socket's index, or a
+    /// negated errno.
+    pub result: i32,
+    flags: u32,
+    peer: Option<SocketAddr>,
+}
+
+impl Completion {
+    /// Whether a multishot request stays armed after this completion.
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+
+    /// The provided buffer this completion filled, if any.
+    pub fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+
+    /// The socket an accept or socket operation created.
+    pub fn socket(&self) -> Option<Socket> {
+        u32::try_from(self.result).ok().map(Socket)
+    }
+
+    /// The peer of a single-shot [`Ring::accept`].
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The error, if the operation failed.
+    pub fn error(&self) -> Option<io::Error> {
+        (self.result < 0).then(|| io::Error::from_raw_os_error(-self.result))
+    }
+}
+
+/// Sizes of a [`Ring`].
+#[derive(Debug, Clone, Copy)]
+pub struct RingConfig {
+    /// Submission queue entries (completion queue: four times as many).
+    pub entries: u32,
+    /// Provided receive buffers (a power of two, at most 32768) and their
+    /// size.
+    pub recv_buffers: u16,
+    pub recv_buffer_size: usize,
+    /// Direct descriptors; capped by the open-files limit, as the kernel
+    /// caps it.
+    pub files: u32,
+}
+
+/// Memory the kernel uses until an operation completes.
+enum Owned {
+    /// An address to read (bind, connect) or to fill (accept).
+    Addr(Box<RawAddr>),
+    /// The bytes of a send.
+    Send(#[allow(dead_code, reason = "held for the kernel, never read here")] Bytes),
+    /// A socket option's value.
+    Int(#[allow(dead_code, reason = "held for the kernel, never read here")] Box<libc::c_int>),
+}
+
+/// One io_uring with its provided buffers and direct-descriptor table.
+pub struct Ring {
+    // Dropped before `bufs`: the kernel must let go of the buffers first.
+    ring: IoUring,
+    bufs: BufRing,
+    /// Memory of operations in flight, keyed by the tagged user_data; each
+    /// entry remembers the caller's user_data.
+    owned: Slab<(Owned, u64)>,
+    files: u32,
+}
+
+impl Ring {
+    pub fn new(config: &RingConfig) -> io::Result<Ring> {
+        let ring = IoUring::builder()
+            .setup_cqsize(config.entries.saturating_mul(4))
+            .setup_single_issuer()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .build(config.entries)?;
+        let files = config.files.min(open_files_limit()).max(1);
+        ring.submitter().register_files_sparse(files)?;
+        let bufs = BufRing::new(&ring, config.recv_buffers, config.recv_buffer_size, 0)?;
+        Ok(Ring {
+            ring,
+            bufs,
+            owned: Slab::new(),
+            files,
+        })
+    }
+
+    /// How many sockets this ring can hold at once.
+    pub fn files(&self) -> u32 {
+        self.files
+    }
+
+    /// A tokio registration that turns readable when completions are
+    /// waiting, so a thread sleeps in tokio's driver (and its timers and
+    /// channels keep working) instead of in `io_uring_enter`.
+    pub fn watch(&self) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let fd = self.ring.as_fd().try_clone_to_owned()?;
+        debug_assert_ne!(fd.as_raw_fd(), self.ring.as_raw_fd());
+        // SAFETY: the registration owns `fd`, a duplicate of the ring's fd,
+        // so it stays open and the same for the registration's lifetime.
+        unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| e.into_parts().1)
+    }
+
+    /// Pushes an entry, submitting first when the queue is full.
+    ///
+    /// # Safety
+    /// Every buffer or pointer the entry refers to must stay valid until its
+    /// completion arrives.
+    unsafe fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: the caller guarantees the entry's memory outlives the
+            // operation.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return Ok(());
+            }
+            self.submit()?;
+        }
+    }
+
+    /// Keeps `owned` until the operation completes; returns the user_data
+    /// to submit with.
+    fn own(&mut self, owned: Owned, user_data: u64) -> u64 {
+        debug_assert_eq!(
+            user_data & OWNED,
+            0,
+            "the top bit of user_data is the ring's"
+        );
+        OWNED | self.owned.insert((owned, user_data)) as u64
+    }
+
+    /// Forgets the memory of an operation that could not be queued.
+    fn disown(&mut self, tagged: u64) {
+        self.owned.try_remove((tagged & !OWNED) as usize);
+    }
+
+    /// Hands queued entries to the kernel without waiting. No syscall when
+    /// there is nothing to hand over and the kernel asks for nothing.
+    pub fn submit(&mut self) -> io::Result<()> {
+        let mut sq = self.ring.submission();
+        sq.sync();
+        if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
+            return Ok(());
+        }
+        drop(sq);
+        loop {
+            match self.ring.submit() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                // The completion queue is full: the caller drains it next.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Moves up to `max` completions into `out`.
+    pub fn drain(&mut self, out: &mut Vec<Completion>, max: usize) {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for cqe in cq.take(max) {
+            let mut completion = Completion {
+                user_data: cqe.user_data(),
+                result: cqe.result(),
+                flags: cqe.flags(),
+                peer: None,
+            };
+            if completion.user_data & OWNED != 0 {
+                let key = (completion.user_data & !OWNED) as usize;
+                if let Some((owned, user_data)) = self.owned.try_remove(key) {
+                    completion.user_data = user_data;
+                    if let Owned::Addr(addr) = owned {
+                        completion.peer = addr.to_socket_addr();
+                    }
+                }
+            }
+            out.push(completion);
+        }
+    }
+
+    pub fn has_completions(&mut self) -> bool {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        !cq.is_empty()
+    }
+
+    /// The bytes a receive completion delivered; give the buffer back with
+    /// [`recycle`](Self::recycle) once they are copied.
+    pub fn received(&self, completion: &Completion) -> Option<&[u8]> {
+        let bid = completion.buffer()?;
+        let len = usize::try_from(completion.result).ok()?;
+        // SAFETY: the buffer was selected by this completion, which reports
+        // `len` bytes written, and `recycle` (which takes `&mut self`, so
+        // not while this borrow lives) is what returns it to the kernel.
+        Some(unsafe { self.bufs.get(bid, len) })
+    }
+
+    /// Gives a completion's provided buffer back to the kernel.
+    pub fn recycle(&mut self, completion: &Completion) {
+        if let Some(bid) = completion.buffer() {
+            self.bufs.recycle(bid);
+        }
+    }
+
+    /// Accepts connections on `listener` into direct descriptors until
+    /// cancelled; peers' addresses are not reported.
+    pub fn accept_multi(&mut self, listener: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AcceptMulti::new(Fd(listener))
+            .allocate_file_index(true)
+            .build()
+            .user_data(user_data);
+        // SAFETY: a multishot accept refers to no memory of ours.
+        unsafe { self.push(entry) }
+    }
+
+    /// Accepts one connection into a direct descriptor; its completion
+    /// carries the peer's address ([`Completion::peer`]).
+    pub fn accept(&mut self, listener: RawFd, user_data: u64) -> io::Result<()> {
+        let mut addr = Box::new(RawAddr::empty());
+        let (ptr, len) = (
+            (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
+            &mut addr.len as *mut libc::socklen_t,
+        );
+        let tagged = self.own(Owned::Addr(addr), user_data);
+        let entry = opcode::Accept::new(Fd(listener), ptr, len)
+            .file_index(Some(DestinationSlot::auto_target()))
+            .build()
+            .user_data(tagged);
+        // SAFETY: the address box is kept in `owned` until this
+        // operation's completion is drained; moving the Box into the slab
+        // does not move its contents.
+        let pushed = unsafe { self.push(entry) };
+        if pushed.is_err() {
+            self.disown(tagged);
+        }
+        pushed
+    }
+
+    /// A new TCP socket for `addr`'s family, as a direct descriptor
+    /// ([`Completion::socket`]).
+    pub fn tcp_socket(&mut self, addr: SocketAddr, user_data: u64) -> io::Result<()> {
+        let domain = if addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        let entry = opcode::Socket::new(domain, libc::SOCK_STREAM, libc::IPPROTO_TCP)
+            .file_index(Some(DestinationSlot::auto_target()))
+            .build()
+            .user_data(user_data);
+        // SAFETY: creating a socket refers to no memory of ours.
+        unsafe { self.push(entry) }
+    }
+
+    /// Binds `socket` to a local address (port 0: the kernel picks).
+    pub fn bind(&mut self, socket: Socket, addr: SocketAddr, user_data: u64) -> io::Result<()> {
+        let addr = Box::new(RawAddr::from_socket_addr(addr));
+        let (ptr, len) = (addr.ptr(), addr.len);
+        let tagged = self.own(Owned::Addr(addr), user_data);
+        let entry = opcode::Bind::new(Fixed(socket.0), ptr, len)
+            .build()
+            .user_data(tagged);
+        // SAFETY: the address lives in `owned` until the completion.
+        let pushed = unsafe { self.push(entry) };
+        if pushed.is_err() {
+            self.disown(tagged);
+        }
+        pushed
+    }
+
+    pub fn connect(&mut self, socket: Socket, addr: SocketAddr, user_data: u64) -> io::Result<()> {
+        let addr = Box::new(RawAddr::from_socket_addr(addr));
+        let (ptr, len) = (addr.ptr(), addr.len);
+        let tagged = self.own(Owned::Addr(addr), user_data);
+        let entry = opcode::Connect::new(Fixed(socket.0), ptr, len)
+            .build()
+            .user_data(tagged);
+        // SAFETY: the address lives in `owned` until the completion.
+        let pushed = unsafe { self.push(entry) };
+        if pushed.is_err() {
+            self.disown(tagged);
+        }
+        pushed
+    }
+
+    /// Sets `TCP_NODELAY`, which a direct descriptor cannot get through a
+    /// plain `setsockopt`.
+    pub fn set_nodelay(&mut self, socket: Socket, user_data: u64) -> io::Result<()> {
+        let value = Box::new(1 as libc::c_int);
+        let ptr = (&*value as *const libc::c_int).cast();
+        let tagged = self.own(Owned::Int(value), user_data);
+        let entry = opcode::SetSockOpt::new(
+            Fixed(socket.0),
+            libc::IPPROTO_TCP as u32,
+            libc::TCP_NODELAY as u32,
+            ptr,
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+        .build()
+        .user_data(tagged);
+        // SAFETY: the value lives in `owned` until the completion.
+        let pushed = unsafe { self.push(entry) };
+        if pushed.is_err() {
+            self.disown(tagged);
+        }
+        pushed
+    }
+
+    /// Receives into provided buffers until cancelled, an error, or the
+    /// ring runs out of buffers (`ENOBUFS`; re-arm once some are back).
+    pub fn recv_multi(&mut self, socket: Socket, user_data: u64) -> io::Result<()> {
+        let entry = opcode::RecvMulti::new(Fixed(socket.0), self.bufs.bgid())
+            .build()
+            .user_data(user_data);
+        // SAFETY: the kernel writes only into registered provided buffers,
+        // which live as long as the ring.
+        unsafe { self.push(entry) }
+    }
+
+    /// Sends all of `data`; the ring keeps it until the send completes. A
+    /// short write is retried by the kernel (`MSG_WAITALL`), so a success
+    /// means everything went.
+    pub fn send(&mut self, socket: Socket, data: Bytes, user_data: u64) -> io::Result<()> {
+        let (ptr, len) = (data.as_ptr(), data.len() as u32);
+        let tagged = self.own(Owned::Send(data), user_data);
+        let entry = opcode::Send::new(Fixed(socket.0), ptr, len)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+            .build()
+            .user_data(tagged);
+        // SAFETY: the bytes live in `owned` until the completion; `Bytes`
+        // never moves its contents.
+        let pushed = unsafe { self.push(entry) };
+        if pushed.is_err() {
+            self.disown(tagged);
+        }
+        pushed
+    }
+
+    /// Sends a message the caller owns.
+    ///
+    /// # Safety
+    /// `msg`, its iovec array and every buffer it points to must stay valid
+    /// and unmoved until this send's completion arrives.
+    pub unsafe fn send_msg(
+        &mut self,
+        socket: Socket,
+        msg: *const libc::msghdr,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let entry = opcode::SendMsg::new(Fixed(socket.0), msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+            .user_data(user_data);
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push(entry) }
+    }
+
+    /// Cancels every request submitted with `user_data` (not those whose
+    /// memory the ring keeps: cancel those by socket or fd).
+    pub fn cancel(&mut self, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(user_data)
+            .build()
+            .user_data(IGNORED);
+        // SAFETY: a cancellation refers to no memory of ours.
+        unsafe { self.push(entry) }
+    }
+
+    /// Cancels every request on `socket`.
+    pub fn cancel_socket(&mut self, socket: Socket) -> io::Result<()> {
+        let entry = opcode::AsyncCancel2::new(CancelBuilder::fd(Fixed(socket.0)).all())
+            .build()
+            .user_data(IGNORED);
+        // SAFETY: a cancellation refers to no memory of ours.
+        unsafe { self.push(entry) }
+    }
+
+    /// Cancels every request on a plain fd (a listener's accepts).
+    pub fn cancel_fd(&mut self, fd: RawFd) -> io::Result<()> {
+        let entry = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
+            .build()
+            .user_data(IGNORED);
+        // SAFETY: a cancellation refers to no memory of ours.
+        unsafe { self.push(entry) }
+    }
+
+    pub fn close(&mut self, socket: Socket, user_data: u64) -> io::Result<()> {
+        let entry = opcode::Close::new(Fixed(socket.0))
+            .build()
+            .user_data(user_data);
+        // SAFETY: a close refers to no memory of ours.
+        unsafe { self.push(entry) }
+    }
+
+    /// Closes a socket at once, for when no close can be queued.
+    pub fn close_now(&mut self, socket: Socket) -> io::Result<()> {
+        self.ring
+            .submitter()
+            .register_files_update(socket.0, &[-1])
+            .map(drop)
+    }
+}
+
+/// The user_data of cancellations: completions nobody waits for. Callers
+/// should not use it for their own operations.
+pub const IGNORED: u64 = OWNED - 1;
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // Taking the buffers back before they are freed; errors only mean
+        // the ring is already gone.
+        let _ = self.ring.submitter().unregister_buf_ring(self.bufs.bgid());
+    }
+}
+
+/// The soft limit on open files, which also caps a ring's file table.
+fn open_files_limit() -> u32 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    u32::try_from(limit.rlim_cur).unwrap_or(u32::MAX)
+}
