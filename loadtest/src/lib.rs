@@ -1,11 +1,21 @@
 //! `uringws-load`: a WebSocket load generator for any server, on the client
-//! role of `uringws-protocol`.
+//! role of `uringws-protocol` and the engine's public io_uring layer
+//! (`uringws_engine::ring`): sockets are direct descriptors, so one process
+//! holds far more connections than its open-files limit.
 //!
-//! Built so far (issue 5 is in progress): [`target`] — `ws://` URLs and
-//! local source-address ranges — and [`report`] — latency percentiles,
-//! counts, failures by reason, the client's own CPU time, as a table and as
-//! JSON. The io_uring client runtime and the scenarios (connect, hold, echo,
-//! fanout, churn) come next.
+//! - [`target`]: `ws://` URLs (resolved once) and local source-address
+//!   ranges, to get past the ~28k ephemeral ports of one address pair.
+//! - [`client`]: one worker thread per ring drives connections through
+//!   socket, bind, connect and upgrade, then hands them to a [`Scenario`](client::Scenario);
+//!   failures are counted by reason (refused, timeout, bad status, bad
+//!   accept, closed by server, …) and every wait has a deadline.
+//! - [`scenarios`]: `connect` (storm), `hold` (idle with pings), `echo`
+//!   (closed loop, every echo checked).
+//! - [`report`]: HdrHistogram percentiles, counts, errors and the client's
+//!   own CPU time, as a table and as JSON.
+//!
+//! Still to come (issue 5): open-loop echo, `fanout`, `churn`, and the
+//! side-by-side comparison harness.
 //!
 //! ```
 //! use uringws_load::{report::Latency, target::{SourceRange, Target}};
@@ -21,5 +31,7 @@
 //! # Ok::<(), uringws_load::target::BadInput>(())
 //! ```
 
+pub mod client;
 pub mod report;
+pub mod scenarios;
 pub mod target;

@@ -1,12 +1,299 @@
-//! `uringws-load`, the load generator (issue 5, in progress: see the crate
-//! doc for what is built).
+//! `uringws-load`: load-test any WebSocket server over io_uring.
 
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use mimalloc::MiMalloc;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uringws_load::client::{self, Live, Measured, Outcome, Plan, Scenario};
+use uringws_load::report::{CpuTime, Latency, Summary};
+use uringws_load::scenarios::{Connect, Echo, Hold};
+use uringws_load::target::{SourceRange, Target};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() -> std::process::ExitCode {
-    eprintln!("uringws-load: the scenarios are not built yet (issue 5 in progress)");
-    std::process::ExitCode::from(2)
+/// Load-test a WebSocket server: connection storms, idle holds, echo.
+#[derive(Parser)]
+#[command(name = "uringws-load", version)]
+struct Cli {
+    /// Worker threads, each with its own io_uring (default: one per CPU).
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+    /// Local source addresses, e.g. 127.0.0.2-127.0.0.40: each address has
+    /// its own ~28k ephemeral ports towards one target.
+    #[arg(long, global = true)]
+    connect_from: Option<String>,
+    /// Seconds allowed for connect + upgrade.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    timeout: f64,
+    /// Write the summary as JSON to this file.
+    #[arg(long, global = true)]
+    json: Option<std::path::PathBuf>,
+    /// No live progress line.
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// ws:// URLs; connections are spread over them.
+    #[arg(required = true)]
+    urls: Vec<String>,
+    /// Connections in all.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    connections: usize,
+    /// New connections per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Handshakes in progress at most, per worker.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open connections as fast as allowed, upgrade, close: handshake
+    /// latency and failures by reason.
+    Connect {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Hold upgraded idle connections, pinging each periodically; reports
+    /// how many are alive at the end.
+    Hold {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds to hold.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds between pings per connection (0: none).
+        #[arg(long, default_value_t = 5.0)]
+        ping_interval: f64,
+    },
+    /// Closed-loop echo: messages in flight per connection, every echo
+    /// checked; round-trip latency.
+    Echo {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Message size in bytes (at least 16).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Binary messages instead of text.
+        #[arg(long)]
+        binary: bool,
+        /// Messages in flight per connection.
+        #[arg(long, default_value_t = 1)]
+        in_flight: usize,
+    },
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("uringws-load: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    let (common, name, duration) = match &cli.command {
+        Command::Connect { common } => (common, "connect", None),
+        Command::Hold {
+            common, duration, ..
+        } => (common, "hold", Some(seconds("duration", *duration)?)),
+        Command::Echo {
+            common, duration, ..
+        } => (common, "echo", Some(seconds("duration", *duration)?)),
+    };
+    let targets = common
+        .urls
+        .iter()
+        .map(|u| Target::parse(u))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let sources = cli
+        .connect_from
+        .as_deref()
+        .map(SourceRange::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let timeout = seconds("timeout", cli.timeout)?;
+    // Each ring's table of direct descriptors is capped by the soft limit.
+    if let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) {
+        if (limit as usize) < common.connections {
+            eprintln!(
+                "uringws-load: open-files limit is {limit}; each worker holds at most that many connections"
+            );
+        }
+    }
+    let workers = cli
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+            .map_err(|e| e.to_string())?;
+    }
+    let live = Arc::new(Live::default());
+    let started = Instant::now();
+    let cpu_start = CpuTime::now().unwrap_or_default();
+    // `connect` ends when every connection was tried and closed; the others
+    // after their duration.
+    let until = started + duration.unwrap_or(Duration::from_secs(24 * 3600));
+    let mut threads = Vec::new();
+    for w in 0..workers {
+        let share = common.connections / workers + usize::from(w < common.connections % workers);
+        let first = (0..w)
+            .map(|i| common.connections / workers + usize::from(i < common.connections % workers))
+            .sum();
+        let plan = Plan {
+            targets: targets.clone(),
+            sources: sources.clone(),
+            first,
+            connections: share,
+            rate: common.rate / workers as f64,
+            concurrency: common.concurrency.max(1),
+            timeout,
+            until,
+        };
+        let (live, stop) = (live.clone(), stop.clone());
+        let handle = match &cli.command {
+            Command::Connect { .. } => spawn(plan, Connect, live, stop, w),
+            Command::Hold { ping_interval, .. } => spawn(
+                plan,
+                Hold::new(seconds("ping-interval", *ping_interval)?),
+                live,
+                stop,
+                w,
+            ),
+            Command::Echo {
+                size,
+                binary,
+                in_flight,
+                ..
+            } => spawn(plan, Echo::new(*size, *binary, *in_flight), live, stop, w),
+        };
+        threads.push(handle);
+    }
+    let progress = (!cli.quiet).then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let total = common.connections as u64;
+    while threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(200));
+        let (opened, failed, open, messages) = (
+            live.opened.load(Ordering::Relaxed),
+            live.failed.load(Ordering::Relaxed),
+            live.open_now.load(Ordering::Relaxed),
+            live.messages.load(Ordering::Relaxed),
+        );
+        if let Some(bar) = &progress {
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "opened {opened}/{total}  open {open}  failed {failed}  messages {messages} ({:.0}/s)",
+                messages as f64 / secs
+            ));
+            bar.tick();
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let mut merged = Outcome::default();
+    let mut scenario_latency: BTreeMap<String, Latency> = BTreeMap::new();
+    for thread in threads {
+        let Ok((outcome, extra)) = thread.join() else {
+            return Err("a worker panicked".into());
+        };
+        for (k, v) in outcome.counts {
+            *merged.counts.entry(k).or_default() += v;
+        }
+        for (k, v) in outcome.errors {
+            *merged.errors.entry(k).or_default() += v;
+        }
+        merged.handshake.merge(&outcome.handshake);
+        merged.alive_at_end += outcome.alive_at_end;
+        for m in extra {
+            scenario_latency
+                .entry(m.name)
+                .or_default()
+                .merge(&m.latency);
+            if let Some((counter, n)) = m.count {
+                *merged.counts.entry(counter).or_default() += n;
+            }
+        }
+    }
+    if name == "hold" {
+        merged
+            .counts
+            .insert("alive at end".into(), merged.alive_at_end);
+    }
+    let mut latency = BTreeMap::new();
+    if let Some(p) = merged.handshake.percentiles() {
+        latency.insert("handshake".to_string(), p);
+    }
+    for (name, l) in &scenario_latency {
+        if let Some(p) = l.percentiles() {
+            latency.insert(name.clone(), p);
+        }
+    }
+    let summary = Summary {
+        scenario: name.to_string(),
+        targets: targets.iter().map(|t| t.url.clone()).collect(),
+        duration_s: started.elapsed().as_secs_f64(),
+        counts: merged.counts,
+        errors: merged.errors,
+        latency,
+        client_cpu: CpuTime::now().unwrap_or_default().since(cpu_start),
+        workers,
+    };
+    print!("{}", summary.table());
+    if let Some(path) = &cli.json {
+        std::fs::write(path, summary.to_json()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let failed = !summary.errors.is_empty() || (name == "hold" && merged.alive_at_end < total);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn spawn<S: Scenario>(
+    plan: Plan,
+    scenario: S,
+    live: Arc<Live>,
+    stop: Arc<AtomicBool>,
+    worker: usize,
+) -> std::thread::JoinHandle<(Outcome, Vec<Measured>)> {
+    std::thread::Builder::new()
+        .name(format!("load-{worker}"))
+        .spawn(move || {
+            let (outcome, scenario) = client::run(plan, scenario, live, stop);
+            (outcome, scenario.measured())
+        })
+        .expect("spawning a worker thread")
 }

@@ -18,11 +18,11 @@ use buf_ring::BufRing;
 use bytes::Bytes;
 use io_uring::{
     cqueue, opcode, squeue,
-    types::{CancelBuilder, DestinationSlot, Fd, Fixed},
+    types::{CancelBuilder, DestinationSlot, Fd, Fixed, SubmitArgs, Timespec},
     IoUring,
 };
 use slab::Slab;
-use std::{io, net::SocketAddr, os::fd::RawFd};
+use std::{io, net::SocketAddr, os::fd::RawFd, time::Duration};
 
 /// The bit of `user_data` the ring keeps for itself.
 const OWNED: u64 = 1 << 63;
@@ -201,6 +201,26 @@ impl Ring {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(()),
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Submits what is queued and sleeps in the kernel until a completion
+    /// arrives or `timeout` passes: for threads that do not run tokio (the
+    /// load generator's workers).
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = Timespec::from(timeout);
+        let args = SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -1,0 +1,209 @@
+//! What the connections do once open: `connect` closes at once, `hold`
+//! keeps them idle with periodic pings, `echo` keeps messages in flight
+//! and checks every echo.
+
+use crate::client::{Measured, Scenario};
+use crate::report::Latency;
+use bytes::BytesMut;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use uringws_protocol::{encoder::write_client_frame, Message, OpCode};
+
+/// A storm: each connection closes (1000) as soon as it is upgraded.
+#[derive(Default)]
+pub struct Connect;
+
+impl Scenario for Connect {
+    fn open(&mut self, _: usize, _: Instant, _: &mut BytesMut) {}
+
+    fn message(
+        &mut self,
+        _: usize,
+        _: Message,
+        _: Instant,
+        _: &mut BytesMut,
+    ) -> Result<(), String> {
+        Err("unexpected message".into())
+    }
+
+    fn done(&mut self, _: usize, _: Instant) -> bool {
+        true
+    }
+}
+
+/// Idle connections, pinged every `interval`; one that does not answer
+/// within two intervals is counted and dropped.
+pub struct Hold {
+    interval: Duration,
+    /// Per connection: when the next ping is due, and when the outstanding
+    /// one went out.
+    pings: Vec<(Instant, Option<Instant>)>,
+    pub pong_latency: Latency,
+    pub missed: u64,
+}
+
+impl Hold {
+    pub fn new(interval: Duration) -> Self {
+        Hold {
+            interval,
+            pings: Vec::new(),
+            pong_latency: Latency::default(),
+            missed: 0,
+        }
+    }
+
+    fn slot(&mut self, id: usize, now: Instant) -> &mut (Instant, Option<Instant>) {
+        if self.pings.len() <= id {
+            self.pings.resize(id + 1, (now, None));
+        }
+        &mut self.pings[id]
+    }
+}
+
+impl Scenario for Hold {
+    fn open(&mut self, id: usize, now: Instant, _: &mut BytesMut) {
+        let interval = self.interval;
+        *self.slot(id, now) = (now + interval, None);
+    }
+
+    fn message(
+        &mut self,
+        _: usize,
+        _: Message,
+        _: Instant,
+        _: &mut BytesMut,
+    ) -> Result<(), String> {
+        Err("unexpected message".into())
+    }
+
+    fn tick(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let interval = self.interval;
+        let (next, outstanding) = *self.slot(id, now);
+        if let Some(sent) = outstanding {
+            if now.duration_since(sent) > interval * 2 {
+                self.missed += 1;
+                *self.slot(id, now) = (now + interval, None);
+            }
+        } else if now >= next {
+            let _ = write_client_frame(out, OpCode::Ping, true, b"alive?", rand::random());
+            *self.slot(id, now) = (now + interval, Some(now));
+        }
+    }
+
+    fn pong(&mut self, id: usize, now: Instant) {
+        let slot = self.slot(id, now);
+        if let Some(sent) = slot.1.take() {
+            self.pong_latency.record(now.duration_since(sent));
+        }
+    }
+
+    fn measured(self) -> Vec<Measured> {
+        vec![Measured {
+            name: "ping to pong".into(),
+            latency: self.pong_latency,
+            count: Some(("pings unanswered".into(), self.missed)),
+        }]
+    }
+}
+
+/// Closed-loop echo: `in_flight` messages per connection, each answered
+/// message checked byte for byte and replaced by the next.
+pub struct Echo {
+    size: usize,
+    binary: bool,
+    in_flight: usize,
+    conns: Vec<EchoConn>,
+    pub round_trip: Latency,
+    pub echoed: u64,
+}
+
+#[derive(Default, Clone)]
+struct EchoConn {
+    next_seq: u64,
+    expect_seq: u64,
+    sent_at: VecDeque<Instant>,
+}
+
+impl Echo {
+    pub fn new(size: usize, binary: bool, in_flight: usize) -> Self {
+        Echo {
+            size: size.max(16),
+            binary,
+            in_flight: in_flight.max(1),
+            conns: Vec::new(),
+            round_trip: Latency::default(),
+            echoed: 0,
+        }
+    }
+
+    /// The payload of message `seq`: its number, then filler, so a lost,
+    /// reordered or corrupted echo is caught.
+    fn payload(&self, seq: u64) -> Vec<u8> {
+        let mut payload = format!("{seq:016}").into_bytes();
+        payload.resize(self.size, b'x');
+        payload
+    }
+
+    fn send(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+        let seq = self.conns[id].next_seq;
+        let payload = self.payload(seq);
+        let opcode = if self.binary {
+            OpCode::Binary
+        } else {
+            OpCode::Text
+        };
+        let _ = write_client_frame(out, opcode, true, &payload, rand::random());
+        let conn = &mut self.conns[id];
+        conn.next_seq += 1;
+        conn.sent_at.push_back(now);
+    }
+}
+
+impl Scenario for Echo {
+    fn open(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+        if self.conns.len() <= id {
+            self.conns.resize(id + 1, EchoConn::default());
+        }
+        self.conns[id] = EchoConn::default();
+        for _ in 0..self.in_flight {
+            self.send(id, now, out);
+        }
+    }
+
+    fn message(
+        &mut self,
+        id: usize,
+        message: Message,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        let (got, binary) = match &message {
+            Message::Text(text) => (text.as_bytes().clone(), false),
+            Message::Binary(data) => (data.clone(), true),
+            _ => return Ok(()),
+        };
+        let expect = self.payload(self.conns[id].expect_seq);
+        if got[..] != expect[..] || binary != self.binary {
+            return Err("echo mismatch".into());
+        }
+        let conn = &mut self.conns[id];
+        conn.expect_seq += 1;
+        if let Some(sent) = conn.sent_at.pop_front() {
+            self.round_trip.record(now.duration_since(sent));
+        }
+        self.echoed += 1;
+        self.send(id, now, out);
+        Ok(())
+    }
+
+    fn measured(self) -> Vec<Measured> {
+        vec![Measured {
+            name: "round trip".into(),
+            latency: self.round_trip,
+            count: Some(("messages echoed".into(), self.echoed)),
+        }]
+    }
+}
