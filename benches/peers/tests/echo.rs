@@ -1,0 +1,208 @@
+//! Each peer binary, started for real on a loopback port, echoes text and
+//! binary messages byte for byte, sends a fragmented message back whole,
+//! answers a ping and a close. The client is uringws-protocol's client role
+//! over a blocking socket, so nothing but the peers is built for this.
+
+use bytes::BytesMut;
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+use uringws_protocol::{
+    close::CloseFrame,
+    encoder::write_client_frame,
+    handshake::{ClientHandshake, ClientRequest},
+    CloseCode, Decoder, DecoderConfig, FrameHeader, Message, OpCode, Role,
+};
+
+/// Bounds every wait: start-up, each read and each write.
+const TIMEOUT: Duration = Duration::from_secs(10);
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// A running peer, killed when the test ends, even by a failed assertion.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `binary` on a port that was free a moment ago and waits until it
+/// accepts connections.
+fn start(binary: &str) -> Server {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let child = Command::new(binary)
+        .args(["--listen", &addr.to_string(), "--threads", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the peer");
+    let mut server = Server { child, addr };
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return server;
+        }
+        if let Some(status) = server.child.try_wait().expect("peer status") {
+            panic!("{binary} exited with {status} before accepting");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{binary} never accepted on {addr}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A client connection: the socket, the bytes read but not yet decoded, and
+/// the decoder.
+struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr, path: &str) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        let mut client = Client {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(Role::Client, DecoderConfig::default()),
+        };
+        let host = addr.to_string();
+        let (handshake, request) =
+            ClientHandshake::new(&ClientRequest::new(&host, path)).expect("request");
+        client.stream.write_all(&request).expect("send request");
+        loop {
+            client.read_more();
+            if let Some(response) = handshake.parse_response(&client.buf).expect("a 101") {
+                // Frames the server sent right after its answer stay.
+                let _ = client.buf.split_to(response.head_len());
+                return client;
+            }
+        }
+    }
+
+    fn read_more(&mut self) {
+        let mut chunk = [0u8; 64 << 10];
+        let n = self
+            .stream
+            .read(&mut chunk)
+            .expect("read within the timeout");
+        assert!(n > 0, "server closed the connection");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    fn send(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mut out = BytesMut::new();
+        write_client_frame(&mut out, opcode, fin, payload, MASK).expect("frame");
+        self.stream.write_all(&out).expect("send frame");
+    }
+
+    /// The header of the next frame, before it is decoded: whether the
+    /// server sent a message in one frame.
+    fn peek_header(&mut self) -> FrameHeader {
+        loop {
+            if let Some((header, _)) = FrameHeader::parse(&self.buf).expect("header") {
+                return header;
+            }
+            self.read_more();
+        }
+    }
+
+    fn receive(&mut self) -> Message {
+        loop {
+            if let Some(message) = self.decoder.decode(&mut self.buf).expect("valid frames") {
+                return message;
+            }
+            self.read_more();
+        }
+    }
+}
+
+/// A payload that catches reordered, dropped or repeated bytes.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn check_echo(binary: &str) {
+    let server = start(binary);
+    let mut client = Client::connect(server.addr, "/echo");
+
+    let text = "héllo, echo ✓";
+    client.send(OpCode::Text, true, text.as_bytes());
+    match client.receive() {
+        Message::Text(echo) => assert_eq!(echo.as_str(), text),
+        other => panic!("{binary}: text came back as {other:?}"),
+    }
+
+    let binary_payload = pattern(100 << 10);
+    client.send(OpCode::Binary, true, &binary_payload);
+    match client.receive() {
+        Message::Binary(echo) => assert!(echo[..] == binary_payload[..], "{binary}: binary"),
+        other => panic!("{binary}: binary came back as {other:?}"),
+    }
+
+    client.send(OpCode::Ping, true, b"are you there");
+    assert_eq!(client.receive(), Message::Pong("are you there".into()));
+
+    client.send(OpCode::Close, true, &[0x03, 0xe8]);
+    match client.receive() {
+        Message::Close(Some(CloseFrame { code, .. })) => assert_eq!(code, CloseCode::NORMAL),
+        other => panic!("{binary}: close answered with {other:?}"),
+    }
+}
+
+fn check_fragmented(binary: &str) {
+    let server = start(binary);
+    let mut client = Client::connect(server.addr, "/");
+    let payload = pattern(3000);
+    client.send(OpCode::Binary, false, &payload[..1000]);
+    // A ping between fragments is answered at once (RFC 6455 §5.4).
+    client.send(OpCode::Ping, true, b"mid");
+    client.send(OpCode::Continuation, false, &payload[1000..2000]);
+    client.send(OpCode::Continuation, true, &payload[2000..]);
+
+    assert_eq!(client.receive(), Message::Pong("mid".into()));
+    let header = client.peek_header();
+    assert!(
+        header.fin && header.opcode == OpCode::Binary && header.payload_len == 3000,
+        "{binary}: the fragmented message came back as {header:?}, not as one frame"
+    );
+    match client.receive() {
+        Message::Binary(echo) => assert!(echo[..] == payload[..], "{binary}: fragmented"),
+        other => panic!("{binary}: fragmented binary came back as {other:?}"),
+    }
+}
+
+#[test]
+fn tungstenite_echoes() {
+    check_echo(env!("CARGO_BIN_EXE_peer-tungstenite"));
+    check_fragmented(env!("CARGO_BIN_EXE_peer-tungstenite"));
+}
+
+#[test]
+fn fastwebsockets_echoes() {
+    check_echo(env!("CARGO_BIN_EXE_peer-fastwebsockets"));
+    check_fragmented(env!("CARGO_BIN_EXE_peer-fastwebsockets"));
+}
+
+#[test]
+fn tokio_websockets_echoes() {
+    check_echo(env!("CARGO_BIN_EXE_peer-tokio-websockets"));
+    check_fragmented(env!("CARGO_BIN_EXE_peer-tokio-websockets"));
+}
