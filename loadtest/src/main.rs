@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uringws_load::client::{self, Live, Measured, Outcome, Plan, Scenario};
 use uringws_load::report::{CpuTime, Latency, Summary};
-use uringws_load::scenarios::{Connect, Echo, Hold};
+use uringws_load::scenarios::{Churn, Connect, Echo, Hold};
 use uringws_load::target::{SourceRange, Target};
 
 #[global_allocator]
@@ -94,6 +94,19 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         in_flight: usize,
     },
+    /// Open connections at --rate for --duration, each closed after
+    /// --hold-for: handshake latency and failures while connections come
+    /// and go.
+    Churn {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds to run (at most -n connections).
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds each connection stays open.
+        #[arg(long, default_value_t = 1.0)]
+        hold_for: f64,
+    },
 }
 
 fn seconds(name: &str, value: f64) -> Result<Duration, String> {
@@ -120,6 +133,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Echo {
             common, duration, ..
         } => (common, "echo", Some(seconds("duration", *duration)?)),
+        Command::Churn {
+            common, duration, ..
+        } => {
+            if common.rate <= 0.0 {
+                return Err("churn needs --rate (connections per second)".into());
+            }
+            (common, "churn", Some(seconds("duration", *duration)?))
+        }
     };
     let targets = common
         .urls
@@ -190,6 +211,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 in_flight,
                 ..
             } => spawn(plan, Echo::new(*size, *binary, *in_flight), live, stop, w),
+            Command::Churn { hold_for, .. } => spawn(
+                plan,
+                Churn::new(seconds("hold-for", *hold_for)?),
+                live,
+                stop,
+                w,
+            ),
         };
         threads.push(handle);
     }

@@ -207,3 +207,46 @@ impl Scenario for Echo {
         }]
     }
 }
+
+/// Churn: connections opened at the plan's rate, each closed (1000) after
+/// `hold_for`.
+pub struct Churn {
+    hold_for: std::time::Duration,
+    opened_at: Vec<Option<Instant>>,
+}
+
+impl Churn {
+    pub fn new(hold_for: std::time::Duration) -> Self {
+        Churn {
+            hold_for,
+            opened_at: Vec::new(),
+        }
+    }
+}
+
+impl Scenario for Churn {
+    fn open(&mut self, id: usize, now: Instant, _: &mut BytesMut) {
+        if self.opened_at.len() <= id {
+            self.opened_at.resize(id + 1, None);
+        }
+        self.opened_at[id] = Some(now);
+    }
+
+    fn message(
+        &mut self,
+        _: usize,
+        _: Message,
+        _: Instant,
+        _: &mut BytesMut,
+    ) -> Result<(), String> {
+        Err("unexpected message".into())
+    }
+
+    fn done(&mut self, id: usize, now: Instant) -> bool {
+        self.opened_at
+            .get(id)
+            .copied()
+            .flatten()
+            .is_some_and(|at| now.duration_since(at) >= self.hold_for)
+    }
+}

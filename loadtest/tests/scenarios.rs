@@ -231,3 +231,26 @@ fn silent_server_times_out() {
     assert!(started.elapsed() < Duration::from_secs(4));
     drop(listener);
 }
+
+#[test]
+fn churn_opens_and_closes_at_the_rate() {
+    let engine = server();
+    let mut p = plan(engine.local_addrs()[0], 40, 2.0);
+    p.rate = 40.0;
+    let started = Instant::now();
+    let (outcome, _) = go(
+        p,
+        uringws_load::scenarios::Churn::new(Duration::from_millis(200)),
+    );
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert_eq!(count(&outcome, "connections opened"), 40);
+    assert_eq!(count(&outcome, "connections closed"), 40);
+    // 40 at 40/s take about a second: the rate is kept, not exceeded.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    engine.shutdown();
+    engine.join().unwrap();
+}
