@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Side-by-side runs: uringws and peer echo servers under the same load.
+
+Each server runs pinned to one core (default CPU 0, one worker/thread), the
+load generator (`uringws-load`) pinned to another (CPU 1). Servers take
+turns within each round, so slow drifts of a shared machine hit all of them
+alike; the table shows medians over rounds and ratios against uringws.
+Server CPU time comes from /proc/PID/stat (user + system), so a client
+that saturates before the server does not hide the server's cost.
+
+    benches/scripts/compare.py [--rounds 3] [--seconds 5] [--server-cpus 0] [--load-cpus 1]
+        [--echo 64x1,64x100,64x1000,16384x1,16384x100,16384x1000] [--hold 19000]
+
+Build first: cargo build --release -p uringws-server -p uringws-peers -p uringws-load
+"""
+import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "target", "release")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def servers(threads):
+    return {
+        "uringws": [f"{BIN}/uringws", "--workers", str(threads), "--no-pin", "--log-level", "warn",
+                    "--idle-timeout", "0", "--ping-interval", "0"],
+        "tokio-tungstenite": [f"{BIN}/peer-tungstenite", "--threads", str(threads)],
+        "fastwebsockets": [f"{BIN}/peer-fastwebsockets", "--threads", str(threads)],
+        "tokio-websockets": [f"{BIN}/peer-tokio-websockets", "--threads", str(threads)],
+    }
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def start(cmd, cpus, port):
+    proc = subprocess.Popen(["taskset", "-c", cpus] + cmd + ["--listen", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{cmd[0]} did not start")
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def load(cpus, args, timeout):
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = ["taskset", "-c", cpus, f"{BIN}/uringws-load", "--quiet", "--workers", "1",
+               "--json", out.name] + args
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
+        try:
+            return json.load(open(out.name))
+        except ValueError:
+            return None
+
+
+def echo_run(name, cmd, a, size, conns):
+    port = free_port()
+    proc = start(cmd, a.server_cpus, port)
+    try:
+        cpu0 = cpu_s(proc.pid)
+        report = load(a.load_cpus, ["echo", f"ws://127.0.0.1:{port}/echo", "-n", str(conns),
+                                    "--duration", str(a.seconds), "--size", str(size), "--binary"],
+                      a.seconds + 60)
+        cpu = cpu_s(proc.pid) - cpu0
+    finally:
+        stop(proc)
+    if not report:
+        return None
+    n = report["counts"].get("messages echoed", 0)
+    rt = report["latency"].get("round trip", {})
+    return {"msgs_s": n / report["duration_s"], "cpu_us_per_msg": cpu * 1e6 / max(n, 1),
+            "p99_ms": rt.get("p99_ms"), "errors": sum(report["errors"].values()),
+            "client_cpu": report["client_cpu"]["user_s"] + report["client_cpu"]["system_s"]}
+
+
+def hold_run(name, cmd, a, conns):
+    port = free_port()
+    proc = start(cmd, a.server_cpus, port)
+    try:
+        before = rss_kib(proc.pid)
+        report = load(a.load_cpus, ["--connect-from", "127.0.0.2-127.0.0.5", "hold",
+                                    f"ws://127.0.0.1:{port}/echo", "-n", str(conns),
+                                    "--duration", str(a.hold_seconds), "--ping-interval", "0"],
+                      a.hold_seconds + 120)
+        # The load generator has ended and closed its sockets by now; read
+        # the peak the server reached while holding them.
+        with open(f"/proc/{proc.pid}/status") as f:
+            hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+    finally:
+        stop(proc)
+    if not report:
+        return None
+    alive = report["counts"].get("alive at end", 0)
+    return {"alive": alive, "bytes_per_conn": (hwm - before) * 1024 / max(alive, 1)}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--server-cpus", default="0")
+    p.add_argument("--load-cpus", default="1")
+    p.add_argument("--echo", default="64x1,64x100,64x1000,16384x1,16384x100,16384x1000")
+    p.add_argument("--hold", type=int, default=19000)
+    p.add_argument("--hold-seconds", type=float, default=8)
+    p.add_argument("--only", default="")
+    a = p.parse_args()
+    table = servers(a.threads)
+    if a.only:
+        table = {k: v for k, v in table.items() if k in a.only.split(",")}
+    cases = [tuple(int(x) for x in c.split("x")) for c in a.echo.split(",") if c]
+    results = {}
+    for r in range(a.rounds):
+        for size, conns in cases:
+            for name, cmd in table.items():
+                res = echo_run(name, cmd, a, size, conns)
+                results.setdefault(("echo", size, conns, name), []).append(res)
+                print(f"round {r + 1} echo {size} B x {conns}: {name}: {res}", file=sys.stderr)
+        if a.hold:
+            for name, cmd in table.items():
+                res = hold_run(name, cmd, a, a.hold)
+                results.setdefault(("hold", a.hold, 0, name), []).append(res)
+                print(f"round {r + 1} hold {a.hold}: {name}: {res}", file=sys.stderr)
+
+    def med(key, field):
+        vals = [x[field] for x in results.get(key, []) if x and x.get(field) is not None]
+        return statistics.median(vals) if vals else None
+
+    print(f"| case | server | msgs/s | vs uringws | server CPU µs/msg | vs uringws | p99 ms | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size, conns in cases:
+        base = ("echo", size, conns, "uringws")
+        for name in table:
+            key = ("echo", size, conns, name)
+            m, c, p99 = med(key, "msgs_s"), med(key, "cpu_us_per_msg"), med(key, "p99_ms")
+            bm, bc = med(base, "msgs_s"), med(base, "cpu_us_per_msg")
+            errs = sum(x["errors"] for x in results.get(key, []) if x)
+            ratio = lambda x, y: f"{x / y:.2f}×" if x and y else "–"
+            fmt = lambda x, f: f.format(x) if x is not None else "–"
+            print(f"| echo {size} B × {conns} | {name} | {fmt(m, '{:,.0f}')} | {ratio(m, bm)} | "
+                  f"{fmt(c, '{:.2f}')} | {ratio(c, bc)} | {fmt(p99, '{:.2f}')} | {errs} |")
+    if a.hold:
+        print()
+        print("| case | server | alive | RSS per idle connection | vs uringws |")
+        print("|---|---|---|---|---|")
+        base = med(("hold", a.hold, 0, "uringws"), "bytes_per_conn")
+        for name in table:
+            key = ("hold", a.hold, 0, name)
+            b, alive = med(key, "bytes_per_conn"), med(key, "alive")
+            print(f"| hold {a.hold} | {name} | {alive if alive is not None else '–'} | "
+                  f"{f'{b:,.0f} B' if b is not None else '–'} | {f'{b / base:.1f}×' if b and base else '–'} |")
+
+
+if __name__ == "__main__":
+    main()
