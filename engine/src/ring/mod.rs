@@ -479,6 +479,12 @@ impl Drop for Ring {
         // Taking the buffers back before they are freed; errors only mean
         // the ring is already gone.
         let _ = self.ring.submitter().unregister_buf_ring(self.bufs.bgid());
+        // Closing the ring cancels what is still in flight, but not
+        // synchronously: memory such operations point to is leaked rather
+        // than freed under the kernel.
+        if !self.owned.is_empty() {
+            std::mem::forget(std::mem::take(&mut self.owned));
+        }
     }
 }
 
