@@ -159,16 +159,17 @@ fn split(user_data: u64) -> (u8, usize) {
     )
 }
 
-/// Runs one worker until its plan's end or `stop`.
+/// Runs one worker until its plan's end, until every connection is done
+/// (`connect`, `churn`), or `stop`.
 pub fn run<S: Scenario>(
     plan: Plan,
-    mut scenario: S,
+    scenario: S,
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
 ) -> (Outcome, S) {
     let mut outcome = Outcome::default();
     let files = u32::try_from(plan.connections + 64).unwrap_or(u32::MAX);
-    let mut ring = match Ring::new(&RingConfig {
+    let ring = match Ring::new(&RingConfig {
         entries: 4096,
         recv_buffers: 1024,
         recv_buffer_size: 16 << 10,
@@ -176,10 +177,7 @@ pub fn run<S: Scenario>(
     }) {
         Ok(ring) => ring,
         Err(e) => {
-            *outcome
-                .errors
-                .entry(format!("io_uring setup: {e}"))
-                .or_default() += 1;
+            outcome.error(&format!("io_uring setup: {e}"));
             return (outcome, scenario);
         }
     };
@@ -194,427 +192,401 @@ pub fn run<S: Scenario>(
             .or_default() += (plan.connections - ring.files() as usize) as u64;
     }
     let capacity = plan.connections.min(ring.files() as usize);
-    let mut conns: Vec<Option<Conn>> = Vec::with_capacity(capacity);
-    let mut deadlines: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
-    let mut completions = Vec::with_capacity(512);
-    let mut rearm = Vec::new();
-    let start = Instant::now();
-    let mut in_handshake = 0usize;
-    let mut last_tick = start;
-    loop {
-        let now = Instant::now();
-        if stop.load(Ordering::Relaxed) || now >= plan.until {
-            break;
-        }
-        // Start new connections within the rate and concurrency limits.
-        while conns.len() < capacity && in_handshake < plan.concurrency {
-            let due = if plan.rate > 0.0 {
-                start + Duration::from_secs_f64(conns.len() as f64 / plan.rate)
-            } else {
-                start
-            };
-            if due > now {
-                break;
-            }
-            let id = conns.len();
-            let target = (plan.first + id) % plan.targets.len();
-            conns.push(Some(Conn {
-                step: Step::Socket,
-                socket: None,
-                target,
-                started: now,
-                deadline: now + plan.timeout,
-                handshake: None,
-                inbuf: BytesMut::new(),
-                out: BytesMut::new(),
-                sending: false,
-                recv_armed: false,
-                decoder: Decoder::new(Role::Client, DecoderConfig::default()),
-            }));
-            in_handshake += 1;
-            deadlines.push(Reverse((now + plan.timeout, id)));
-            if ring
-                .tcp_socket(plan.targets[target].addr, user_data(Op::Socket, id))
-                .is_err()
-            {
-                fail(
-                    &mut conns,
-                    id,
-                    &mut ring,
-                    &mut outcome,
-                    &live,
-                    "io_uring submit",
-                    &mut in_handshake,
-                );
-            }
-        }
-        // Wait in the kernel for completions, but come round regularly for
-        // ticks, deadlines and new connections.
-        if ring.wait(Duration::from_millis(5)).is_err() {
-            outcome.error("io_uring submit");
-            break;
-        }
-        completions.clear();
-        ring.drain(&mut completions, 512);
-        let now = Instant::now();
-        for c in completions.iter() {
-            let (op, id) = split(c.user_data);
-            handle(
-                op,
-                id,
-                c,
-                now,
-                &plan,
-                &mut conns,
-                &mut ring,
-                &mut scenario,
-                &mut outcome,
-                &live,
-                &mut in_handshake,
-                &mut rearm,
-            );
-        }
-        for id in rearm.drain(..) {
-            if let Some(Some(conn)) = conns.get_mut(id) {
-                if !conn.recv_armed
-                    && matches!(conn.step, Step::Handshake | Step::Open | Step::Closing)
-                {
-                    if let Some(socket) = conn.socket {
-                        conn.recv_armed = ring.recv_multi(socket, user_data(Op::Recv, id)).is_ok();
-                    }
-                }
-            }
-        }
-        // Handshake deadlines.
-        while let Some(&Reverse((at, id))) = deadlines.peek() {
-            if at > now {
-                break;
-            }
-            deadlines.pop();
-            let timed_out = conns.get(id).and_then(|c| c.as_ref()).is_some_and(|c| {
-                c.step != Step::Open && c.step != Step::Closing && c.deadline <= now
-            });
-            if timed_out {
-                fail(
-                    &mut conns,
-                    id,
-                    &mut ring,
-                    &mut outcome,
-                    &live,
-                    "timeout",
-                    &mut in_handshake,
-                );
-            }
-        }
-        if now.duration_since(last_tick) >= TICK {
-            last_tick = now;
-            // Every connection tried and none left: nothing more to do.
-            if conns.len() == capacity && in_handshake == 0 && conns.iter().all(Option::is_none) {
-                break;
-            }
-            for (id, conn) in conns.iter_mut().enumerate() {
-                let Some(conn) = conn.as_mut() else {
-                    continue;
-                };
-                if conn.step != Step::Open {
-                    continue;
-                }
-                if scenario.done(id, now) {
-                    let _ = write_client_frame(
-                        &mut conn.out,
-                        OpCode::Close,
-                        true,
-                        &1000u16.to_be_bytes(),
-                        rand::random(),
-                    );
-                    conn.step = Step::Closing;
-                    live.open_now.fetch_sub(1, Ordering::Relaxed);
-                    outcome.count("connections closed");
-                } else {
-                    scenario.tick(id, now, &mut conn.out);
-                }
-                flush(conn, id, &mut ring);
-            }
-        }
-    }
-    // The end: count who is still open, then let the sockets go.
-    for (id, conn) in conns.iter_mut().enumerate() {
-        if let Some(conn) = conn.take() {
-            if conn.step == Step::Open {
-                outcome.alive_at_end += 1;
-            }
-            if let Some(socket) = conn.socket {
-                let _ = ring.cancel_socket(socket);
-                let _ = ring.close(socket, user_data(Op::Close, id));
-            }
-        }
-    }
-    let _ = ring.submit();
-    // Give the closes a moment to run before the ring goes.
-    let settle = Instant::now() + Duration::from_millis(200);
-    while Instant::now() < settle {
-        completions.clear();
-        ring.drain(&mut completions, 512);
-        for c in &completions {
-            ring.recycle(c);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    (outcome, scenario)
+    let mut worker = Worker {
+        plan: &plan,
+        ring,
+        conns: Vec::with_capacity(capacity),
+        scenario,
+        outcome,
+        live: &live,
+        in_handshake: 0,
+        rearm: Vec::new(),
+    };
+    worker.run(capacity, &stop);
+    worker.close_all();
+    (worker.outcome, worker.scenario)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn handle(
-    op: u8,
-    id: usize,
-    c: &Completion,
-    now: Instant,
-    plan: &Plan,
-    conns: &mut [Option<Conn>],
-    ring: &mut Ring,
-    scenario: &mut impl Scenario,
-    outcome: &mut Outcome,
-    live: &Live,
-    in_handshake: &mut usize,
-    rearm: &mut Vec<usize>,
-) {
-    let Some(Some(conn)) = conns.get_mut(id) else {
-        ring.recycle(c);
-        return;
-    };
-    match op {
-        x if x == Op::Socket as u8 => {
-            let Some(socket) = c.socket() else {
-                return fail(
-                    conns,
-                    id,
-                    ring,
-                    outcome,
-                    live,
-                    &reason(c.result),
-                    in_handshake,
-                );
-            };
-            conn.socket = Some(socket);
-            let target = plan.targets[conn.target].addr;
-            let _ = ring.set_nodelay(socket, user_data(Op::NoDelay, id));
-            let submitted = match &plan.sources {
-                Some(sources) => {
-                    conn.step = Step::Bind;
-                    let source = SocketAddr::new(sources.pick(plan.first + id), 0);
-                    ring.bind(socket, source, user_data(Op::Bind, id))
-                }
-                None => {
-                    conn.step = Step::Connect;
-                    ring.connect(socket, target, user_data(Op::Connect, id))
-                }
-            };
-            if submitted.is_err() {
-                fail(
-                    conns,
-                    id,
-                    ring,
-                    outcome,
-                    live,
-                    "io_uring submit",
-                    in_handshake,
-                );
+/// One worker's ring and connections.
+struct Worker<'p, S> {
+    plan: &'p Plan,
+    ring: Ring,
+    conns: Vec<Option<Conn>>,
+    scenario: S,
+    outcome: Outcome,
+    live: &'p Live,
+    /// Connections between socket creation and the 101.
+    in_handshake: usize,
+    /// Connections whose multishot receive ended and must be re-armed.
+    rearm: Vec<usize>,
+}
+
+impl<S: Scenario> Worker<'_, S> {
+    fn run(&mut self, capacity: usize, stop: &AtomicBool) {
+        let mut deadlines: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+        let mut completions = Vec::with_capacity(512);
+        let start = Instant::now();
+        let mut last_tick = start;
+        loop {
+            let now = Instant::now();
+            if stop.load(Ordering::Relaxed) || now >= self.plan.until {
+                break;
             }
-        }
-        x if x == Op::Bind as u8 => {
-            if c.result < 0 {
-                return fail(
-                    conns,
-                    id,
-                    ring,
-                    outcome,
-                    live,
-                    &format!("bind: {}", reason(c.result)),
-                    in_handshake,
-                );
-            }
-            conn.step = Step::Connect;
-            let (socket, target) = (conn.socket, plan.targets[conn.target].addr);
-            if let Some(socket) = socket {
-                if ring
-                    .connect(socket, target, user_data(Op::Connect, id))
+            // Start new connections within the rate and concurrency limits.
+            while self.conns.len() < capacity && self.in_handshake < self.plan.concurrency {
+                let due = if self.plan.rate > 0.0 {
+                    start + Duration::from_secs_f64(self.conns.len() as f64 / self.plan.rate)
+                } else {
+                    start
+                };
+                if due > now {
+                    break;
+                }
+                let id = self.conns.len();
+                let target = (self.plan.first + id) % self.plan.targets.len();
+                self.conns.push(Some(Conn {
+                    step: Step::Socket,
+                    socket: None,
+                    target,
+                    started: now,
+                    deadline: now + self.plan.timeout,
+                    handshake: None,
+                    inbuf: BytesMut::new(),
+                    out: BytesMut::new(),
+                    sending: false,
+                    recv_armed: false,
+                    decoder: Decoder::new(Role::Client, DecoderConfig::default()),
+                }));
+                self.in_handshake += 1;
+                deadlines.push(Reverse((now + self.plan.timeout, id)));
+                if self
+                    .ring
+                    .tcp_socket(self.plan.targets[target].addr, user_data(Op::Socket, id))
                     .is_err()
                 {
-                    fail(
-                        conns,
-                        id,
-                        ring,
-                        outcome,
-                        live,
-                        "io_uring submit",
-                        in_handshake,
-                    );
+                    self.fail(id, "io_uring submit");
                 }
             }
-        }
-        x if x == Op::Connect as u8 => {
-            if c.result < 0 {
-                return fail(
-                    conns,
-                    id,
-                    ring,
-                    outcome,
-                    live,
-                    &reason(c.result),
-                    in_handshake,
-                );
-            }
-            let target = &plan.targets[conn.target];
-            let request = ClientRequest::new(&target.host, &target.path);
-            let Ok((handshake, bytes)) = ClientHandshake::new(&request) else {
-                return fail(conns, id, ring, outcome, live, "bad request", in_handshake);
-            };
-            conn.handshake = Some(handshake);
-            conn.step = Step::Handshake;
-            conn.out.extend_from_slice(&bytes);
-            flush(conn, id, ring);
-            if let Some(socket) = conn.socket {
-                conn.recv_armed = ring.recv_multi(socket, user_data(Op::Recv, id)).is_ok();
-            }
-        }
-        x if x == Op::Send as u8 => {
-            conn.sending = false;
-            if c.result < 0 {
-                return fail(
-                    conns,
-                    id,
-                    ring,
-                    outcome,
-                    live,
-                    &reason(c.result),
-                    in_handshake,
-                );
-            }
-            flush(conn, id, ring);
-        }
-        x if x == Op::Recv as u8 => {
-            if !c.more() {
-                conn.recv_armed = false;
-            }
-            if c.result == -libc::ENOBUFS {
-                rearm.push(id);
-                return;
-            }
-            if c.result <= 0 {
-                let why = if c.result == 0 {
-                    "closed by server".to_string()
-                } else {
-                    reason(c.result)
-                };
-                return match conn.step {
-                    Step::Closing => finish(conns, id, ring, live),
-                    Step::Open => {
-                        outcome.error(&why);
-                        live.open_now.fetch_sub(1, Ordering::Relaxed);
-                        drop_conn(conns, id, ring);
-                    }
-                    _ => fail(conns, id, ring, outcome, live, &why, in_handshake),
-                };
-            }
-            if let Some(data) = ring.received(c) {
-                conn.inbuf.extend_from_slice(data);
-            }
-            ring.recycle(c);
-            if !conn.recv_armed {
-                rearm.push(id);
-            }
-            if conn.step == Step::Handshake {
-                let parsed = conn
-                    .handshake
-                    .as_ref()
-                    .map(|h| h.parse_response(&conn.inbuf));
-                match parsed {
-                    Some(Ok(Some(response))) => {
-                        let _ = conn.inbuf.split_to(response.head_len());
-                        conn.step = Step::Open;
-                        conn.handshake = None;
-                        *in_handshake -= 1;
-                        outcome.handshake.record(now.duration_since(conn.started));
-                        outcome.count("connections opened");
-                        live.opened.fetch_add(1, Ordering::Relaxed);
-                        live.open_now.fetch_add(1, Ordering::Relaxed);
-                        scenario.open(id, now, &mut conn.out);
-                        flush(conn, id, ring);
-                    }
-                    Some(Ok(None)) => return,
-                    Some(Err(e)) => {
-                        return fail(
-                            conns,
-                            id,
-                            ring,
-                            outcome,
-                            live,
-                            &handshake_reason(&e),
-                            in_handshake,
-                        )
-                    }
-                    None => return,
-                }
-            }
-            read_messages(conns, id, ring, scenario, outcome, live, now);
-        }
-        x if x == Op::Close as u8 => {}
-        _ => {}
-    }
-}
-
-fn read_messages(
-    conns: &mut [Option<Conn>],
-    id: usize,
-    ring: &mut Ring,
-    scenario: &mut impl Scenario,
-    outcome: &mut Outcome,
-    live: &Live,
-    now: Instant,
-) {
-    let Some(Some(conn)) = conns.get_mut(id) else {
-        return;
-    };
-    loop {
-        match conn.decoder.decode(&mut conn.inbuf) {
-            Ok(None) => break,
-            Ok(Some(Message::Ping(payload))) => {
-                let _ =
-                    write_client_frame(&mut conn.out, OpCode::Pong, true, &payload, rand::random());
-            }
-            Ok(Some(Message::Pong(_))) => {
-                outcome.count("pongs");
-                scenario.pong(id, now);
-            }
-            Ok(Some(Message::Close(close))) => {
-                if conn.step == Step::Open {
-                    let code = close.map_or(1005, |c| c.code.0);
-                    outcome.error(&format!("server closed ({code})"));
-                    live.open_now.fetch_sub(1, Ordering::Relaxed);
-                    let _ =
-                        write_client_frame(&mut conn.out, OpCode::Close, true, &[], rand::random());
-                    conn.step = Step::Closing;
-                } else {
-                    return finish(conns, id, ring, live);
-                }
+            // Wait in the kernel for completions, but come round regularly for
+            // ticks, deadlines and new connections.
+            if self.ring.wait(Duration::from_millis(5)).is_err() {
+                self.outcome.error("io_uring submit");
                 break;
             }
-            Ok(Some(message)) => {
-                live.messages.fetch_add(1, Ordering::Relaxed);
-                if let Err(why) = scenario.message(id, message, now, &mut conn.out) {
-                    outcome.error(&why);
-                    live.open_now.fetch_sub(1, Ordering::Relaxed);
-                    return drop_conn(conns, id, ring);
+            completions.clear();
+            self.ring.drain(&mut completions, 512);
+            let now = Instant::now();
+            for c in completions.iter() {
+                self.handle(c, now);
+            }
+            for id in std::mem::take(&mut self.rearm) {
+                if let Some(Some(conn)) = self.conns.get_mut(id) {
+                    if !conn.recv_armed
+                        && matches!(conn.step, Step::Handshake | Step::Open | Step::Closing)
+                    {
+                        if let Some(socket) = conn.socket {
+                            conn.recv_armed = self
+                                .ring
+                                .recv_multi(socket, user_data(Op::Recv, id))
+                                .is_ok();
+                        }
+                    }
                 }
             }
-            Err(e) => {
-                outcome.error(&format!("protocol: {e}"));
-                live.open_now.fetch_sub(1, Ordering::Relaxed);
-                return drop_conn(conns, id, ring);
+            // Handshake deadlines.
+            while let Some(&Reverse((at, id))) = deadlines.peek() {
+                if at > now {
+                    break;
+                }
+                deadlines.pop();
+                let timed_out = self
+                    .conns
+                    .get(id)
+                    .and_then(|c| c.as_ref())
+                    .is_some_and(|c| {
+                        c.step != Step::Open && c.step != Step::Closing && c.deadline <= now
+                    });
+                if timed_out {
+                    self.fail(id, "timeout");
+                }
+            }
+            if now.duration_since(last_tick) >= TICK {
+                last_tick = now;
+                // Every connection tried and none left: nothing more to do.
+                if self.conns.len() == capacity
+                    && self.in_handshake == 0
+                    && self.conns.iter().all(Option::is_none)
+                {
+                    break;
+                }
+                for (id, conn) in self.conns.iter_mut().enumerate() {
+                    let Some(conn) = conn.as_mut() else {
+                        continue;
+                    };
+                    if conn.step != Step::Open {
+                        continue;
+                    }
+                    if self.scenario.done(id, now) {
+                        let _ = write_client_frame(
+                            &mut conn.out,
+                            OpCode::Close,
+                            true,
+                            &1000u16.to_be_bytes(),
+                            rand::random(),
+                        );
+                        conn.step = Step::Closing;
+                        self.live.open_now.fetch_sub(1, Ordering::Relaxed);
+                        self.outcome.count("connections closed");
+                    } else {
+                        self.scenario.tick(id, now, &mut conn.out);
+                    }
+                    flush(conn, id, &mut self.ring);
+                }
             }
         }
     }
-    flush(conn, id, ring);
+
+    /// Counts who is still open, then lets the sockets go.
+    fn close_all(&mut self) {
+        let mut completions = Vec::new();
+        for (id, conn) in self.conns.iter_mut().enumerate() {
+            if let Some(conn) = conn.take() {
+                if conn.step == Step::Open {
+                    self.outcome.alive_at_end += 1;
+                }
+                if let Some(socket) = conn.socket {
+                    let _ = self.ring.cancel_socket(socket);
+                    let _ = self.ring.close(socket, user_data(Op::Close, id));
+                }
+            }
+        }
+        let _ = self.ring.submit();
+        // Give the closes a moment to run before the ring goes.
+        let settle = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < settle {
+            completions.clear();
+            self.ring.drain(&mut completions, 512);
+            for c in &completions {
+                self.ring.recycle(c);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn handle(&mut self, c: &Completion, now: Instant) {
+        let (op, id) = split(c.user_data);
+        let Some(Some(conn)) = self.conns.get_mut(id) else {
+            self.ring.recycle(c);
+            return;
+        };
+        match op {
+            x if x == Op::Socket as u8 => {
+                let Some(socket) = c.socket() else {
+                    return self.fail(id, &reason(c.result));
+                };
+                conn.socket = Some(socket);
+                let target = self.plan.targets[conn.target].addr;
+                let _ = self.ring.set_nodelay(socket, user_data(Op::NoDelay, id));
+                let submitted = match &self.plan.sources {
+                    Some(sources) => {
+                        conn.step = Step::Bind;
+                        let source = SocketAddr::new(sources.pick(self.plan.first + id), 0);
+                        self.ring.bind(socket, source, user_data(Op::Bind, id))
+                    }
+                    None => {
+                        conn.step = Step::Connect;
+                        self.ring
+                            .connect(socket, target, user_data(Op::Connect, id))
+                    }
+                };
+                if submitted.is_err() {
+                    self.fail(id, "io_uring submit");
+                }
+            }
+            x if x == Op::Bind as u8 => {
+                if c.result < 0 {
+                    return self.fail(id, &format!("bind: {}", reason(c.result)));
+                }
+                conn.step = Step::Connect;
+                let (socket, target) = (conn.socket, self.plan.targets[conn.target].addr);
+                if let Some(socket) = socket {
+                    if self
+                        .ring
+                        .connect(socket, target, user_data(Op::Connect, id))
+                        .is_err()
+                    {
+                        self.fail(id, "io_uring submit");
+                    }
+                }
+            }
+            x if x == Op::Connect as u8 => {
+                if c.result < 0 {
+                    return self.fail(id, &reason(c.result));
+                }
+                let target = &self.plan.targets[conn.target];
+                let request = ClientRequest::new(&target.host, &target.path);
+                let Ok((handshake, bytes)) = ClientHandshake::new(&request) else {
+                    return self.fail(id, "bad request");
+                };
+                conn.handshake = Some(handshake);
+                conn.step = Step::Handshake;
+                conn.out.extend_from_slice(&bytes);
+                flush(conn, id, &mut self.ring);
+                if let Some(socket) = conn.socket {
+                    conn.recv_armed = self
+                        .ring
+                        .recv_multi(socket, user_data(Op::Recv, id))
+                        .is_ok();
+                }
+            }
+            x if x == Op::Send as u8 => {
+                conn.sending = false;
+                if c.result < 0 {
+                    return self.fail(id, &reason(c.result));
+                }
+                flush(conn, id, &mut self.ring);
+            }
+            x if x == Op::Recv as u8 => {
+                if !c.more() {
+                    conn.recv_armed = false;
+                }
+                if c.result == -libc::ENOBUFS {
+                    self.rearm.push(id);
+                    return;
+                }
+                if c.result <= 0 {
+                    let why = if c.result == 0 {
+                        "closed by server".to_string()
+                    } else {
+                        reason(c.result)
+                    };
+                    return match conn.step {
+                        Step::Closing => self.drop_conn(id),
+                        Step::Open => {
+                            self.outcome.error(&why);
+                            self.live.open_now.fetch_sub(1, Ordering::Relaxed);
+                            self.drop_conn(id);
+                        }
+                        _ => self.fail(id, &why),
+                    };
+                }
+                if let Some(data) = self.ring.received(c) {
+                    conn.inbuf.extend_from_slice(data);
+                }
+                self.ring.recycle(c);
+                if !conn.recv_armed {
+                    self.rearm.push(id);
+                }
+                if conn.step == Step::Handshake {
+                    let parsed = conn
+                        .handshake
+                        .as_ref()
+                        .map(|h| h.parse_response(&conn.inbuf));
+                    match parsed {
+                        Some(Ok(Some(response))) => {
+                            let _ = conn.inbuf.split_to(response.head_len());
+                            conn.step = Step::Open;
+                            conn.handshake = None;
+                            self.in_handshake -= 1;
+                            self.outcome
+                                .handshake
+                                .record(now.duration_since(conn.started));
+                            self.outcome.count("connections opened");
+                            self.live.opened.fetch_add(1, Ordering::Relaxed);
+                            self.live.open_now.fetch_add(1, Ordering::Relaxed);
+                            self.scenario.open(id, now, &mut conn.out);
+                            flush(conn, id, &mut self.ring);
+                        }
+                        Some(Ok(None)) => return,
+                        Some(Err(e)) => return self.fail(id, &handshake_reason(&e)),
+                        None => return,
+                    }
+                }
+                self.read_messages(id, now);
+            }
+            x if x == Op::Close as u8 => {}
+            _ => {}
+        }
+    }
+
+    fn read_messages(&mut self, id: usize, now: Instant) {
+        let Some(Some(conn)) = self.conns.get_mut(id) else {
+            return;
+        };
+        loop {
+            match conn.decoder.decode(&mut conn.inbuf) {
+                Ok(None) => break,
+                Ok(Some(Message::Ping(payload))) => {
+                    let _ = write_client_frame(
+                        &mut conn.out,
+                        OpCode::Pong,
+                        true,
+                        &payload,
+                        rand::random(),
+                    );
+                }
+                Ok(Some(Message::Pong(_))) => {
+                    self.outcome.count("pongs");
+                    self.scenario.pong(id, now);
+                }
+                Ok(Some(Message::Close(close))) => {
+                    if conn.step == Step::Open {
+                        let code = close.map_or(1005, |c| c.code.0);
+                        self.outcome.error(&format!("server closed ({code})"));
+                        self.live.open_now.fetch_sub(1, Ordering::Relaxed);
+                        let _ = write_client_frame(
+                            &mut conn.out,
+                            OpCode::Close,
+                            true,
+                            &[],
+                            rand::random(),
+                        );
+                        conn.step = Step::Closing;
+                    } else {
+                        return self.drop_conn(id);
+                    }
+                    break;
+                }
+                Ok(Some(message)) => {
+                    self.live.messages.fetch_add(1, Ordering::Relaxed);
+                    if let Err(why) = self.scenario.message(id, message, now, &mut conn.out) {
+                        self.outcome.error(&why);
+                        self.live.open_now.fetch_sub(1, Ordering::Relaxed);
+                        return self.drop_conn(id);
+                    }
+                }
+                Err(e) => {
+                    self.outcome.error(&format!("protocol: {e}"));
+                    self.live.open_now.fetch_sub(1, Ordering::Relaxed);
+                    return self.drop_conn(id);
+                }
+            }
+        }
+        flush(conn, id, &mut self.ring);
+    }
+
+    fn fail(&mut self, id: usize, why: &str) {
+        if let Some(Some(conn)) = self.conns.get(id) {
+            if matches!(
+                conn.step,
+                Step::Socket | Step::Bind | Step::Connect | Step::Handshake
+            ) {
+                self.in_handshake -= 1;
+            }
+        }
+        self.outcome.error(why);
+        self.live.failed.fetch_add(1, Ordering::Relaxed);
+        self.drop_conn(id);
+    }
+
+    fn drop_conn(&mut self, id: usize) {
+        if let Some(conn) = self.conns.get_mut(id).and_then(Option::take) {
+            if let Some(socket) = conn.socket {
+                let _ = self.ring.cancel_socket(socket);
+                let _ = self.ring.close(socket, user_data(Op::Close, id));
+            }
+        }
+    }
 }
 
 /// Sends what is queued, one send at a time per connection (sends on one
@@ -627,43 +599,6 @@ fn flush(conn: &mut Conn, id: usize, ring: &mut Ring) {
     let bytes: Bytes = conn.out.split().freeze();
     if ring.send(socket, bytes, user_data(Op::Send, id)).is_ok() {
         conn.sending = true;
-    }
-}
-
-fn fail(
-    conns: &mut [Option<Conn>],
-    id: usize,
-    ring: &mut Ring,
-    outcome: &mut Outcome,
-    live: &Live,
-    why: &str,
-    in_handshake: &mut usize,
-) {
-    if let Some(Some(conn)) = conns.get(id) {
-        if matches!(
-            conn.step,
-            Step::Socket | Step::Bind | Step::Connect | Step::Handshake
-        ) {
-            *in_handshake -= 1;
-        }
-    }
-    outcome.error(why);
-    live.failed.fetch_add(1, Ordering::Relaxed);
-    drop_conn(conns, id, ring);
-}
-
-/// A close handshake completed.
-fn finish(conns: &mut [Option<Conn>], id: usize, ring: &mut Ring, live: &Live) {
-    let _ = live;
-    drop_conn(conns, id, ring);
-}
-
-fn drop_conn(conns: &mut [Option<Conn>], id: usize, ring: &mut Ring) {
-    if let Some(conn) = conns.get_mut(id).and_then(Option::take) {
-        if let Some(socket) = conn.socket {
-            let _ = ring.cancel_socket(socket);
-            let _ = ring.close(socket, user_data(Op::Close, id));
-        }
     }
 }
 
