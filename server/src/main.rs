@@ -60,6 +60,13 @@ struct Cli {
     /// Seconds a graceful shutdown waits for connections to close.
     #[arg(long, env = "URINGWS_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
     shutdown_timeout: f64,
+    /// Receive buffers per worker, shared by all its connections (a power
+    /// of two, at most 32768); more absorb bursts from many connections.
+    #[arg(long, env = "URINGWS_RECV_BUFFERS", default_value_t = 256)]
+    recv_buffers: u16,
+    /// Size of each receive buffer in bytes.
+    #[arg(long, env = "URINGWS_RECV_BUFFER_SIZE", default_value_t = 16 << 10)]
+    recv_buffer_size: usize,
     /// Log filter, e.g. `info` or `uringws_engine=debug`.
     #[arg(long, env = "URINGWS_LOG", default_value = "info")]
     log_level: String,
@@ -84,6 +91,8 @@ impl Cli {
             idle_timeout: secs("idle-timeout", self.idle_timeout)?,
             ping_interval: secs("ping-interval", self.ping_interval)?,
             shutdown_timeout: secs("shutdown-timeout", self.shutdown_timeout)?,
+            recv_buffers: self.recv_buffers,
+            recv_buffer_size: self.recv_buffer_size,
             ..EngineConfig::default()
         };
         config.decoder.max_frame_size = self.max_frame_size;

@@ -20,21 +20,20 @@ impl Routes {
     }
 
     fn health(&self) -> String {
-        let per_worker: Vec<usize> = self
-            .engine
-            .stats()
-            .iter()
-            .map(|s| s.connections())
-            .collect();
-        let total: usize = per_worker.iter().sum();
-        let list = per_worker
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let stats = self.engine.stats();
+        let list = |f: &dyn Fn(&uringws_engine::WorkerStats) -> u64| {
+            stats
+                .iter()
+                .map(|s| f(s).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let total: usize = stats.iter().map(|s| s.connections()).sum();
         format!(
-            "{{\"status\":\"ok\",\"workers\":{},\"connections\":{total},\"connections_per_worker\":[{list}]}}",
-            per_worker.len()
+            "{{\"status\":\"ok\",\"workers\":{},\"connections\":{total},\"connections_per_worker\":[{}],\"buffer_exhaustions_per_worker\":[{}]}}",
+            stats.len(),
+            list(&|s| s.connections() as u64),
+            list(&|s| s.buffer_exhaustions()),
         )
     }
 }
