@@ -20,7 +20,8 @@ use uringws_protocol::{
     Decoder, DecoderConfig, Error, Message, OpCode, Role,
 };
 
-/// How often scenarios get [`Scenario::tick`] for each open connection.
+/// How often scenarios get [`Scenario::tick`] for each open connection,
+/// unless they ask otherwise ([`Scenario::tick_every`]).
 pub const TICK: Duration = Duration::from_millis(100);
 
 /// What a scenario does with open connections.
@@ -40,6 +41,10 @@ pub trait Scenario: Send + 'static {
     /// Called every tick for each open connection (pings, timed sends).
     fn tick(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
         let _ = (id, now, out);
+    }
+    /// How often [`tick`](Self::tick) runs.
+    fn tick_every(&self) -> Duration {
+        TICK
     }
     /// A pong arrived on connection `id`.
     fn pong(&mut self, id: usize, now: Instant) {
@@ -269,7 +274,11 @@ impl<S: Scenario> Worker<'_, S> {
             }
             // Wait in the kernel for completions, but come round regularly for
             // ticks, deadlines and new connections.
-            if self.ring.wait(Duration::from_millis(5)).is_err() {
+            if self
+                .ring
+                .wait(self.scenario.tick_every().min(Duration::from_millis(5)))
+                .is_err()
+            {
                 self.outcome.error("io_uring submit");
                 break;
             }
@@ -310,7 +319,7 @@ impl<S: Scenario> Worker<'_, S> {
                     self.fail(id, "timeout");
                 }
             }
-            if now.duration_since(last_tick) >= TICK {
+            if now.duration_since(last_tick) >= self.scenario.tick_every() {
                 last_tick = now;
                 // Every connection tried and none left: nothing more to do.
                 if self.conns.len() == capacity

@@ -10,14 +10,14 @@
 //!   failures are counted by reason (refused, timeout, bad status, bad
 //!   accept, closed by server, …) and every wait has a deadline.
 //! - [`scenarios`]: `connect` (storm), `hold` (idle with pings), `echo`
-//!   (closed loop, every echo checked), `churn` (open at a rate, close after
-//!   a while).
+//!   (closed loop, or open loop at a fixed rate with latency from the
+//!   intended send time; every echo checked), `churn` (open at a rate, close
+//!   after a while).
 //! - [`report`]: HdrHistogram percentiles, counts, errors and the client's
 //!   own CPU time, as a table and as JSON.
 //!
-//! Still to come (issue 5): open-loop echo, `fanout` (needs the pub/sub
-//! server of issue 6, or any broadcast server), and the side-by-side
-//! comparison harness.
+//! Still to come (issue 5): `fanout` (needs the pub/sub server of issue 6,
+//! or any broadcast server).
 //!
 //! ```
 //! use uringws_load::{report::Latency, target::{SourceRange, Target}};

@@ -90,9 +90,14 @@ enum Command {
         /// Binary messages instead of text.
         #[arg(long)]
         binary: bool,
-        /// Messages in flight per connection.
+        /// Messages in flight per connection (closed loop).
         #[arg(long, default_value_t = 1)]
         in_flight: usize,
+        /// Open loop instead: messages per second in all, sent on schedule
+        /// whatever the answers do; latency counts from the intended send
+        /// time.
+        #[arg(long)]
+        message_rate: Option<f64>,
     },
     /// Open connections at --rate for --duration, each closed after
     /// --hold-for: handshake latency and failures while connections come
@@ -209,8 +214,18 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 size,
                 binary,
                 in_flight,
+                message_rate,
                 ..
-            } => spawn(plan, Echo::new(*size, *binary, *in_flight), live, stop, w),
+            } => {
+                let echo = match message_rate {
+                    Some(rate) if *rate > 0.0 => {
+                        Echo::open_loop(*size, *binary, rate / common.connections.max(1) as f64)
+                    }
+                    Some(_) => return Err("--message-rate must be positive".into()),
+                    None => Echo::new(*size, *binary, *in_flight),
+                };
+                spawn(plan, echo, live, stop, w)
+            }
             Command::Churn { hold_for, .. } => spawn(
                 plan,
                 Churn::new(seconds("hold-for", *hold_for)?),

@@ -109,12 +109,18 @@ impl Scenario for Hold {
     }
 }
 
-/// Closed-loop echo: `in_flight` messages per connection, each answered
-/// message checked byte for byte and replaced by the next.
+/// Echo, every answered message checked byte for byte. Closed loop:
+/// `in_flight` messages per connection, each answer replaced by the next.
+/// Open loop ([`Echo::open_loop`]): each connection sends on a fixed
+/// schedule whatever the answers do, and latency counts from the intended
+/// send time, so a stalled server shows as latency rather than as fewer
+/// samples (no coordinated omission).
 pub struct Echo {
     size: usize,
     binary: bool,
     in_flight: usize,
+    /// Open loop: time between a connection's messages.
+    interval: Option<std::time::Duration>,
     conns: Vec<EchoConn>,
     pub round_trip: Latency,
     pub echoed: u64,
@@ -124,7 +130,10 @@ pub struct Echo {
 struct EchoConn {
     next_seq: u64,
     expect_seq: u64,
+    /// When each message in flight was (meant to be) sent.
     sent_at: VecDeque<Instant>,
+    /// Open loop: when the next message is due.
+    next_send: Option<Instant>,
 }
 
 impl Echo {
@@ -133,9 +142,21 @@ impl Echo {
             size: size.max(16),
             binary,
             in_flight: in_flight.max(1),
+            interval: None,
             conns: Vec::new(),
             round_trip: Latency::default(),
             echoed: 0,
+        }
+    }
+
+    /// Open loop: each connection sends `per_connection` messages per
+    /// second on schedule.
+    pub fn open_loop(size: usize, binary: bool, per_connection: f64) -> Self {
+        Echo {
+            interval: Some(std::time::Duration::from_secs_f64(
+                1.0 / per_connection.max(1e-3),
+            )),
+            ..Echo::new(size, binary, 1)
         }
     }
 
@@ -147,7 +168,8 @@ impl Echo {
         payload
     }
 
-    fn send(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+    /// Sends the next message, meant to go at `at`.
+    fn send(&mut self, id: usize, at: Instant, out: &mut BytesMut) {
         let seq = self.conns[id].next_seq;
         let payload = self.payload(seq);
         let opcode = if self.binary {
@@ -158,7 +180,7 @@ impl Echo {
         let _ = write_client_frame(out, opcode, true, &payload, rand::random());
         let conn = &mut self.conns[id];
         conn.next_seq += 1;
-        conn.sent_at.push_back(now);
+        conn.sent_at.push_back(at);
     }
 }
 
@@ -168,8 +190,32 @@ impl Scenario for Echo {
             self.conns.resize(id + 1, EchoConn::default());
         }
         self.conns[id] = EchoConn::default();
+        if self.interval.is_some() {
+            self.conns[id].next_send = Some(now);
+            return;
+        }
         for _ in 0..self.in_flight {
             self.send(id, now, out);
+        }
+    }
+
+    fn tick(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        while let Some(due) = self.conns.get(id).and_then(|c| c.next_send) {
+            if due > now {
+                break;
+            }
+            self.send(id, due, out);
+            self.conns[id].next_send = Some(due + interval);
+        }
+    }
+
+    fn tick_every(&self) -> std::time::Duration {
+        match self.interval {
+            Some(_) => std::time::Duration::from_millis(1),
+            None => crate::client::TICK,
         }
     }
 
@@ -195,7 +241,9 @@ impl Scenario for Echo {
             self.round_trip.record(now.duration_since(sent));
         }
         self.echoed += 1;
-        self.send(id, now, out);
+        if self.interval.is_none() {
+            self.send(id, now, out);
+        }
         Ok(())
     }
 

@@ -254,3 +254,20 @@ fn churn_opens_and_closes_at_the_rate() {
     engine.shutdown();
     engine.join().unwrap();
 }
+
+#[test]
+fn open_loop_echo_keeps_its_schedule() {
+    let engine = server();
+    // 10 connections × 100 messages/s for about 1 s: ~1000 messages sent
+    // on schedule, each answered and checked.
+    let (outcome, echo) = go(
+        plan(engine.local_addrs()[0], 10, 1.2),
+        Echo::open_loop(64, false, 100.0),
+    );
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert!((800..=1300).contains(&echo.echoed), "{}", echo.echoed);
+    let p = echo.round_trip.percentiles().unwrap();
+    assert!(p.p50_ms < 50.0, "{p:?}");
+    engine.shutdown();
+    engine.join().unwrap();
+}
