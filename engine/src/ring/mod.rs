@@ -179,9 +179,25 @@ impl Ring {
         OWNED | self.owned.insert((owned, user_data)) as u64
     }
 
-    /// Forgets the memory of an operation that could not be queued.
-    fn disown(&mut self, tagged: u64) {
-        self.owned.try_remove((tagged & !OWNED) as usize);
+    /// Queues an operation whose memory the ring keeps until it completes.
+    ///
+    /// # Safety
+    /// `entry` may point only into `owned` (whose heap contents do not
+    /// move when it is stored) or into nothing of the caller's.
+    unsafe fn push_owned(
+        &mut self,
+        owned: Owned,
+        user_data: u64,
+        entry: squeue::Entry,
+    ) -> io::Result<()> {
+        let tagged = self.own(owned, user_data);
+        // SAFETY: what the entry points to is kept in `owned` until its
+        // completion is drained (the caller's contract).
+        let pushed = unsafe { self.push(entry.user_data(tagged)) };
+        if pushed.is_err() {
+            self.owned.try_remove((tagged & !OWNED) as usize);
+        }
+        pushed
     }
 
     /// Hands queued entries to the kernel without waiting. No syscall when
@@ -291,19 +307,11 @@ impl Ring {
             (&mut addr.storage as *mut libc::sockaddr_storage).cast(),
             &mut addr.len as *mut libc::socklen_t,
         );
-        let tagged = self.own(Owned::Addr(addr), user_data);
         let entry = opcode::Accept::new(Fd(listener), ptr, len)
             .file_index(Some(DestinationSlot::auto_target()))
-            .build()
-            .user_data(tagged);
-        // SAFETY: the address box is kept in `owned` until this
-        // operation's completion is drained; moving the Box into the slab
-        // does not move its contents.
-        let pushed = unsafe { self.push(entry) };
-        if pushed.is_err() {
-            self.disown(tagged);
-        }
-        pushed
+            .build();
+        // SAFETY: the entry points into the address box only.
+        unsafe { self.push_owned(Owned::Addr(addr), user_data, entry) }
     }
 
     /// A new TCP socket for `addr`'s family, as a direct descriptor
@@ -326,31 +334,17 @@ impl Ring {
     pub fn bind(&mut self, socket: Socket, addr: SocketAddr, user_data: u64) -> io::Result<()> {
         let addr = Box::new(RawAddr::from_socket_addr(addr));
         let (ptr, len) = (addr.ptr(), addr.len);
-        let tagged = self.own(Owned::Addr(addr), user_data);
-        let entry = opcode::Bind::new(Fixed(socket.0), ptr, len)
-            .build()
-            .user_data(tagged);
-        // SAFETY: the address lives in `owned` until the completion.
-        let pushed = unsafe { self.push(entry) };
-        if pushed.is_err() {
-            self.disown(tagged);
-        }
-        pushed
+        let entry = opcode::Bind::new(Fixed(socket.0), ptr, len).build();
+        // SAFETY: the entry points into the address box only.
+        unsafe { self.push_owned(Owned::Addr(addr), user_data, entry) }
     }
 
     pub fn connect(&mut self, socket: Socket, addr: SocketAddr, user_data: u64) -> io::Result<()> {
         let addr = Box::new(RawAddr::from_socket_addr(addr));
         let (ptr, len) = (addr.ptr(), addr.len);
-        let tagged = self.own(Owned::Addr(addr), user_data);
-        let entry = opcode::Connect::new(Fixed(socket.0), ptr, len)
-            .build()
-            .user_data(tagged);
-        // SAFETY: the address lives in `owned` until the completion.
-        let pushed = unsafe { self.push(entry) };
-        if pushed.is_err() {
-            self.disown(tagged);
-        }
-        pushed
+        let entry = opcode::Connect::new(Fixed(socket.0), ptr, len).build();
+        // SAFETY: the entry points into the address box only.
+        unsafe { self.push_owned(Owned::Addr(addr), user_data, entry) }
     }
 
     /// Sets `TCP_NODELAY`, which a direct descriptor cannot get through a
@@ -358,7 +352,6 @@ impl Ring {
     pub fn set_nodelay(&mut self, socket: Socket, user_data: u64) -> io::Result<()> {
         let value = Box::new(1 as libc::c_int);
         let ptr = (&*value as *const libc::c_int).cast();
-        let tagged = self.own(Owned::Int(value), user_data);
         let entry = opcode::SetSockOpt::new(
             Fixed(socket.0),
             libc::IPPROTO_TCP as u32,
@@ -366,14 +359,9 @@ impl Ring {
             ptr,
             std::mem::size_of::<libc::c_int>() as u32,
         )
-        .build()
-        .user_data(tagged);
-        // SAFETY: the value lives in `owned` until the completion.
-        let pushed = unsafe { self.push(entry) };
-        if pushed.is_err() {
-            self.disown(tagged);
-        }
-        pushed
+        .build();
+        // SAFETY: the entry points into the value's box only.
+        unsafe { self.push_owned(Owned::Int(value), user_data, entry) }
     }
 
     /// Receives into provided buffers until cancelled, an error, or the
@@ -392,18 +380,12 @@ impl Ring {
     /// means everything went.
     pub fn send(&mut self, socket: Socket, data: Bytes, user_data: u64) -> io::Result<()> {
         let (ptr, len) = (data.as_ptr(), data.len() as u32);
-        let tagged = self.own(Owned::Send(data), user_data);
         let entry = opcode::Send::new(Fixed(socket.0), ptr, len)
             .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
-            .build()
-            .user_data(tagged);
-        // SAFETY: the bytes live in `owned` until the completion; `Bytes`
-        // never moves its contents.
-        let pushed = unsafe { self.push(entry) };
-        if pushed.is_err() {
-            self.disown(tagged);
-        }
-        pushed
+            .build();
+        // SAFETY: the entry points into the bytes only, and `Bytes` never
+        // moves its contents.
+        unsafe { self.push_owned(Owned::Send(data), user_data, entry) }
     }
 
     /// Sends a message the caller owns.
