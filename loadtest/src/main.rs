@@ -20,7 +20,8 @@ static GLOBAL: MiMalloc = MiMalloc;
 #[derive(Parser)]
 #[command(name = "uringws-load", version)]
 struct Cli {
-    /// Worker threads, each with its own io_uring (default: one per CPU).
+    /// Worker threads, each with its own io_uring and pinned to its own
+    /// core (default: one per CPU this process may use).
     #[arg(long, global = true)]
     workers: Option<usize>,
     /// Local source addresses, e.g. 127.0.0.2-127.0.0.40: each address has
@@ -332,9 +333,16 @@ fn spawn<S: Scenario>(
     stop: Arc<AtomicBool>,
     worker: usize,
 ) -> std::thread::JoinHandle<(Outcome, Vec<Measured>)> {
+    // The cores this process may use (a `taskset` narrows them): worker N
+    // goes on the Nth, round robin.
+    let core = core_affinity::get_core_ids()
+        .and_then(|cores| cores.get(worker % cores.len().max(1)).copied());
     std::thread::Builder::new()
         .name(format!("load-{worker}"))
         .spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
             let (outcome, scenario) = client::run(plan, scenario, live, stop);
             (outcome, scenario.measured())
         })
