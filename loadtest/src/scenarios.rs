@@ -32,14 +32,22 @@ impl Scenario for Connect {
 }
 
 /// Idle connections, pinged every `interval`; one that does not answer
-/// within two intervals is counted and dropped.
+/// within two intervals is counted, closed, and so not alive at the end.
 pub struct Hold {
     interval: Duration,
-    /// Per connection: when the next ping is due, and when the outstanding
-    /// one went out.
-    pings: Vec<(Instant, Option<Instant>)>,
+    pings: Vec<Ping>,
     pub pong_latency: Latency,
     pub missed: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Ping {
+    /// When the next ping is due.
+    next: Instant,
+    /// When the outstanding ping went out.
+    sent: Option<Instant>,
+    /// Missed its pong: close it.
+    unanswered: bool,
 }
 
 impl Hold {
@@ -52,9 +60,16 @@ impl Hold {
         }
     }
 
-    fn slot(&mut self, id: usize, now: Instant) -> &mut (Instant, Option<Instant>) {
+    fn slot(&mut self, id: usize, now: Instant) -> &mut Ping {
         if self.pings.len() <= id {
-            self.pings.resize(id + 1, (now, None));
+            self.pings.resize(
+                id + 1,
+                Ping {
+                    next: now,
+                    sent: None,
+                    unanswered: false,
+                },
+            );
         }
         &mut self.pings[id]
     }
@@ -63,7 +78,11 @@ impl Hold {
 impl Scenario for Hold {
     fn open(&mut self, id: usize, now: Instant, _: &mut BytesMut) {
         let interval = self.interval;
-        *self.slot(id, now) = (now + interval, None);
+        *self.slot(id, now) = Ping {
+            next: now + interval,
+            sent: None,
+            unanswered: false,
+        };
     }
 
     fn message(
@@ -81,23 +100,31 @@ impl Scenario for Hold {
             return;
         }
         let interval = self.interval;
-        let (next, outstanding) = *self.slot(id, now);
-        if let Some(sent) = outstanding {
-            if now.duration_since(sent) > interval * 2 {
+        let ping = *self.slot(id, now);
+        match ping.sent {
+            Some(sent) if now.duration_since(sent) > interval * 2 => {
                 self.missed += 1;
-                *self.slot(id, now) = (now + interval, None);
+                self.slot(id, now).unanswered = true;
             }
-        } else if now >= next {
-            let _ = write_client_frame(out, OpCode::Ping, true, b"alive?", rand::random());
-            *self.slot(id, now) = (now + interval, Some(now));
+            Some(_) => {}
+            None if now >= ping.next => {
+                let _ = write_client_frame(out, OpCode::Ping, true, b"alive?", rand::random());
+                let slot = self.slot(id, now);
+                slot.next = now + interval;
+                slot.sent = Some(now);
+            }
+            None => {}
         }
     }
 
     fn pong(&mut self, id: usize, now: Instant) {
-        let slot = self.slot(id, now);
-        if let Some(sent) = slot.1.take() {
+        if let Some(sent) = self.slot(id, now).sent.take() {
             self.pong_latency.record(now.duration_since(sent));
         }
+    }
+
+    fn done(&mut self, id: usize, _: Instant) -> bool {
+        self.pings.get(id).is_some_and(|p| p.unanswered)
     }
 
     fn measured(self) -> Vec<Measured> {

@@ -133,14 +133,16 @@ fn source_addresses_are_used() {
     engine.join().unwrap();
 }
 
-/// A TCP server that answers every connection with `reply` (or closes at
-/// once when `reply` is empty), on its own thread, for `lifetime`.
+/// A TCP server that answers every connection with `reply` and keeps it
+/// open (or closes it at once when `reply` is empty), on its own thread,
+/// for `lifetime`.
 fn fake_server(reply: impl Fn(&str) -> Vec<u8> + Send + 'static, lifetime: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
         let end = Instant::now() + lifetime;
+        let mut held = Vec::new();
         while Instant::now() < end {
             match listener.accept() {
                 Ok((mut stream, _)) => {
@@ -154,7 +156,7 @@ fn fake_server(reply: impl Fn(&str) -> Vec<u8> + Send + 'static, lifetime: Durat
                     let answer = reply(&request);
                     if !answer.is_empty() {
                         let _ = stream.write_all(&answer);
-                        std::thread::sleep(Duration::from_millis(50));
+                        held.push(stream);
                     }
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -270,4 +272,36 @@ fn open_loop_echo_keeps_its_schedule() {
     assert!(p.p50_ms < 50.0, "{p:?}");
     engine.shutdown();
     engine.join().unwrap();
+}
+
+#[test]
+fn hold_drops_connections_that_stop_answering_pings() {
+    // Upgrades properly, then never answers anything.
+    let addr = fake_server(
+        |request| {
+            let key = request
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let accept = uringws_engine::protocol::handshake::accept_key(key.as_bytes());
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: {}\r\n\r\n",
+                std::str::from_utf8(&accept).unwrap()
+            )
+            .into_bytes()
+        },
+        Duration::from_secs(4),
+    );
+    let (outcome, hold) = go(plan(addr, 3, 1.5), Hold::new(Duration::from_millis(100)));
+    assert_eq!(
+        count(&outcome, "connections opened"),
+        3,
+        "{:?}",
+        outcome.errors
+    );
+    assert_eq!(hold.missed, 3);
+    assert_eq!(outcome.alive_at_end, 0);
 }
