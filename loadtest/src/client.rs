@@ -30,14 +30,18 @@ pub trait Scenario: Send + 'static {
     /// frames), if any.
     fn open(&mut self, id: usize, now: Instant, out: &mut BytesMut);
     /// A message arrived; write any reply into `out`. Returning an error
-    /// string counts it under that reason and closes the connection.
+    /// string counts it under that reason and closes the connection. By
+    /// default a message is unexpected: the scenario sends none.
     fn message(
         &mut self,
         id: usize,
         message: Message,
         now: Instant,
         out: &mut BytesMut,
-    ) -> Result<(), String>;
+    ) -> Result<(), String> {
+        let _ = (id, message, now, out);
+        Err("unexpected message".into())
+    }
     /// Called every tick for each open connection (pings, timed sends).
     fn tick(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
         let _ = (id, now, out);

@@ -16,16 +16,6 @@ pub struct Connect;
 impl Scenario for Connect {
     fn open(&mut self, _: usize, _: Instant, _: &mut BytesMut) {}
 
-    fn message(
-        &mut self,
-        _: usize,
-        _: Message,
-        _: Instant,
-        _: &mut BytesMut,
-    ) -> Result<(), String> {
-        Err("unexpected message".into())
-    }
-
     fn done(&mut self, _: usize, _: Instant) -> bool {
         true
     }
@@ -83,16 +73,6 @@ impl Scenario for Hold {
             sent: None,
             unanswered: false,
         };
-    }
-
-    fn message(
-        &mut self,
-        _: usize,
-        _: Message,
-        _: Instant,
-        _: &mut BytesMut,
-    ) -> Result<(), String> {
-        Err("unexpected message".into())
     }
 
     fn tick(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
@@ -305,16 +285,6 @@ impl Scenario for Churn {
             self.opened_at.resize(id + 1, None);
         }
         self.opened_at[id] = Some(now);
-    }
-
-    fn message(
-        &mut self,
-        _: usize,
-        _: Message,
-        _: Instant,
-        _: &mut BytesMut,
-    ) -> Result<(), String> {
-        Err("unexpected message".into())
     }
 
     fn done(&mut self, id: usize, now: Instant) -> bool {
