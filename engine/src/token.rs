@@ -18,8 +18,6 @@ pub(crate) enum Kind {
     Recv = 2,
     Send = 3,
     Close = 4,
-    /// Completions nobody waits for (cancellations).
-    Ignore = 5,
 }
 
 const GEN_MASK: u32 = (1 << 24) - 1;
@@ -45,7 +43,6 @@ impl Token {
             2 => Kind::Recv,
             3 => Kind::Send,
             4 => Kind::Close,
-            5 => Kind::Ignore,
             _ => return None,
         };
         Some(Token {

@@ -61,13 +61,6 @@ pub(crate) struct Worker<H: Handler> {
     stats: Arc<WorkerStats>,
 }
 
-/// What the loop woke up for.
-enum Wake {
-    Ring,
-    Command(Command),
-    Timer,
-}
-
 /// The answer to a complete request head.
 enum Outcome<S> {
     Refuse(bytes::Bytes),
@@ -167,17 +160,19 @@ impl<H: Handler> Worker<H> {
                 let deadline = self
                     .next_deadline()
                     .map(|ms| self.started + Duration::from_millis(ms));
-                let wake = tokio::select! {
+                // Woken by completions, a command from another thread, or
+                // the next deadline.
+                let command = tokio::select! {
                     biased;
                     guard = ring_fd.readable() => {
                         guard?.clear_ready();
-                        Wake::Ring
+                        None
                     }
-                    Some(command) = self.rx.recv() => Wake::Command(command),
-                    _ = sleep_until(deadline) => Wake::Timer,
+                    Some(command) = self.rx.recv() => Some(command),
+                    _ = sleep_until(deadline) => None,
                 };
                 self.ctx.now = self.now();
-                if let Wake::Command(command) = wake {
+                if let Some(command) = command {
                     self.command(command);
                 }
                 last_wait = self.ctx.now;
@@ -307,26 +302,17 @@ impl<H: Handler> Worker<H> {
             Kind::Recv => self.on_recv(token, c),
             Kind::Send => self.on_send(token, c),
             Kind::Close => {
-                if let Some(conn) = self.conn_mut(token) {
+                if let Some(conn) = live(&mut self.conns, token.slot, token.gen) {
                     conn.unset(flags::CLOSING_FD);
                     self.try_free(token.slot);
                 }
             }
-            Kind::Ignore => {}
         }
-    }
-
-    fn conn_mut(&mut self, token: Token) -> Option<&mut Connection<H::State>> {
-        live(&mut self.conns, token.slot, token.gen)
     }
 
     fn on_recv(&mut self, token: Token, c: Completion) {
         let slot = token.slot;
-        let Some(conn) = self
-            .conns
-            .get_mut(slot as usize)
-            .filter(|conn| conn.gen == token.gen)
-        else {
+        let Some(conn) = live(&mut self.conns, slot, token.gen) else {
             self.ring.recycle(&c);
             return;
         };
