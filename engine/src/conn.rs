@@ -3,6 +3,7 @@
 
 use crate::{
     config::{BackpressurePolicy, EngineConfig},
+    pubsub::{Publication, Publisher, TopicTable},
     remote::{Command, ConnRef},
     ring::Socket,
 };
@@ -289,9 +290,26 @@ pub(crate) struct Ctx {
     /// Connections whose close the handler asked for, to start after the
     /// callback returns.
     pub to_close: Vec<(u32, CloseCode, Utf8Bytes)>,
+    pub topics: TopicTable,
+    pub publisher: Publisher,
+    /// Publications for this worker's subscribers, delivered after the
+    /// callback returns (a callback holds only its own connection): topic,
+    /// frame, and the publishing slot when it wants none.
+    pub to_publish: Vec<(Box<str>, Bytes, Option<u32>)>,
 }
 
 impl Ctx {
+    /// Sends to the other interested workers now and queues the local
+    /// fan-out; both keep the publisher's order.
+    pub(crate) fn publish(&mut self, topic: &str, message: &Publication, skip: Option<u32>) {
+        self.publisher
+            .publish_except(topic, message, Some(self.worker));
+        if self.topics.has(topic) {
+            self.to_publish
+                .push((topic.into(), message.frame().clone(), skip));
+        }
+    }
+
     pub(crate) fn mark_dirty<S>(&mut self, slot: u32, conn: &mut Connection<S>) {
         if !conn.has(flags::DIRTY) {
             conn.set(flags::DIRTY);
@@ -338,6 +356,40 @@ impl<'a, S> Conn<'a, S> {
 
     pub fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> SendStatus {
         self.send(OpCode::Text, text.into().into_bytes())
+    }
+
+    /// Subscribes this connection to `topic`; false if it already was. Once
+    /// this returns, every later publication to `topic`, from any worker or
+    /// thread, reaches it. Subscriptions end with the connection.
+    pub fn subscribe(&mut self, topic: &str) -> bool {
+        self.ctx.topics.subscribe(self.slot, topic)
+    }
+
+    /// False if it was not subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.ctx.topics.unsubscribe(self.slot, topic)
+    }
+
+    /// Topics this connection is subscribed to.
+    pub fn subscriptions(&self) -> usize {
+        self.ctx.topics.count(self.slot)
+    }
+
+    /// Publishes to every subscriber of `topic`, this connection included
+    /// if it is one. Subscribers over their backpressure limit miss it (or
+    /// are closed, per [`BackpressurePolicy`]).
+    pub fn publish(&mut self, topic: &str, message: &Publication) {
+        self.ctx.publish(topic, message, None);
+    }
+
+    /// Publishes to every subscriber of `topic` but this connection.
+    pub fn publish_to_others(&mut self, topic: &str, message: &Publication) {
+        self.ctx.publish(topic, message, Some(self.slot));
+    }
+
+    /// A handle that publishes from any thread or task.
+    pub fn publisher(&self) -> Publisher {
+        self.ctx.publisher.clone()
     }
 
     pub fn send_binary(&mut self, data: impl Into<Bytes>) -> SendStatus {

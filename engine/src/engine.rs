@@ -1,7 +1,8 @@
 //! Starting and stopping the workers.
 
 use crate::{
-    config::EngineConfig, handler::Handler, remote::Command, stats::WorkerStats, worker::Worker,
+    config::EngineConfig, handler::Handler, pubsub::Publisher, remote::Command, stats::WorkerStats,
+    worker::Worker,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use std::{
@@ -87,6 +88,7 @@ impl EngineBuilder {
                 .iter()
                 .map(|(tx, _)| (tx.clone(), Arc::new(WorkerStats::default())))
                 .collect(),
+            publisher: Publisher::new(channels.iter().map(|(tx, _)| tx.clone()).collect()),
         };
         let mut threads = Vec::with_capacity(workers);
         for (id, (tx, rx)) in channels.into_iter().enumerate() {
@@ -99,6 +101,7 @@ impl EngineBuilder {
             };
             let (config, factory) = (config.clone(), factory.clone());
             let stats = handle.workers[id].1.clone();
+            let publisher = handle.publisher.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("uringws-{id}"))
                 .spawn(move || -> io::Result<()> {
@@ -110,7 +113,15 @@ impl EngineBuilder {
                         .build()?;
                     let local = tokio::task::LocalSet::new();
                     let worker = local.block_on(&runtime, async {
-                        Worker::new(id, factory(&context), sockets, config, tx, rx, stats)
+                        Worker::new(
+                            id,
+                            factory(&context),
+                            sockets,
+                            config,
+                            (tx, rx),
+                            publisher,
+                            stats,
+                        )
                     });
                     let worker = match worker {
                         Ok(worker) => {
@@ -193,6 +204,7 @@ pub struct Engine {
 #[derive(Clone)]
 pub struct EngineHandle {
     workers: Vec<(UnboundedSender<Command>, Arc<WorkerStats>)>,
+    publisher: Publisher,
 }
 
 impl EngineHandle {
@@ -213,6 +225,11 @@ impl EngineHandle {
 
     pub fn workers(&self) -> usize {
         self.workers.len()
+    }
+
+    /// A handle for publishing to topics from any thread.
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
     }
 }
 

@@ -22,6 +22,11 @@ pub(crate) enum Command {
         code: CloseCode,
         reason: Utf8Bytes,
     },
+    /// A publication for this worker's subscribers of `topic`.
+    Publish {
+        topic: std::sync::Arc<str>,
+        frame: Bytes,
+    },
     Shutdown,
 }
 

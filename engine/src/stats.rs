@@ -8,6 +8,13 @@ pub struct WorkerStats {
     open: AtomicUsize,
     /// Times a recv found the provided-buffer ring empty.
     pub(crate) buffer_exhaustions: AtomicU64,
+    /// Publications fanned out by this worker (one per topic per publish).
+    pub(crate) publishes: AtomicU64,
+    /// Messages queued to subscribers.
+    pub(crate) deliveries: AtomicU64,
+    /// Messages not queued to a subscriber over its backpressure limit (or
+    /// closing).
+    pub(crate) deliveries_dropped: AtomicU64,
 }
 
 impl WorkerStats {
@@ -22,5 +29,17 @@ impl WorkerStats {
 
     pub fn buffer_exhaustions(&self) -> u64 {
         self.buffer_exhaustions.load(Ordering::Relaxed)
+    }
+
+    pub fn publishes(&self) -> u64 {
+        self.publishes.load(Ordering::Relaxed)
+    }
+
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries.load(Ordering::Relaxed)
+    }
+
+    pub fn deliveries_dropped(&self) -> u64 {
+        self.deliveries_dropped.load(Ordering::Relaxed)
     }
 }

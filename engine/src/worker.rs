@@ -4,8 +4,9 @@
 
 use crate::{
     config::EngineConfig,
-    conn::{flags, send_encoded, send_frame, Conn, Connection, Ctx, Io, IoPool, Phase},
+    conn::{flags, send_encoded, send_frame, Conn, Connection, Ctx, Io, IoPool, Phase, SendStatus},
     handler::{Handler, Peer},
+    pubsub::{Publisher, TopicTable},
     remote::Command,
     ring::{Completion, Ring, RingConfig, Socket},
     stats::WorkerStats,
@@ -19,7 +20,7 @@ use std::{
     io,
     net::SocketAddr,
     os::fd::AsRawFd,
-    sync::Arc,
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -78,8 +79,8 @@ impl<H: Handler> Worker<H> {
         handler: H,
         listeners: Vec<socket2::Socket>,
         config: Arc<EngineConfig>,
-        commands: UnboundedSender<Command>,
-        rx: UnboundedReceiver<Command>,
+        (commands, rx): (UnboundedSender<Command>, UnboundedReceiver<Command>),
+        publisher: Publisher,
         stats: Arc<WorkerStats>,
     ) -> io::Result<Self> {
         // Room for every allowed connection plus some still in their
@@ -121,6 +122,9 @@ impl<H: Handler> Worker<H> {
                 commands,
                 now: 0,
                 to_close: Vec::new(),
+                topics: TopicTable::new(id, publisher.interest()),
+                publisher,
+                to_publish: Vec::new(),
             },
             rx,
             timers: BinaryHeap::new(),
@@ -198,6 +202,8 @@ impl<H: Handler> Worker<H> {
                 self.command(command);
             }
             self.run_timers();
+            // Publications from callbacks outside apply_closes' reach.
+            self.apply_closes();
             self.rearm_recvs();
         }
         Ok(())
@@ -346,7 +352,7 @@ impl<H: Handler> Worker<H> {
                 // buffers of this batch are recycled and recv is re-armed.
                 self.stats
                     .buffer_exhaustions
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(1, Ordering::Relaxed);
                 if conn.phase != Phase::Dead && !conn.has(flags::REARM) {
                     conn.set(flags::REARM);
                     self.rearm.push(slot);
@@ -615,11 +621,49 @@ impl<H: Handler> Worker<H> {
         // Sends from inside `close` are refused by the session state; closes
         // it asks for are moot.
         self.ctx.to_close.retain(|(s, ..)| *s != slot);
+        self.ctx.topics.remove_conn(slot);
     }
 
+    /// What callbacks asked for that needs other connections: local
+    /// fan-outs, then closes.
     fn apply_closes(&mut self) {
+        if !self.ctx.to_publish.is_empty() {
+            for (topic, frame, skip) in std::mem::take(&mut self.ctx.to_publish) {
+                self.deliver(&topic, &frame, skip);
+            }
+        }
         while let Some((slot, code, reason)) = self.ctx.to_close.pop() {
             self.start_close(slot, code, &reason);
+        }
+    }
+
+    /// Queues one publication to this worker's subscribers of `topic`.
+    fn deliver(&mut self, topic: &str, frame: &bytes::Bytes, skip: Option<u32>) {
+        let Some((id, subscribers)) = self.ctx.topics.take(topic) else {
+            return;
+        };
+        let (mut delivered, mut dropped) = (0, 0);
+        for &slot in &subscribers {
+            if Some(slot) == skip {
+                continue;
+            }
+            let Some(conn) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            match send_encoded(conn, &mut self.ctx, slot, frame.clone()) {
+                SendStatus::Dropped => dropped += 1,
+                _ => delivered += 1,
+            }
+        }
+        self.ctx.topics.restore(id, subscribers);
+        self.stats.publishes.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .deliveries
+            .fetch_add(delivered, Ordering::Relaxed);
+        if dropped > 0 {
+            self.stats
+                .deliveries_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
         }
     }
 
@@ -722,6 +766,10 @@ impl<H: Handler> Worker<H> {
         if conn.phase == Phase::Dead
             && !conn.has(flags::RECV_ARMED | flags::SENDING | flags::CLOSING_FD)
         {
+            // Already gone for an opened connection (notify_close); this
+            // catches any other path, as a stale slot would get another
+            // connection's publications.
+            self.ctx.topics.remove_conn(slot);
             let conn = self.conns.remove(slot as usize);
             if let Some(io) = conn.io {
                 self.ctx.pool.give(io);
@@ -794,6 +842,7 @@ impl<H: Handler> Worker<H> {
                     self.start_close(slot, code, &reason);
                 }
             }
+            Command::Publish { topic, frame } => self.deliver(&topic, &frame, None),
             Command::Shutdown => self.begin_shutdown(),
         }
         self.apply_closes();

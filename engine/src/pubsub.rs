@@ -1,0 +1,337 @@
+//! Topics. Each worker keeps its own subscriber lists ([`TopicTable`]); the
+//! only shared structure is [`Interest`], which workers have subscribers to
+//! which topic, so a publish sends one message to each such worker and none
+//! to the others. It is written only when a worker's first subscriber to a
+//! topic arrives or its last one leaves.
+
+use crate::remote::Command;
+use bytes::Bytes;
+use smallvec::SmallVec;
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+use tokio::sync::mpsc::UnboundedSender;
+use uringws_protocol::{encoder::encode_shared, OpCode};
+
+/// A message encoded into a frame once, for every subscriber on every core:
+/// each gets a reference to the same bytes.
+#[derive(Clone, Debug)]
+pub struct Publication {
+    frame: Bytes,
+}
+
+impl Publication {
+    pub fn text(text: &str) -> Self {
+        Self::encode(OpCode::Text, text.as_bytes())
+    }
+
+    pub fn binary(data: &[u8]) -> Self {
+        Self::encode(OpCode::Binary, data)
+    }
+
+    fn encode(opcode: OpCode, payload: &[u8]) -> Self {
+        Publication {
+            // Only control frames have a size limit.
+            frame: encode_shared(opcode, payload).expect("a data frame of any size encodes"),
+        }
+    }
+
+    /// Bytes on the wire per delivery.
+    pub fn wire_len(&self) -> usize {
+        self.frame.len()
+    }
+
+    pub(crate) fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+}
+
+/// Which workers have at least one subscriber to a topic.
+#[derive(Default, Debug)]
+pub(crate) struct Interest {
+    topics: RwLock<HashMap<Arc<str>, SmallVec<[u32; 4]>>>,
+}
+
+impl Interest {
+    fn add(&self, topic: &Arc<str>, worker: usize) {
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        let workers = topics.entry(topic.clone()).or_default();
+        if !workers.contains(&(worker as u32)) {
+            workers.push(worker as u32);
+        }
+    }
+
+    fn remove(&self, topic: &str, worker: usize) {
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(workers) = topics.get_mut(topic) {
+            workers.retain(|w| *w != worker as u32);
+            if workers.is_empty() {
+                topics.remove(topic);
+            }
+        }
+    }
+
+    /// Calls `f` with each worker that has subscribers to `topic`.
+    fn each(&self, topic: &str, mut f: impl FnMut(usize)) {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(workers) = topics.get(topic) {
+            workers.iter().for_each(|&w| f(w as usize));
+        }
+    }
+}
+
+/// A `Send + Clone` handle that publishes to topics from any thread: one
+/// command to each worker with subscribers, none to the others. What one
+/// handle publishes reaches each subscriber in the order published.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    workers: Arc<[UnboundedSender<Command>]>,
+    interest: Arc<Interest>,
+}
+
+impl Publisher {
+    pub(crate) fn new(workers: Arc<[UnboundedSender<Command>]>) -> Self {
+        Publisher {
+            workers,
+            interest: Arc::default(),
+        }
+    }
+
+    pub(crate) fn interest(&self) -> Arc<Interest> {
+        self.interest.clone()
+    }
+
+    /// Publishes to every subscriber of `topic`; returns how many workers
+    /// it was sent to.
+    pub fn publish(&self, topic: &str, message: &Publication) -> usize {
+        self.publish_except(topic, message, None)
+    }
+
+    /// Sends to every interested worker but `skip_worker` (which delivers
+    /// locally, in order with its own callbacks).
+    pub(crate) fn publish_except(
+        &self,
+        topic: &str,
+        message: &Publication,
+        skip_worker: Option<usize>,
+    ) -> usize {
+        let mut sent = 0;
+        let mut name: Option<Arc<str>> = None;
+        self.interest.each(topic, |worker| {
+            if Some(worker) == skip_worker {
+                return;
+            }
+            let topic = name.get_or_insert_with(|| Arc::from(topic)).clone();
+            let command = Command::Publish {
+                topic,
+                frame: message.frame.clone(),
+            };
+            if self.workers[worker].send(command).is_ok() {
+                sent += 1;
+            }
+        });
+        sent
+    }
+}
+
+/// One worker's subscriptions.
+pub(crate) struct TopicTable {
+    worker: usize,
+    interest: Arc<Interest>,
+    by_name: HashMap<Arc<str>, u32>,
+    topics: slab::Slab<Topic>,
+    /// Per connection slot: (topic id, index in that topic's subscribers),
+    /// so a close removes its entries without scanning topics.
+    by_conn: HashMap<u32, SmallVec<[(u32, u32); 2]>>,
+}
+
+struct Topic {
+    name: Arc<str>,
+    subscribers: Vec<u32>,
+}
+
+impl TopicTable {
+    pub(crate) fn new(worker: usize, interest: Arc<Interest>) -> Self {
+        TopicTable {
+            worker,
+            interest,
+            by_name: HashMap::new(),
+            topics: slab::Slab::new(),
+            by_conn: HashMap::new(),
+        }
+    }
+
+    /// Whether `slot` was newly subscribed.
+    pub(crate) fn subscribe(&mut self, slot: u32, topic: &str) -> bool {
+        let id = match self.by_name.get(topic) {
+            Some(&id) => id,
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                let id = self.topics.insert(Topic {
+                    name: name.clone(),
+                    subscribers: Vec::new(),
+                }) as u32;
+                self.by_name.insert(name.clone(), id);
+                // Before the caller can acknowledge the subscription: a
+                // publish that follows the ack must see this worker.
+                self.interest.add(&name, self.worker);
+                id
+            }
+        };
+        let entries = self.by_conn.entry(slot).or_default();
+        if entries.iter().any(|&(t, _)| t == id) {
+            return false;
+        }
+        let subscribers = &mut self.topics[id as usize].subscribers;
+        entries.push((id, subscribers.len() as u32));
+        subscribers.push(slot);
+        true
+    }
+
+    /// Whether `slot` was subscribed.
+    pub(crate) fn unsubscribe(&mut self, slot: u32, topic: &str) -> bool {
+        let Some(&id) = self.by_name.get(topic) else {
+            return false;
+        };
+        let Some(entries) = self.by_conn.get_mut(&slot) else {
+            return false;
+        };
+        let Some(i) = entries.iter().position(|&(t, _)| t == id) else {
+            return false;
+        };
+        let (_, pos) = entries.swap_remove(i);
+        if entries.is_empty() {
+            self.by_conn.remove(&slot);
+        }
+        self.remove_at(id, pos);
+        true
+    }
+
+    /// Drops every subscription of `slot`; called on every path that ends
+    /// a connection, and again (harmlessly) when its slot is freed.
+    pub(crate) fn remove_conn(&mut self, slot: u32) {
+        if let Some(entries) = self.by_conn.remove(&slot) {
+            for (id, pos) in entries {
+                self.remove_at(id, pos);
+            }
+        }
+    }
+
+    pub(crate) fn has(&self, topic: &str) -> bool {
+        self.by_name.contains_key(topic)
+    }
+
+    pub(crate) fn count(&self, slot: u32) -> usize {
+        self.by_conn.get(&slot).map_or(0, |e| e.len())
+    }
+
+    fn remove_at(&mut self, id: u32, pos: u32) {
+        let topic = &mut self.topics[id as usize];
+        topic.subscribers.swap_remove(pos as usize);
+        if let Some(&moved) = topic.subscribers.get(pos as usize) {
+            // The last subscriber took the freed place: fix its back-reference.
+            if let Some(entry) = self
+                .by_conn
+                .get_mut(&moved)
+                .and_then(|e| e.iter_mut().find(|(t, _)| *t == id))
+            {
+                entry.1 = pos;
+            }
+        }
+        if topic.subscribers.is_empty() {
+            let topic = self.topics.remove(id as usize);
+            self.by_name.remove(&*topic.name);
+            self.interest.remove(&topic.name, self.worker);
+        } else if topic.subscribers.capacity() > 64
+            && topic.subscribers.len() < topic.subscribers.capacity() / 4
+        {
+            // A topic that once had a crowd keeps no crowd-sized list.
+            topic.subscribers.shrink_to(topic.subscribers.len() * 2);
+        }
+    }
+
+    /// Takes `topic`'s subscriber list out for a fan-out; give it back with
+    /// [`restore`](Self::restore). Nothing subscribes in between.
+    pub(crate) fn take(&mut self, topic: &str) -> Option<(u32, Vec<u32>)> {
+        let &id = self.by_name.get(topic)?;
+        Some((
+            id,
+            std::mem::take(&mut self.topics[id as usize].subscribers),
+        ))
+    }
+
+    pub(crate) fn restore(&mut self, id: u32, subscribers: Vec<u32>) {
+        self.topics[id as usize].subscribers = subscribers;
+    }
+
+    #[cfg(test)]
+    fn subscribers(&self, topic: &str) -> Vec<u32> {
+        self.by_name
+            .get(topic)
+            .map(|&id| self.topics[id as usize].subscribers.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> (TopicTable, Arc<Interest>) {
+        let interest = Arc::new(Interest::default());
+        (TopicTable::new(3, interest.clone()), interest)
+    }
+
+    fn workers(interest: &Interest, topic: &str) -> Vec<usize> {
+        let mut v = Vec::new();
+        interest.each(topic, |w| v.push(w));
+        v
+    }
+
+    #[test]
+    fn subscribe_is_idempotent_and_sets_interest() {
+        let (mut t, interest) = table();
+        assert!(t.subscribe(1, "a"));
+        assert!(!t.subscribe(1, "a"));
+        assert!(t.subscribe(2, "a"));
+        assert_eq!(t.subscribers("a"), vec![1, 2]);
+        assert_eq!(workers(&interest, "a"), vec![3]);
+        assert!(t.unsubscribe(1, "a"));
+        assert!(!t.unsubscribe(1, "a"));
+        assert_eq!(workers(&interest, "a"), vec![3]);
+        assert!(t.unsubscribe(2, "a"));
+        assert!(workers(&interest, "a").is_empty());
+        assert!(t.by_name.is_empty() && t.topics.is_empty() && t.by_conn.is_empty());
+    }
+
+    #[test]
+    fn removal_keeps_back_references_right() {
+        let (mut t, _) = table();
+        for slot in 0..100 {
+            t.subscribe(slot, "x");
+            if slot % 2 == 0 {
+                t.subscribe(slot, "y");
+            }
+        }
+        // Remove in an order that moves entries around.
+        for slot in (0..100).step_by(3) {
+            t.remove_conn(slot);
+        }
+        for slot in (1..100).step_by(3) {
+            assert!(t.unsubscribe(slot, "x"));
+        }
+        let mut x = t.subscribers("x");
+        x.sort();
+        let want: Vec<u32> = (0..100).filter(|s| s % 3 == 2).collect();
+        assert_eq!(x, want);
+        let mut y = t.subscribers("y");
+        y.sort();
+        let want: Vec<u32> = (0..100).filter(|s| s % 2 == 0 && s % 3 != 0).collect();
+        assert_eq!(y, want);
+        for slot in 0..100 {
+            t.remove_conn(slot);
+        }
+        assert!(t.by_name.is_empty() && t.topics.is_empty() && t.by_conn.is_empty());
+    }
+}
