@@ -6,6 +6,7 @@ use mimalloc::MiMalloc;
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 use uringws_engine::{BackpressurePolicy, Engine, EngineConfig};
 
+mod pubsub;
 mod routes;
 
 #[global_allocator]
@@ -67,6 +68,9 @@ struct Cli {
     /// Size of each receive buffer in bytes.
     #[arg(long, env = "URINGWS_RECV_BUFFER_SIZE", default_value_t = 16 << 10)]
     recv_buffer_size: usize,
+    /// Topics one `/ws` connection may subscribe to at once.
+    #[arg(long, env = "URINGWS_MAX_SUBSCRIPTIONS", default_value_t = 64)]
+    max_subscriptions: usize,
     /// Log filter, e.g. `info` or `uringws_engine=debug`.
     #[arg(long, env = "URINGWS_LOG", default_value = "info")]
     log_level: String,
@@ -125,7 +129,10 @@ fn main() -> ExitCode {
     if let Some(workers) = cli.workers {
         builder = builder.workers(workers);
     }
-    let engine = match builder.start(routes::Routes::new) {
+    let limits = pubsub::Limits {
+        max_subscriptions: cli.max_subscriptions,
+    };
+    let engine = match builder.start(move |context| routes::Routes::new(context, limits)) {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!("uringws: cannot start: {e}");
@@ -133,7 +140,9 @@ fn main() -> ExitCode {
         }
     };
     for addr in engine.local_addrs() {
-        tracing::info!("listening on ws://{addr} (echo on / and /echo, health on /health)");
+        tracing::info!(
+            "listening on ws://{addr} (echo on / and /echo, pub/sub on /ws, health on /health)"
+        );
     }
     match engine.run_until_signal() {
         Ok(()) => ExitCode::SUCCESS,

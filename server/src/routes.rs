@@ -3,19 +3,32 @@
 use bytes::Bytes;
 use uringws_engine::protocol::{
     handshake::{error_response, http_response, Request, Upgrade},
-    Message,
+    CloseCode, Message,
 };
 use uringws_engine::{Accept, Conn, EngineHandle, Handler, Peer, Reject, WorkerContext};
+
+use crate::pubsub::{self, BinaryTopics, Limits};
+
+/// What each connection is, by the path it upgraded on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Echo,
+    PubSub,
+}
 
 /// One worker's routes.
 pub struct Routes {
     engine: EngineHandle,
+    limits: Limits,
+    binary_topics: BinaryTopics,
 }
 
 impl Routes {
-    pub fn new(context: &WorkerContext) -> Self {
+    pub fn new(context: &WorkerContext, limits: Limits) -> Self {
         Routes {
             engine: context.engine.clone(),
+            limits,
+            binary_topics: BinaryTopics::default(),
         }
     }
 
@@ -39,12 +52,20 @@ impl Routes {
 }
 
 impl Handler for Routes {
-    type State = ();
+    type State = Endpoint;
 
-    fn upgrade(&mut self, upgrade: &Upgrade<'_>, _: Peer) -> Result<Accept<()>, Reject> {
+    fn upgrade(&mut self, upgrade: &Upgrade<'_>, _: Peer) -> Result<Accept<Endpoint>, Reject> {
         match upgrade.request().path() {
             // Autobahn's runner connects to the root path.
-            "/" | "/echo" => Ok(Accept::new(())),
+            "/" | "/echo" => Ok(Accept::new(Endpoint::Echo)),
+            "/ws" => {
+                let accept = Accept::new(Endpoint::PubSub);
+                if upgrade.protocols().any(|p| p == pubsub::SUBPROTOCOL) {
+                    Ok(accept.with_protocol(pubsub::SUBPROTOCOL))
+                } else {
+                    Ok(accept)
+                }
+            }
             path => Err(Reject::new(404, format!("no WebSocket endpoint at {path}"))),
         }
     }
@@ -60,11 +81,29 @@ impl Handler for Routes {
         }
     }
 
-    fn message(&mut self, conn: &mut Conn<'_, ()>, message: Message) {
-        match message {
-            Message::Text(text) => conn.send_text(text),
-            Message::Binary(data) => conn.send_binary(data),
-            _ => return,
-        };
+    fn message(&mut self, conn: &mut Conn<'_, Endpoint>, message: Message) {
+        match (*conn.state(), message) {
+            (Endpoint::Echo, Message::Text(text)) => {
+                conn.send_text(text);
+            }
+            (Endpoint::Echo, Message::Binary(data)) => {
+                conn.send_binary(data);
+            }
+            (Endpoint::PubSub, Message::Text(text)) => {
+                pubsub::on_text(conn, text.as_str(), self.limits, &mut self.binary_topics)
+            }
+            (Endpoint::PubSub, Message::Binary(data)) => {
+                if let Err(why) = pubsub::on_binary(conn, &data, &self.binary_topics) {
+                    conn.send_text(pubsub::binary_error(&why));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn close(&mut self, conn: &mut Conn<'_, Endpoint>, _: CloseCode, _: &str) {
+        if *conn.state() == Endpoint::PubSub {
+            self.binary_topics.forget(conn);
+        }
     }
 }

@@ -1,0 +1,251 @@
+//! The `uringws.v1` protocol of `/ws` (docs/protocol.md): JSON requests in
+//! text frames, raw payloads in binary frames, on the engine's topics.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::{borrow::Cow, collections::HashMap};
+use uringws_engine::{Conn, Publication};
+
+pub const SUBPROTOCOL: &str = "uringws.v1";
+/// Longest topic name, so a binary frame's one-byte length can carry it.
+pub const MAX_TOPIC: usize = 255;
+
+/// Where each connection's binary frames without a topic go. Few
+/// connections set one, so it lives beside the connections rather than in
+/// the state every idle connection carries.
+#[derive(Debug, Default)]
+pub struct BinaryTopics(HashMap<(u32, u32), Box<str>>);
+
+impl BinaryTopics {
+    fn key<S>(conn: &Conn<'_, S>) -> (u32, u32) {
+        let (_, slot, gen) = conn.id();
+        (slot, gen)
+    }
+
+    /// The connection is gone.
+    pub fn forget<S>(&mut self, conn: &Conn<'_, S>) {
+        if !self.0.is_empty() {
+            self.0.remove(&Self::key(conn));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    topic: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    binary: bool,
+}
+
+/// A request id as given: an integer or a string, sent back verbatim.
+fn valid_id(id: &RawValue) -> bool {
+    let text = id.get();
+    match text.as_bytes().first() {
+        Some(b'"') => true,
+        Some(b'-' | b'0'..=b'9') => text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok(),
+        _ => false,
+    }
+}
+
+pub fn check_topic(topic: &str) -> Result<(), &'static str> {
+    if topic.is_empty() {
+        Err("topic is empty")
+    } else if topic.len() > MAX_TOPIC {
+        Err("topic is longer than 255 bytes")
+    } else if topic.chars().any(char::is_control) {
+        Err("topic has control characters")
+    } else {
+        Ok(())
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn error(id: Option<&RawValue>, code: &str, message: &str) -> String {
+    match id {
+        Some(id) => format!(
+            r#"{{"type":"error","id":{},"code":"{code}","message":{}}}"#,
+            id.get(),
+            json_string(message)
+        ),
+        None => format!(
+            r#"{{"type":"error","code":"{code}","message":{}}}"#,
+            json_string(message)
+        ),
+    }
+}
+
+/// The text delivered to subscribers of a JSON publish: `data` exactly as
+/// the publisher wrote it.
+pub fn message_text(topic: &str, data: &str) -> String {
+    format!(
+        r#"{{"type":"message","topic":{},"data":{data}}}"#,
+        json_string(topic)
+    )
+}
+
+/// A binary publication in the delivered form: the topic spelled out.
+pub fn binary_frame(topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(1 + topic.len() + payload.len());
+    frame.push(topic.len() as u8);
+    frame.extend_from_slice(topic.as_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Limits of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_subscriptions: usize,
+}
+
+/// A text frame: one JSON request.
+pub fn on_text<S>(
+    conn: &mut Conn<'_, S>,
+    text: &str,
+    limits: Limits,
+    binary_topics: &mut BinaryTopics,
+) {
+    let request: Request<'_> = match serde_json::from_str(text) {
+        Ok(request) => request,
+        Err(e) => {
+            conn.send_text(error(None, "bad_request", &format!("not a request: {e}")));
+            return;
+        }
+    };
+    let id = request.id.filter(|id| valid_id(id));
+    if request.id.is_some() && id.is_none() {
+        conn.send_text(error(
+            None,
+            "bad_request",
+            "id must be an integer or a string",
+        ));
+        return;
+    }
+    let reply = match request.kind.as_ref() {
+        "subscribe" | "unsubscribe" | "publish" => {
+            let Some(topic) = request.topic.as_deref() else {
+                conn.send_text(error(id, "bad_request", "topic is missing"));
+                return;
+            };
+            if let Err(why) = check_topic(topic) {
+                conn.send_text(error(id, "bad_request", why));
+                return;
+            }
+            match request.kind.as_ref() {
+                "subscribe" => {
+                    if conn.subscriptions() >= limits.max_subscriptions {
+                        Err(("too_many_subscriptions", "subscription limit reached"))
+                    } else {
+                        conn.subscribe(topic);
+                        if request.binary {
+                            binary_topics
+                                .0
+                                .insert(BinaryTopics::key(conn), topic.into());
+                        }
+                        Ok(())
+                    }
+                }
+                "unsubscribe" => {
+                    conn.unsubscribe(topic);
+                    Ok(())
+                }
+                _ => match request.data {
+                    Some(data) => {
+                        conn.publish(topic, &Publication::text(&message_text(topic, data.get())));
+                        Ok(())
+                    }
+                    None => Err(("bad_request", "data is missing")),
+                },
+            }
+        }
+        other => {
+            let message = format!("unknown request type {}", json_string(other));
+            conn.send_text(error(id, "unknown_type", &message));
+            return;
+        }
+    };
+    match (reply, id) {
+        (Ok(()), Some(id)) => {
+            conn.send_text(format!(r#"{{"type":"ack","id":{}}}"#, id.get()));
+        }
+        (Ok(()), None) => {}
+        (Err((code, message)), id) => {
+            conn.send_text(error(id, code, message));
+        }
+    }
+}
+
+/// A binary frame: `[n][topic][payload]`, published in the delivered form.
+pub fn on_binary<S>(
+    conn: &mut Conn<'_, S>,
+    data: &[u8],
+    binary_topics: &BinaryTopics,
+) -> Result<(), String> {
+    let Some((&n, rest)) = data.split_first() else {
+        return Err("empty binary frame: the first byte is the topic's length".into());
+    };
+    let n = n as usize;
+    if n == 0 {
+        let Some(topic) = binary_topics.0.get(&BinaryTopics::key(conn)) else {
+            return Err("no topic: subscribe with \"binary\":true first, or name one".into());
+        };
+        conn.publish(topic, &Publication::binary(&binary_frame(topic, rest)));
+        return Ok(());
+    }
+    if rest.len() < n {
+        return Err("binary frame shorter than its topic".into());
+    }
+    let topic = std::str::from_utf8(&rest[..n]).map_err(|_| "topic is not UTF-8".to_string())?;
+    check_topic(topic)?;
+    // Already in the delivered form.
+    conn.publish(topic, &Publication::binary(data));
+    Ok(())
+}
+
+/// An error for a binary frame, as JSON text without an id.
+pub fn binary_error(message: &str) -> String {
+    error(None, "bad_request", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_integers_or_strings() {
+        let ok = |s: &str| valid_id(&RawValue::from_string(s.into()).unwrap());
+        assert!(ok("1") && ok("-7") && ok("\"a\"") && ok("18446744073709551615"));
+        assert!(!ok("1.5") && !ok("null") && !ok("{}") && !ok("[1]") && !ok("true"));
+    }
+
+    #[test]
+    fn topics_are_checked() {
+        assert!(check_topic("news/eu").is_ok());
+        assert!(check_topic(&"x".repeat(255)).is_ok());
+        assert!(check_topic("").is_err());
+        assert!(check_topic(&"x".repeat(256)).is_err());
+        assert!(check_topic("a\nb").is_err());
+    }
+
+    #[test]
+    fn messages_carry_data_verbatim_and_escape_topics() {
+        assert_eq!(
+            message_text("a\"b", r#"{"x": [1, 2]}"#),
+            r#"{"type":"message","topic":"a\"b","data":{"x": [1, 2]}}"#
+        );
+        let e = error(None, "bad_request", "say \"hi\"");
+        let v: serde_json::Value = serde_json::from_str(&e).unwrap();
+        assert_eq!(v["message"], "say \"hi\"");
+        assert_eq!(binary_frame("ab", b"xyz"), b"\x02abxyz");
+    }
+}
