@@ -17,6 +17,9 @@ pub enum BackpressurePolicy {
 pub struct EngineConfig {
     /// Largest HTTP request head; a larger one is answered 431.
     pub max_head: usize,
+    /// Largest body of a plain HTTP request ([`Handler::http`](crate::Handler::http));
+    /// a larger one is answered 413.
+    pub max_body: usize,
     /// Frame and message size limits (1009 past them).
     pub decoder: DecoderConfig,
     /// Upgraded connections per worker; past it upgrades get 503.
@@ -55,6 +58,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             max_head: 8192,
+            max_body: 1 << 20,
             decoder: DecoderConfig::default(),
             max_connections_per_worker: 1 << 20,
             backpressure_limit: 1 << 20,

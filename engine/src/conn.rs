@@ -72,6 +72,8 @@ pub(crate) mod flags {
     pub const REARM: u16 = 1 << 8;
     /// The handler asked to close; the close frame follows the callback.
     pub const CLOSE_REQUESTED: u16 = 1 << 9;
+    /// `100 Continue` went out for a request body.
+    pub const CONTINUE_SENT: u16 = 1 << 10;
 }
 
 /// Vectored-send state that must stay put while the kernel reads it.

@@ -87,10 +87,12 @@ pub trait Handler: 'static {
     fn upgrade(&mut self, upgrade: &Upgrade<'_>, peer: Peer)
         -> Result<Accept<Self::State>, Reject>;
 
-    /// A plain HTTP request (no upgrade). The answer is sent and the
-    /// connection closed. Default: 404.
-    fn http(&mut self, request: &Request<'_>, peer: Peer) -> Bytes {
-        let _ = (request, peer);
+    /// A plain HTTP request (no upgrade) and its body (Content-Length
+    /// bytes, at most [`max_body`](crate::EngineConfig::max_body); chunked
+    /// bodies are refused with 411 before this is called). The answer is
+    /// sent and the connection closed. Default: 404.
+    fn http(&mut self, request: &Request<'_>, body: &[u8], peer: Peer) -> Bytes {
+        let _ = (request, body, peer);
         uringws_protocol::handshake::error_response(404, "not found")
     }
 

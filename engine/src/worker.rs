@@ -64,6 +64,10 @@ pub(crate) struct Worker<H: Handler> {
 
 /// The answer to a complete request head.
 enum Outcome<S> {
+    /// A plain request whose body is still coming.
+    Wait {
+        expects: bool,
+    },
     Refuse(bytes::Bytes),
     Upgrade {
         response: bytes::Bytes,
@@ -457,7 +461,19 @@ impl<H: Handler> Worker<H> {
                     worker: peer_worker,
                 };
                 if !request.is_upgrade() {
-                    Outcome::Refuse(self.handler.http(&request, peer))
+                    match body_len(&request, self.ctx.config.max_body) {
+                        Err(response) => Outcome::Refuse(response),
+                        Ok(len) if inbuf.len() < request.head_len() + len => {
+                            let expects = request
+                                .header("expect")
+                                .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+                            Outcome::Wait { expects }
+                        }
+                        Ok(len) => {
+                            let body = &inbuf[request.head_len()..request.head_len() + len];
+                            Outcome::Refuse(self.handler.http(&request, body, peer))
+                        }
+                    }
                 } else {
                     match request.upgrade() {
                         Err(e) => Outcome::Refuse(error_response_for(&e)),
@@ -490,6 +506,18 @@ impl<H: Handler> Worker<H> {
         let now = self.ctx.now;
         let conn = &mut self.conns[slot as usize];
         match outcome {
+            Outcome::Wait { expects } => {
+                conn.io(&mut self.ctx.pool).inbuf = inbuf;
+                // curl and others wait for this before sending a large body.
+                if expects && !conn.has(flags::CONTINUE_SENT) {
+                    conn.set(flags::CONTINUE_SENT);
+                    conn.push_bytes(
+                        bytes::Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"),
+                        &mut self.ctx.pool,
+                    );
+                    self.ctx.mark_dirty(slot, conn);
+                }
+            }
             Outcome::Refuse(response) => {
                 conn.push_bytes(response, &mut self.ctx.pool);
                 conn.phase = Phase::Closing;
@@ -1009,6 +1037,38 @@ impl<H: Handler> Worker<H> {
             Phase::Dead => {}
         }
     }
+}
+
+/// The length of a plain request's body, or the response refusing it.
+/// Chunked bodies are refused rather than decoded: the endpoints that take
+/// a body are for backends, which can send Content-Length.
+fn body_len(request: &Request<'_>, max_body: usize) -> Result<usize, bytes::Bytes> {
+    if request.header("transfer-encoding").is_some() {
+        return Err(error_response(
+            411,
+            "send the body with Content-Length, not chunked",
+        ));
+    }
+    let mut len = None;
+    for value in request.header_values("content-length") {
+        let parsed = std::str::from_utf8(value)
+            .ok()
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok());
+        match (parsed, len) {
+            (None, _) => return Err(error_response(400, "invalid Content-Length")),
+            (Some(n), Some(previous)) if n != previous => {
+                return Err(error_response(400, "conflicting Content-Length headers"))
+            }
+            (Some(n), _) => len = Some(n),
+        }
+    }
+    let len = len.unwrap_or(0);
+    if len > max_body as u64 {
+        return Err(error_response(413, "request body too large"));
+    }
+    Ok(len as usize)
 }
 
 /// The connection in `slot` if it is still the one of generation `gen`.

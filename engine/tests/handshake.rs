@@ -173,7 +173,7 @@ async fn oversized_head_gets_431_then_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_requests_get_the_right_status() {
     let hooks = Hooks {
-        http: Some(Arc::new(|request| {
+        http: Some(Arc::new(|request, _| {
             (request.path() == "/health")
                 .then(|| http_response(200, "text/plain", b"ok", &[]).unwrap())
         })),
@@ -225,5 +225,81 @@ async fn invalid_requests_get_the_right_status() {
         "none of these opened a connection"
     );
     ws_check_echo(server.addr, "the server still works").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_requests_get_their_body() {
+    // Answers with the body's length and its first and last bytes.
+    let hooks = Hooks {
+        http: Some(Arc::new(|_, body: &[u8]| {
+            let summary = format!(
+                "{} {:?} {:?}",
+                body.len(),
+                body.first().map(|b| *b as char),
+                body.last().map(|b| *b as char)
+            );
+            Some(http_response(200, "text/plain", summary.as_bytes(), &[]).unwrap())
+        })),
+        ..Hooks::default()
+    };
+    let config = EngineConfig {
+        max_body: 100_000,
+        ..test_config()
+    };
+    let server = TestServer::start(config, hooks);
+
+    // No body at all.
+    let response = refused(&server, b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    assert_eq!(response.body, b"0 None None");
+
+    // A body that arrives in pieces, after a 100 Continue.
+    let mut client = RawClient::connect(server.addr).await;
+    client
+        .send(b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n")
+        .await;
+    let head = client.read_http_head().await.unwrap();
+    assert_eq!(head.status, 100, "{head:?}");
+    let body: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    for piece in body.chunks(30_000) {
+        client.send(piece).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let response = client.read_http_head().await.unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.body, b"100000 Some('a') Some('d')");
+
+    // Too large, chunked, or with lengths that disagree or are not numbers.
+    for (request, status) in [
+        (
+            &b"POST /p HTTP/1.1\r\nContent-Length: 100001\r\n\r\n"[..],
+            413,
+        ),
+        (
+            b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            411,
+        ),
+        (
+            b"POST /p HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+            400,
+        ),
+        (b"POST /p HTTP/1.1\r\nContent-Length: -3\r\n\r\n", 400),
+        (b"POST /p HTTP/1.1\r\nContent-Length: 3x\r\n\r\nabc", 400),
+    ] {
+        let response = refused(&server, request).await;
+        assert_eq!(
+            response.status,
+            status,
+            "{:?}: {response:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    // Repeated equal lengths are one length.
+    let response = refused(
+        &server,
+        b"POST /p HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nxyz",
+    )
+    .await;
+    assert_eq!(response.body, b"3 Some('x') Some('z')");
     server.stop().await;
 }

@@ -70,7 +70,7 @@ impl Handler for Routes {
         }
     }
 
-    fn http(&mut self, request: &Request<'_>, _: Peer) -> Bytes {
+    fn http(&mut self, request: &Request<'_>, _body: &[u8], _: Peer) -> Bytes {
         match (request.method(), request.path()) {
             ("GET", "/health") => {
                 http_response(200, "application/json", self.health().as_bytes(), &[])

@@ -166,8 +166,8 @@ pub type OpenHook = Arc<dyn Fn(&mut Conn<'_, ()>) + Send + Sync>;
 /// `true` means "handled": no echo.
 pub type MessageHook = Arc<dyn Fn(&mut Conn<'_, ()>, &Message) -> bool + Send + Sync>;
 pub type DrainHook = Arc<dyn Fn(&mut Conn<'_, ()>) + Send + Sync>;
-/// A plain HTTP request; `None` falls back to the trait's default (404).
-pub type HttpHook = Arc<dyn Fn(&Request<'_>) -> Option<Bytes> + Send + Sync>;
+/// A plain HTTP request and its body; `None` falls back to the trait's default (404).
+pub type HttpHook = Arc<dyn Fn(&Request<'_>, &[u8]) -> Option<Bytes> + Send + Sync>;
 /// An upgrade request; `Some` refuses it.
 pub type UpgradeHook = Arc<dyn Fn(&Upgrade<'_>) -> Option<Reject> + Send + Sync>;
 
@@ -204,8 +204,13 @@ impl Handler for Echo {
         Ok(Accept::new(()))
     }
 
-    fn http(&mut self, request: &Request<'_>, peer: Peer) -> Bytes {
-        if let Some(response) = self.hooks.http.as_ref().and_then(|hook| hook(request)) {
+    fn http(&mut self, request: &Request<'_>, body: &[u8], peer: Peer) -> Bytes {
+        if let Some(response) = self
+            .hooks
+            .http
+            .as_ref()
+            .and_then(|hook| hook(request, body))
+        {
             return response;
         }
         // The trait's default answer.
@@ -217,7 +222,7 @@ impl Handler for Echo {
             }
             fn message(&mut self, _: &mut Conn<'_, ()>, _: Message) {}
         }
-        Default.http(request, peer)
+        Default.http(request, body, peer)
     }
 
     fn open(&mut self, conn: &mut Conn<'_, ()>) {
