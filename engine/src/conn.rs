@@ -6,6 +6,7 @@ use crate::{
     pubsub::{Publication, Publisher, TopicTable},
     remote::{Command, ConnRef},
     ring::Socket,
+    stats::Counters,
 };
 use bytes::{Bytes, BytesMut};
 use std::{collections::VecDeque, net::SocketAddr};
@@ -298,6 +299,7 @@ pub(crate) struct Ctx {
     /// callback returns (a callback holds only its own connection): topic,
     /// frame, and the publishing slot when it wants none.
     pub to_publish: Vec<(Box<str>, Bytes, Option<u32>)>,
+    pub counters: Counters,
 }
 
 impl Ctx {
@@ -441,6 +443,9 @@ pub(crate) fn send_frame<S>(
     };
     match conn.session.encode(opcode, true, payload) {
         Ok(frame) => {
+            if !opcode.is_control() {
+                ctx.counters.messages_out += 1;
+            }
             conn.push_frame(frame, &mut ctx.pool);
             ctx.mark_dirty(slot, conn);
             status
@@ -458,6 +463,7 @@ pub(crate) fn send_encoded<S>(
 ) -> SendStatus {
     match admit(conn, ctx, slot) {
         Ok(status) => {
+            ctx.counters.messages_out += 1;
             conn.push_bytes(frame, &mut ctx.pool);
             ctx.mark_dirty(slot, conn);
             status
@@ -480,7 +486,11 @@ fn admit<S>(conn: &mut Connection<S>, ctx: &mut Ctx, slot: u32) -> Result<SendSt
     let limit = ctx.config.backpressure_limit;
     if conn.queued >= limit {
         conn.set(flags::WANTS_DRAIN);
+        ctx.counters.backpressure_drops += 1;
         if ctx.config.backpressure_policy == BackpressurePolicy::Close {
+            ctx.counters.backpressure_closes += 1;
+            // Once: later sends are refused as for any close requested.
+            conn.set(flags::CLOSE_REQUESTED);
             ctx.to_close.push((
                 slot,
                 CloseCode::POLICY_VIOLATION,

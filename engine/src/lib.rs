@@ -19,4 +19,4 @@ pub use engine::{Engine, EngineBuilder, EngineHandle, WorkerContext};
 pub use handler::{Accept, Handler, Peer, Reject};
 pub use pubsub::{Publication, Publisher};
 pub use remote::{ConnRef, Gone};
-pub use stats::WorkerStats;
+pub use stats::{RequestOutcome, WorkerStats};

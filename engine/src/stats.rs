@@ -1,7 +1,39 @@
 //! Counters a worker shares with the rest of the process (health, metrics).
-//! Written by the worker only, read by anyone: relaxed atomics.
+//! Written by the worker only, read by anyone: relaxed atomics. Counters
+//! bumped per message are kept in plain integers on the worker
+//! ([`Counters`]) and copied here once per loop turn, so the hot path does
+//! no atomic read-modify-write.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Mutex,
+    },
+};
+
+/// How a request head ended, for [`WorkerStats::requests`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RequestOutcome {
+    /// An upgrade attempt (or a head that could not be parsed) answered
+    /// with this status; 101 is a successful handshake.
+    Handshake(u16),
+    /// A plain HTTP request answered with this status.
+    Http(u16),
+    /// No complete head within the handshake timeout.
+    HandshakeTimeout,
+}
+
+/// The worker-side tallies of [`WorkerStats`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub backpressure_drops: u64,
+    pub backpressure_closes: u64,
+}
 
 #[derive(Debug, Default)]
 pub struct WorkerStats {
@@ -15,11 +47,36 @@ pub struct WorkerStats {
     /// Messages not queued to a subscriber over its backpressure limit (or
     /// closing).
     pub(crate) deliveries_dropped: AtomicU64,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    backpressure_drops: AtomicU64,
+    backpressure_closes: AtomicU64,
+    /// Per connection, not per message: a lock is cheap beside the
+    /// syscalls of a handshake.
+    requests: Mutex<BTreeMap<RequestOutcome, u64>>,
 }
 
 impl WorkerStats {
     pub(crate) fn set_open(&self, open: usize) {
         self.open.store(open, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sync(&self, c: &Counters) {
+        self.messages_in.store(c.messages_in, Ordering::Relaxed);
+        self.messages_out.store(c.messages_out, Ordering::Relaxed);
+        self.bytes_in.store(c.bytes_in, Ordering::Relaxed);
+        self.bytes_out.store(c.bytes_out, Ordering::Relaxed);
+        self.backpressure_drops
+            .store(c.backpressure_drops, Ordering::Relaxed);
+        self.backpressure_closes
+            .store(c.backpressure_closes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_request(&self, outcome: RequestOutcome) {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *requests.entry(outcome).or_default() += 1;
     }
 
     /// Upgraded connections on this worker.
@@ -41,5 +98,44 @@ impl WorkerStats {
 
     pub fn deliveries_dropped(&self) -> u64 {
         self.deliveries_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Text and binary messages received.
+    pub fn messages_in(&self) -> u64 {
+        self.messages_in.load(Ordering::Relaxed)
+    }
+
+    /// Text and binary messages queued to connections (deliveries included).
+    pub fn messages_out(&self) -> u64 {
+        self.messages_out.load(Ordering::Relaxed)
+    }
+
+    /// Bytes read from sockets, HTTP heads and frame headers included.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written to sockets.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+
+    /// Messages refused because a connection was over its backpressure
+    /// limit (any sender: handlers, ConnRefs, publications).
+    pub fn backpressure_drops(&self) -> u64 {
+        self.backpressure_drops.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed with 1008 for backpressure.
+    pub fn backpressure_closes(&self) -> u64 {
+        self.backpressure_closes.load(Ordering::Relaxed)
+    }
+
+    /// Request heads by outcome.
+    pub fn requests(&self) -> BTreeMap<RequestOutcome, u64> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     pubsub::{Publisher, TopicTable},
     remote::Command,
     ring::{Completion, Ring, RingConfig, Socket},
-    stats::WorkerStats,
+    stats::{Counters, RequestOutcome, WorkerStats},
     token::{Kind, Token},
 };
 use bytes::{Buf, BytesMut};
@@ -65,9 +65,10 @@ pub(crate) struct Worker<H: Handler> {
 /// The answer to a complete request head.
 enum Outcome<S> {
     /// A plain request whose body is still coming.
-    Wait {
-        expects: bool,
-    },
+    Wait { expects: bool },
+    /// The response to a plain request.
+    Answer(bytes::Bytes),
+    /// The response refusing an upgrade (or an unparsable head).
     Refuse(bytes::Bytes),
     Upgrade {
         response: bytes::Bytes,
@@ -129,6 +130,7 @@ impl<H: Handler> Worker<H> {
                 topics: TopicTable::new(id, publisher.interest()),
                 publisher,
                 to_publish: Vec::new(),
+                counters: Counters::default(),
             },
             rx,
             timers: BinaryHeap::new(),
@@ -209,6 +211,7 @@ impl<H: Handler> Worker<H> {
             // Publications from callbacks outside apply_closes' reach.
             self.apply_closes();
             self.rearm_recvs();
+            self.stats.sync(&self.ctx.counters);
         }
         Ok(())
     }
@@ -335,6 +338,7 @@ impl<H: Handler> Worker<H> {
                     self.teardown(slot);
                     return;
                 };
+                self.ctx.counters.bytes_in += data.len() as u64;
                 if conn.phase != Phase::Dead {
                     conn.io(&mut self.ctx.pool).inbuf.extend_from_slice(data);
                 }
@@ -399,6 +403,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         let sent = c.result as usize;
+        self.ctx.counters.bytes_out += sent as u64;
         conn.queued = conn.queued.saturating_sub(sent);
         if let Some(io) = conn.io.as_mut() {
             io.send.advance(sent);
@@ -462,7 +467,7 @@ impl<H: Handler> Worker<H> {
                 };
                 if !request.is_upgrade() {
                     match body_len(&request, self.ctx.config.max_body) {
-                        Err(response) => Outcome::Refuse(response),
+                        Err(response) => Outcome::Answer(response),
                         Ok(len) if inbuf.len() < request.head_len() + len => {
                             let expects = request
                                 .header("expect")
@@ -471,7 +476,7 @@ impl<H: Handler> Worker<H> {
                         }
                         Ok(len) => {
                             let body = &inbuf[request.head_len()..request.head_len() + len];
-                            Outcome::Refuse(self.handler.http(&request, body, peer))
+                            Outcome::Answer(self.handler.http(&request, body, peer))
                         }
                     }
                 } else {
@@ -505,6 +510,7 @@ impl<H: Handler> Worker<H> {
         };
         let now = self.ctx.now;
         let conn = &mut self.conns[slot as usize];
+        let plain = matches!(outcome, Outcome::Answer(_));
         match outcome {
             Outcome::Wait { expects } => {
                 conn.io(&mut self.ctx.pool).inbuf = inbuf;
@@ -518,7 +524,13 @@ impl<H: Handler> Worker<H> {
                     self.ctx.mark_dirty(slot, conn);
                 }
             }
-            Outcome::Refuse(response) => {
+            Outcome::Refuse(response) | Outcome::Answer(response) => {
+                let status = status_of(&response);
+                self.stats.count_request(if plain {
+                    RequestOutcome::Http(status)
+                } else {
+                    RequestOutcome::Handshake(status)
+                });
                 conn.push_bytes(response, &mut self.ctx.pool);
                 conn.phase = Phase::Closing;
                 conn.since = now;
@@ -542,6 +554,7 @@ impl<H: Handler> Worker<H> {
                 conn.last_activity = now;
                 self.open += 1;
                 self.stats.set_open(self.open);
+                self.stats.count_request(RequestOutcome::Handshake(101));
                 self.ctx.mark_dirty(slot, conn);
                 let mut view = Conn {
                     slot,
@@ -616,7 +629,10 @@ impl<H: Handler> Worker<H> {
                     self.shut_after_flush(slot);
                     break;
                 }
-                message => self.handler.message(&mut view, message),
+                message => {
+                    view.ctx.counters.messages_in += 1;
+                    self.handler.message(&mut view, message)
+                }
             }
             self.apply_closes();
         }
@@ -1018,7 +1034,11 @@ impl<H: Handler> Worker<H> {
             return;
         };
         match conn.phase {
-            Phase::Handshake | Phase::Closing => self.teardown(slot),
+            Phase::Handshake => {
+                self.stats.count_request(RequestOutcome::HandshakeTimeout);
+                self.teardown(slot);
+            }
+            Phase::Closing => self.teardown(slot),
             Phase::Open => {
                 let idle = !config.idle_timeout.is_zero()
                     && now >= conn.last_activity + config.idle_timeout.as_millis() as u64;
@@ -1037,6 +1057,15 @@ impl<H: Handler> Worker<H> {
             Phase::Dead => {}
         }
     }
+}
+
+/// The status code of a response we wrote ("HTTP/1.1 NNN ...").
+fn status_of(response: &[u8]) -> u16 {
+    response
+        .get(9..12)
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The length of a plain request's body, or the response refusing it.

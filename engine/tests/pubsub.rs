@@ -265,6 +265,15 @@ async fn slow_subscriber_misses_messages_under_drop_policy() {
     // It holds at most the limit plus what the socket buffers took.
     // Past the limit and the socket buffers, everything was refused.
     assert!(dropped > 200, "only {dropped} of 400 deliveries dropped");
+    let stats = server.handle().stats();
+    wait_until(WAIT, "the tallies", || {
+        stats.iter().map(|s| s.backpressure_drops()).sum::<u64>() == dropped
+    })
+    .await;
+    assert_eq!(
+        stats.iter().map(|s| s.backpressure_closes()).sum::<u64>(),
+        0
+    );
     assert!(
         server.recorder.closes().is_empty(),
         "nobody was closed: {:?}",

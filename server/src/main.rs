@@ -8,6 +8,7 @@ use std::{path::PathBuf, process::ExitCode};
 use uringws_engine::Engine;
 
 mod config;
+mod metrics;
 mod pubsub;
 mod routes;
 

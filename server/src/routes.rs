@@ -77,6 +77,14 @@ impl Handler for Routes {
                     .unwrap_or_else(|_| error_response(500, "health"))
             }
             (_, "/health") => error_response(405, "use GET"),
+            ("GET", "/metrics") => http_response(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                crate::metrics::render(&self.engine).as_bytes(),
+                &[],
+            )
+            .unwrap_or_else(|_| error_response(500, "metrics")),
+            (_, "/metrics") => error_response(405, "use GET"),
             _ => error_response(404, "not found"),
         }
     }

@@ -266,3 +266,80 @@ async fn binary_frames_carry_raw_payloads_with_their_topic() {
     assert_eq!(next(&mut sub).await.into_data().as_ref(), &want[..]);
     assert_eq!(next(&mut publisher).await.into_data().as_ref(), &want[..]);
 }
+
+/// A plain GET over a raw socket: (status, body).
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+/// The sum over workers of one series of a Prometheus text page.
+fn metric(page: &str, name: &str, labels: &str) -> u64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let server = Server::start(&[]);
+    let (mut a, _) = connect(&server, None).await;
+    let (mut b, _) = connect(&server, None).await;
+    request(&mut a, json!({"type":"subscribe","topic":"m","id":1})).await;
+    request(&mut b, json!({"type":"subscribe","topic":"m","id":1})).await;
+    request(
+        &mut b,
+        json!({"type":"publish","topic":"m","data":"hi","id":2}),
+    )
+    .await;
+    assert_eq!(next_json(&mut a).await["data"], "hi");
+    assert_eq!(next_json(&mut b).await["data"], "hi");
+    assert_eq!(http_get(server.addr, "/nope").0, 404);
+
+    // The workers publish their tallies once per loop turn.
+    let mut page = String::new();
+    for _ in 0..100 {
+        let (status, body) = http_get(server.addr, "/metrics");
+        assert_eq!(status, 200);
+        page = body;
+        if metric(&page, "uringws_messages_received_total", "") == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(&page, "uringws_connections", ""), 2, "{page}");
+    assert_eq!(
+        metric(&page, "uringws_messages_received_total", ""),
+        3,
+        "{page}"
+    );
+    // 3 acks + 2 deliveries.
+    assert_eq!(
+        metric(&page, "uringws_messages_sent_total", ""),
+        5,
+        "{page}"
+    );
+    assert_eq!(metric(&page, "uringws_deliveries_total", ""), 2, "{page}");
+    assert!(metric(&page, "uringws_publishes_total", "") >= 1, "{page}");
+    assert_eq!(
+        metric(&page, "uringws_handshakes_total", "result=\"101\""),
+        2,
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "uringws_http_requests_total", "status=\"404\""),
+        1,
+        "{page}"
+    );
+    assert!(page.contains("# TYPE uringws_connections gauge"));
+    assert!(metric(&page, "uringws_bytes_sent_total", "") > 0);
+}
