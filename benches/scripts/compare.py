@@ -12,12 +12,17 @@ that saturates before the server does not hide the server's cost.
         [--echo 64x1,64x100,64x1000,16384x1,16384x100,16384x1000] [--hold 19000]
 
 Build first: cargo build --release -p uringws-server -p uringws-peers -p uringws-load
+The uws peer (uWebSockets.js under Node) also needs `npm ci` in benches/peers/uws.
+A server that is not built or installed is skipped, with a message saying so.
 """
-import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "target", "release")
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+UWS = os.path.join(ROOT, "benches", "peers", "uws")
 
 
 def servers(threads):
@@ -27,7 +32,25 @@ def servers(threads):
         "tokio-tungstenite": [f"{BIN}/peer-tungstenite", "--threads", str(threads)],
         "fastwebsockets": [f"{BIN}/peer-fastwebsockets", "--threads", str(threads)],
         "tokio-websockets": [f"{BIN}/peer-tokio-websockets", "--threads", str(threads)],
+        "tokio-uring": [f"{BIN}/peer-tokio-uring", "--threads", str(threads)],
+        # uWebSockets' C++ core under Node.js (uWebSockets.js): one JS call
+        # per message on top of what C++ uWebSockets costs.
+        "uws": ["node", os.path.join(UWS, "server.js"), "--threads", str(threads)],
     }
+
+
+def missing(cmd):
+    """Why a server cannot be started here, or None if it can."""
+    if cmd[0] == "node":
+        if not shutil.which("node"):
+            return "node is not on PATH"
+        if not os.path.exists(os.path.join(UWS, "node_modules", "uwebsockets", "package.json")):
+            return f"not installed: run `npm ci` in {os.path.relpath(UWS)}"
+        return None
+    if not os.access(cmd[0], os.X_OK):
+        return (f"{os.path.relpath(cmd[0])} not built: cargo build --release "
+                "-p uringws-server -p uringws-peers -p uringws-load")
+    return None
 
 
 def free_port():
@@ -104,12 +127,39 @@ def echo_run(name, cmd, a, size, conns):
             "client_cpu": report["client_cpu"]["user_s"] + report["client_cpu"]["system_s"]}
 
 
+HOLD_RUNS = 0
+
+
+def hold_sources(conns):
+    """Source addresses no earlier hold run of this process has used.
+
+    The load generator binds each socket to (address, port 0) before
+    connecting, and such a bind cannot take a port that a closed connection
+    from that address still holds in TIME_WAIT (60 s), whatever the
+    destination. Three holds of 19,000 over the same four addresses left
+    ~14,000 ports per address in TIME_WAIT, about the half of the ephemeral
+    range that bind(port 0) searches first; the fourth server's hold then
+    opened connections a few hundred per second (each bind scanning the
+    full half in the kernel) and ended with ~5,000 open. Fresh addresses
+    per run (127.0.0.0/8 is all loopback) start every hold alike.
+    """
+    global HOLD_RUNS
+    block = 1 + HOLD_RUNS
+    HOLD_RUNS += 1
+    # ~5,000 connections per address, as the original 4 for 19,000.
+    n = max(4, -(-conns // 5000))
+    if n > 254 or block > 255 * 256:
+        sys.exit(f"hold: {conns} connections need more source addresses than this scheme has")
+    prefix = f"127.{1 + block // 256}.{block % 256}"
+    return f"{prefix}.1-{prefix}.{n}"
+
+
 def hold_run(name, cmd, a, conns):
     port = free_port()
     proc = start(cmd, a.server_cpus, port)
     try:
         before = rss_kib(proc.pid)
-        report = load(a.load_cpus, ["--connect-from", "127.0.0.2-127.0.0.5", "hold",
+        report = load(a.load_cpus, ["--connect-from", hold_sources(conns), "hold",
                                     f"ws://127.0.0.1:{port}/echo", "-n", str(conns),
                                     "--duration", str(a.hold_seconds), "--ping-interval", "0"],
                       a.hold_seconds + 120)
@@ -122,7 +172,9 @@ def hold_run(name, cmd, a, conns):
     if not report:
         return None
     alive = report["counts"].get("alive at end", 0)
-    return {"alive": alive, "bytes_per_conn": (hwm - before) * 1024 / max(alive, 1)}
+    # Connections not opened by the end are in no error count: show them.
+    return {"alive": alive, "opened": report["counts"].get("connections opened", 0),
+            "errors": report["errors"], "bytes_per_conn": (hwm - before) * 1024 / max(alive, 1)}
 
 
 def main():
@@ -135,11 +187,18 @@ def main():
     p.add_argument("--echo", default="64x1,64x100,64x1000,16384x1,16384x100,16384x1000")
     p.add_argument("--hold", type=int, default=19000)
     p.add_argument("--hold-seconds", type=float, default=8)
-    p.add_argument("--only", default="")
+    p.add_argument("--only", default="", help="comma-separated server names, e.g. uringws,uws")
     a = p.parse_args()
     table = servers(a.threads)
     if a.only:
         table = {k: v for k, v in table.items() if k in a.only.split(",")}
+    for name, cmd in list(table.items()):
+        why = missing(cmd)
+        if why:
+            print(f"skipping {name}: {why}", file=sys.stderr)
+            del table[name]
+    if not os.access(f"{BIN}/uringws-load", os.X_OK):
+        sys.exit(f"{os.path.relpath(BIN)}/uringws-load not built: cargo build --release -p uringws-load")
     cases = [tuple(int(x) for x in c.split("x")) for c in a.echo.split(",") if c]
     results = {}
     for r in range(a.rounds):
@@ -179,7 +238,7 @@ def main():
         for name in table:
             key = ("hold", a.hold, 0, name)
             b, alive = med(key, "bytes_per_conn"), med(key, "alive")
-            print(f"| hold {a.hold} | {name} | {alive if alive is not None else '–'} | "
+            print(f"| hold {a.hold} | {name} | {f'{alive:.0f}' if alive is not None else '–'} | "
                   f"{f'{b:,.0f} B' if b is not None else '–'} | {f'{b / base:.1f}×' if b and base else '–'} |")
 
 
