@@ -339,3 +339,15 @@ impl Handler for Routes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_state_stays_one_byte() {
+        // The engine keeps `Option<State>` in every connection, idle ones
+        // included.
+        assert_eq!(std::mem::size_of::<Option<Endpoint>>(), 1);
+    }
+}
