@@ -4,7 +4,7 @@
 
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use std::{borrow::Cow, collections::HashSet, sync::Arc};
+use std::{borrow::Cow, sync::Arc};
 use subtle::ConstantTimeEq;
 use uringws_engine::protocol::handshake::Upgrade;
 
@@ -14,27 +14,33 @@ pub const COOKIE: &str = "uringws_token";
 pub const PROTOCOL_PREFIX: &str = "uringws.token.";
 
 /// The topics a token allows: exact names, prefixes (a pattern ending in
-/// `*`), or all (`*`). Only a trailing `*` is a wildcard.
+/// `*`), or all (`*`). Only a trailing `*` is a wildcard. Sorted slices
+/// rather than hash sets: a JWT's grant lives as long as its connection,
+/// and a set would cost a hasher and a table on top of the names.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Grant {
     all: bool,
-    exact: HashSet<Box<str>>,
-    prefixes: Vec<Box<str>>,
+    exact: Box<[Box<str>]>,
+    prefixes: Box<[Box<str>]>,
 }
 
 impl Grant {
     pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Grant {
-        let mut grant = Grant::default();
+        let (mut all, mut exact, mut prefixes) = (false, Vec::new(), Vec::new());
         for pattern in patterns {
             match pattern.strip_suffix('*') {
-                Some("") => grant.all = true,
-                Some(prefix) => grant.prefixes.push(prefix.into()),
-                None => {
-                    grant.exact.insert(pattern.into());
-                }
+                Some("") => all = true,
+                Some(prefix) => prefixes.push(Box::from(prefix)),
+                None => exact.push(Box::from(pattern)),
             }
         }
-        grant
+        exact.sort_unstable();
+        exact.dedup();
+        Grant {
+            all,
+            exact: exact.into(),
+            prefixes: prefixes.into(),
+        }
     }
 
     pub fn is_all(&self) -> bool {
@@ -43,7 +49,7 @@ impl Grant {
 
     pub fn allows(&self, topic: &str) -> bool {
         self.all
-            || self.exact.contains(topic)
+            || self.exact.binary_search_by(|e| (**e).cmp(topic)).is_ok()
             || self.prefixes.iter().any(|p| topic.starts_with(&**p))
     }
 }
@@ -308,7 +314,8 @@ mod tests {
 
     #[test]
     fn grants_match_exact_names_prefixes_and_all() {
-        let g = Grant::new(["news", "chat/*", "a*b"]);
+        let g = Grant::new(["news", "chat/*", "a*b", "m", "a", "z", "news"]);
+        assert!(g.allows("m") && g.allows("a") && g.allows("z") && !g.allows("b"));
         assert!(g.allows("news") && g.allows("chat/") && g.allows("chat/eu"));
         assert!(!g.allows("news2") && !g.allows("chat") && !g.allows("axb"));
         assert!(g.allows("a*b"), "only a trailing * is a wildcard");
