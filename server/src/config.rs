@@ -4,8 +4,38 @@
 //! `--print-config` shows the result, secrets redacted.
 
 use serde::{Deserialize, Serialize};
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::HashSet, fmt, net::SocketAddr, path::PathBuf, time::Duration};
 use uringws_engine::{BackpressurePolicy, EngineConfig};
+
+use crate::{auth, origins::Origins};
+
+/// A string that is a secret: `Debug` does not show it, so a logged
+/// `Config` or `Overrides` cannot leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// What `--print-config` shows instead of a secret.
+const REDACTED: &str = "<redacted>";
 
 /// Every setting, with its default. Durations are in seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +74,27 @@ pub struct Config {
     pub recv_buffer_size: usize,
     /// Topics one `/ws` connection may subscribe to at once.
     pub max_subscriptions: usize,
+    /// `/ws` needs a token. When false, connections without one may use
+    /// every topic (a token that is given must still be good).
+    pub auth_required: bool,
+    /// Key of HS256 JWT tokens (at least 32 bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<Secret>,
+    /// Static tokens, each `"<token>:<topic patterns, comma-separated>"`.
+    pub tokens: Vec<Secret>,
+    /// Seconds a `/ws` connection without a token has to send `auth`.
+    pub auth_timeout: f64,
+    /// Bearer key of HTTP publishing; none: HTTP publishing is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_key: Option<Secret>,
+    /// Allowed `Origin`s of WebSocket upgrades (`scheme://host[:port]`);
+    /// empty: any. Requests without `Origin` are allowed.
+    pub origins: Vec<String>,
+    /// WebSocket connections open at once per IP (IPv6: per /64); 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// WebSocket handshakes per second per IP, burst as many (at least 1);
+    /// 0: no limit.
+    pub handshakes_per_ip_per_second: f64,
     /// Log filter, e.g. `info` or `uringws_engine=debug`.
     pub log_level: String,
 }
@@ -75,6 +126,14 @@ impl Default for Config {
             recv_buffers: engine.recv_buffers,
             recv_buffer_size: engine.recv_buffer_size,
             max_subscriptions: 64,
+            auth_required: false,
+            jwt_secret: None,
+            tokens: Vec::new(),
+            auth_timeout: 5.0,
+            publish_key: None,
+            origins: Vec::new(),
+            max_connections_per_ip: 0,
+            handshakes_per_ip_per_second: 0.0,
             log_level: "info".into(),
         }
     }
@@ -140,6 +199,39 @@ pub struct Overrides {
     /// Topics one /ws connection may subscribe to at once.
     #[arg(long, env = "URINGWS_MAX_SUBSCRIPTIONS")]
     max_subscriptions: Option<usize>,
+    /// /ws needs a token (alone: true). Otherwise connections without one
+    /// may use every topic; a token that is given must still be good.
+    #[arg(long, env = "URINGWS_AUTH_REQUIRED", num_args = 0..=1, default_missing_value = "true")]
+    auth_required: Option<bool>,
+    /// Key of HS256 JWT tokens, at least 32 bytes. Prefer the variable or
+    /// the file: flags show in the process list.
+    #[arg(long, env = "URINGWS_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<Secret>,
+    /// A static token, `<token>:<topic patterns, comma-separated>` (e.g.
+    /// `reader:news,chat/*`); repeat, or separate with `;`.
+    #[arg(
+        long = "token",
+        env = "URINGWS_TOKENS",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
+    tokens: Option<Vec<Secret>>,
+    /// Seconds a /ws connection without a token has to send auth.
+    #[arg(long, env = "URINGWS_AUTH_TIMEOUT")]
+    auth_timeout: Option<f64>,
+    /// Bearer key of HTTP publishing (none: refused).
+    #[arg(long, env = "URINGWS_PUBLISH_KEY", hide_env_values = true)]
+    publish_key: Option<Secret>,
+    /// An allowed Origin of WebSocket upgrades, e.g. `https://example.com`;
+    /// repeat or separate with commas. None given: any.
+    #[arg(long = "origin", env = "URINGWS_ORIGINS", value_delimiter = ',')]
+    origins: Option<Vec<String>>,
+    /// WebSocket connections open at once per IP (0: no limit).
+    #[arg(long, env = "URINGWS_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// WebSocket handshakes per second per IP (0: no limit).
+    #[arg(long, env = "URINGWS_HANDSHAKES_PER_IP_PER_SECOND")]
+    handshakes_per_ip_per_second: Option<f64>,
     /// Log filter, e.g. `info` or `uringws_engine=debug`.
     #[arg(long, env = "URINGWS_LOG")]
     log_level: Option<String>,
@@ -184,8 +276,20 @@ impl Config {
             recv_buffers,
             recv_buffer_size,
             max_subscriptions,
+            auth_required,
+            tokens,
+            auth_timeout,
+            origins,
+            max_connections_per_ip,
+            handshakes_per_ip_per_second,
             log_level,
         );
+        if o.jwt_secret.is_some() {
+            self.jwt_secret = o.jwt_secret;
+        }
+        if o.publish_key.is_some() {
+            self.publish_key = o.publish_key;
+        }
         if o.no_pin {
             self.pin = false;
         }
@@ -204,6 +308,7 @@ impl Config {
             ("idle_timeout", self.idle_timeout),
             ("ping_interval", self.ping_interval),
             ("shutdown_timeout", self.shutdown_timeout),
+            ("auth_timeout", self.auth_timeout),
         ] {
             Duration::try_from_secs_f64(secs)
                 .map_err(|_| format!("{name} must be a non-negative number of seconds"))?;
@@ -211,7 +316,48 @@ impl Config {
         if !self.recv_buffers.is_power_of_two() {
             return Err("recv_buffers must be a power of two".into());
         }
+        self.check_access()
+    }
+
+    fn check_access(&self) -> Result<(), String> {
+        if self.auth_timeout <= 0.0 {
+            return Err("auth_timeout must be more than 0 seconds".into());
+        }
+        let mut seen = HashSet::new();
+        for entry in &self.tokens {
+            let (token, _) = auth::parse_static(entry.expose())?;
+            if !seen.insert(token) {
+                return Err("tokens: a token is listed twice".into());
+            }
+        }
+        // RFC 7518 3.2: an HS256 key must be at least as long as the hash.
+        if self
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < 32)
+        {
+            return Err("jwt_secret must be at least 32 bytes".into());
+        }
+        if self
+            .publish_key
+            .as_ref()
+            .is_some_and(|k| k.expose().is_empty())
+        {
+            return Err("publish_key must not be empty".into());
+        }
+        if self.auth_required && self.tokens.is_empty() && self.jwt_secret.is_none() {
+            return Err("auth_required needs tokens or a jwt_secret".into());
+        }
+        Origins::new(&self.origins)?;
+        let rate = self.handshakes_per_ip_per_second;
+        if !(rate.is_finite() && rate >= 0.0) {
+            return Err("handshakes_per_ip_per_second must be a number, at least 0".into());
+        }
         Ok(())
+    }
+
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.auth_timeout).unwrap_or_default()
     }
 
     /// The engine's part. Call after [`load`](Self::load) checked it.
@@ -244,7 +390,21 @@ impl Config {
     }
 
     fn redacted(&self) -> Config {
-        self.clone()
+        let secret = || Secret(REDACTED.into());
+        Config {
+            jwt_secret: self.jwt_secret.as_ref().map(|_| secret()),
+            publish_key: self.publish_key.as_ref().map(|_| secret()),
+            // The topics a token grants are not secret, and worth seeing.
+            tokens: self
+                .tokens
+                .iter()
+                .map(|entry| match entry.expose().split_once(':') {
+                    Some((_, patterns)) => Secret(format!("{REDACTED}:{patterns}")),
+                    None => secret(),
+                })
+                .collect(),
+            ..self.clone()
+        }
     }
 }
 
@@ -312,5 +472,83 @@ mod tests {
         assert!(e.contains("cannot read"), "{e}");
         let e = Config::load(None, overrides(&["--recv-buffers", "100"])).unwrap_err();
         assert!(e.contains("power of two"), "{e}");
+        for (args, want) in [
+            (&["--auth-required"][..], "auth_required needs"),
+            (&["--jwt-secret", "short"], "at least 32 bytes"),
+            (&["--token", "nocolon"], "tokens"),
+            (&["--token", "a:x", "--token", "a:y"], "twice"),
+            (&["--origin", "http://x/"], "origins"),
+            (&["--auth-timeout", "0"], "auth_timeout"),
+            (&["--handshakes-per-ip-per-second=-1"], "handshakes"),
+            (&["--publish-key", ""], "publish_key"),
+        ] {
+            let e = Config::load(None, overrides(args)).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-jwt";
+
+    #[test]
+    fn access_settings_from_flags() {
+        let c = Config::load(
+            None,
+            overrides(&[
+                "--auth-required",
+                "--jwt-secret",
+                SECRET,
+                "--token",
+                "demo:*;reader:news,chat/*",
+                "--token",
+                "x:y",
+                "--origin",
+                "http://a:1,https://b",
+                "--max-connections-per-ip",
+                "3",
+                "--handshakes-per-ip-per-second",
+                "0.5",
+                "--auth-timeout",
+                "2.5",
+            ]),
+        )
+        .unwrap();
+        assert!(c.auth_required);
+        let tokens: Vec<&str> = c.tokens.iter().map(Secret::expose).collect();
+        assert_eq!(tokens, ["demo:*", "reader:news,chat/*", "x:y"]);
+        assert_eq!(c.origins, ["http://a:1", "https://b"]);
+        assert_eq!(c.max_connections_per_ip, 3);
+        assert_eq!(c.handshakes_per_ip_per_second, 0.5);
+        assert_eq!(c.auth_timeout(), Duration::from_millis(2500));
+        let off = Config::load(None, overrides(&["--auth-required", "false"])).unwrap();
+        assert!(!off.auth_required);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_print_and_debug() {
+        let c = Config::load(
+            None,
+            overrides(&[
+                "--jwt-secret",
+                SECRET,
+                "--publish-key",
+                "pk-secret",
+                "--token",
+                "tok-secret:news,chat/*",
+            ]),
+        )
+        .unwrap();
+        let printed = c.to_toml();
+        let debug = format!("{c:?}");
+        for text in [&printed, &debug] {
+            for secret in [SECRET, "pk-secret", "tok-secret"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+        assert!(printed.contains("jwt_secret = \"<redacted>\""), "{printed}");
+        assert!(
+            printed.contains("publish_key = \"<redacted>\""),
+            "{printed}"
+        );
+        assert!(printed.contains("\"<redacted>:news,chat/*\""), "{printed}");
     }
 }

@@ -4,11 +4,15 @@
 use clap::Parser;
 use config::{Config, Overrides};
 use mimalloc::MiMalloc;
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use uringws_engine::Engine;
 
+mod auth;
 mod config;
+mod deadlines;
 mod metrics;
+mod origins;
+mod per_ip;
 mod pubsub;
 mod routes;
 
@@ -59,10 +63,23 @@ fn main() -> ExitCode {
     if config.workers > 0 {
         builder = builder.workers(config.workers);
     }
-    let limits = pubsub::Limits {
-        max_subscriptions: config.max_subscriptions,
+    let shared = match shared(&config) {
+        Ok(shared) => Arc::new(shared),
+        Err(e) => {
+            eprintln!("uringws: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let engine = match builder.start(move |context| routes::Routes::new(context, limits)) {
+    tracing::info!(
+        auth_required = config.auth_required,
+        static_tokens = config.tokens.len(),
+        jwt = config.jwt_secret.is_some(),
+        origins = config.origins.len(),
+        max_connections_per_ip = config.max_connections_per_ip,
+        handshakes_per_ip_per_second = config.handshakes_per_ip_per_second,
+        "access"
+    );
+    let engine = match builder.start(move |context| routes::Routes::new(context, shared.clone())) {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!("uringws: cannot start: {e}");
@@ -81,4 +98,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What the workers share, from a checked configuration.
+fn shared(config: &Config) -> Result<routes::Shared, String> {
+    let expose = |s: &Option<config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
+    Ok(routes::Shared {
+        limits: pubsub::Limits {
+            max_subscriptions: config.max_subscriptions,
+        },
+        auth: auth::Auth::new(
+            config.tokens.iter().map(config::Secret::expose),
+            expose(&config.jwt_secret).as_deref(),
+            expose(&config.publish_key).as_deref(),
+        )?,
+        auth_required: config.auth_required,
+        auth_timeout: config.auth_timeout(),
+        origins: origins::Origins::new(&config.origins)?,
+        per_ip: per_ip::PerIp::new(
+            config.max_connections_per_ip,
+            config.handshakes_per_ip_per_second,
+        ),
+    })
 }

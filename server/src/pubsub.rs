@@ -6,28 +6,61 @@ use serde_json::value::RawValue;
 use std::{borrow::Cow, collections::HashMap};
 use uringws_engine::{Conn, Publication};
 
+use crate::auth::Grant;
+
 pub const SUBPROTOCOL: &str = "uringws.v1";
 /// Longest topic name, so a binary frame's one-byte length can carry it.
 pub const MAX_TOPIC: usize = 255;
+
+/// A connection on this worker, for side tables: slot and generation.
+pub type ConnKey = (u32, u32);
+
+pub fn conn_key<S>(conn: &Conn<'_, S>) -> ConnKey {
+    let (_, slot, gen) = conn.id();
+    (slot, gen)
+}
 
 /// Where each connection's binary frames without a topic go. Few
 /// connections set one, so it lives beside the connections rather than in
 /// the state every idle connection carries.
 #[derive(Debug, Default)]
-pub struct BinaryTopics(HashMap<(u32, u32), Box<str>>);
+pub struct BinaryTopics(HashMap<ConnKey, Box<str>>);
 
 impl BinaryTopics {
-    fn key<S>(conn: &Conn<'_, S>) -> (u32, u32) {
-        let (_, slot, gen) = conn.id();
-        (slot, gen)
-    }
-
     /// The connection is gone.
-    pub fn forget<S>(&mut self, conn: &Conn<'_, S>) {
+    pub fn forget(&mut self, key: ConnKey) {
         if !self.0.is_empty() {
-            self.0.remove(&Self::key(conn));
+            self.0.remove(&key);
         }
     }
+}
+
+/// What a connection may do with topics.
+#[derive(Debug, Clone, Copy)]
+pub enum Access<'a> {
+    All,
+    Only(&'a Grant),
+    /// Nothing but `auth` until it authenticates.
+    Unauthenticated,
+}
+
+impl Access<'_> {
+    fn check(self, topic: &str) -> Result<(), (&'static str, &'static str)> {
+        match self {
+            Access::All => Ok(()),
+            Access::Only(grant) if grant.allows(topic) => Ok(()),
+            Access::Only(_) => Err(("forbidden", "the token does not allow this topic")),
+            Access::Unauthenticated => Err(UNAUTHENTICATED),
+        }
+    }
+}
+
+const UNAUTHENTICATED: (&str, &str) = ("unauthenticated", "send auth first");
+
+/// An `auth` request, for the caller to verify.
+pub struct AuthRequest<'a> {
+    pub token: Cow<'a, str>,
+    pub id: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +75,8 @@ struct Request<'a> {
     data: Option<&'a RawValue>,
     #[serde(default)]
     binary: bool,
+    #[serde(borrow, default)]
+    token: Option<Cow<'a, str>>,
 }
 
 /// A request id as given: an integer or a string, sent back verbatim.
@@ -70,7 +105,7 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-fn error(id: Option<&RawValue>, code: &str, message: &str) -> String {
+pub fn error(id: Option<&RawValue>, code: &str, message: &str) -> String {
     match id {
         Some(id) => format!(
             r#"{{"type":"error","id":{},"code":"{code}","message":{}}}"#,
@@ -82,6 +117,10 @@ fn error(id: Option<&RawValue>, code: &str, message: &str) -> String {
             json_string(message)
         ),
     }
+}
+
+pub fn ack(id: &RawValue) -> String {
+    format!(r#"{{"type":"ack","id":{}}}"#, id.get())
 }
 
 /// The text delivered to subscribers of a JSON publish: `data` exactly as
@@ -108,18 +147,20 @@ pub struct Limits {
     pub max_subscriptions: usize,
 }
 
-/// A text frame: one JSON request.
-pub fn on_text<S>(
+/// A text frame: one JSON request. An `auth` request is returned to the
+/// caller, which knows what the connection came with.
+pub fn on_text<'t, S>(
     conn: &mut Conn<'_, S>,
-    text: &str,
+    text: &'t str,
     limits: Limits,
     binary_topics: &mut BinaryTopics,
-) {
-    let request: Request<'_> = match serde_json::from_str(text) {
+    access: Access<'_>,
+) -> Option<AuthRequest<'t>> {
+    let request: Request<'t> = match serde_json::from_str(text) {
         Ok(request) => request,
         Err(e) => {
             conn.send_text(error(None, "bad_request", &format!("not a request: {e}")));
-            return;
+            return None;
         }
     };
     let id = request.id.filter(|id| valid_id(id));
@@ -129,28 +170,41 @@ pub fn on_text<S>(
             "bad_request",
             "id must be an integer or a string",
         ));
-        return;
+        return None;
+    }
+    if request.kind == "auth" {
+        match request.token {
+            Some(token) => return Some(AuthRequest { token, id }),
+            None => {
+                conn.send_text(error(id, "bad_request", "token is missing"));
+                return None;
+            }
+        }
+    }
+    if let Access::Unauthenticated = access {
+        conn.send_text(error(id, UNAUTHENTICATED.0, UNAUTHENTICATED.1));
+        return None;
     }
     let reply = match request.kind.as_ref() {
         "subscribe" | "unsubscribe" | "publish" => {
             let Some(topic) = request.topic.as_deref() else {
                 conn.send_text(error(id, "bad_request", "topic is missing"));
-                return;
+                return None;
             };
             if let Err(why) = check_topic(topic) {
                 conn.send_text(error(id, "bad_request", why));
-                return;
+                return None;
             }
             match request.kind.as_ref() {
                 "subscribe" => {
-                    if conn.subscriptions() >= limits.max_subscriptions {
+                    if let Err(refused) = access.check(topic) {
+                        Err(refused)
+                    } else if conn.subscriptions() >= limits.max_subscriptions {
                         Err(("too_many_subscriptions", "subscription limit reached"))
                     } else {
                         conn.subscribe(topic);
                         if request.binary {
-                            binary_topics
-                                .0
-                                .insert(BinaryTopics::key(conn), topic.into());
+                            binary_topics.0.insert(conn_key(conn), topic.into());
                         }
                         Ok(())
                     }
@@ -160,10 +214,9 @@ pub fn on_text<S>(
                     Ok(())
                 }
                 _ => match request.data {
-                    Some(data) => {
+                    Some(data) => access.check(topic).map(|()| {
                         conn.publish(topic, &Publication::text(&message_text(topic, data.get())));
-                        Ok(())
-                    }
+                    }),
                     None => Err(("bad_request", "data is missing")),
                 },
             }
@@ -171,50 +224,58 @@ pub fn on_text<S>(
         other => {
             let message = format!("unknown request type {}", json_string(other));
             conn.send_text(error(id, "unknown_type", &message));
-            return;
+            return None;
         }
     };
     match (reply, id) {
         (Ok(()), Some(id)) => {
-            conn.send_text(format!(r#"{{"type":"ack","id":{}}}"#, id.get()));
+            conn.send_text(ack(id));
         }
         (Ok(()), None) => {}
         (Err((code, message)), id) => {
             conn.send_text(error(id, code, message));
         }
     }
+    None
 }
 
 /// A binary frame: `[n][topic][payload]`, published in the delivered form.
+/// `Err` is an error code and message, for a JSON error without an id.
 pub fn on_binary<S>(
     conn: &mut Conn<'_, S>,
     data: &[u8],
     binary_topics: &BinaryTopics,
-) -> Result<(), String> {
+    access: Access<'_>,
+) -> Result<(), (&'static str, &'static str)> {
+    let bad = |why| Err(("bad_request", why));
+    if let Access::Unauthenticated = access {
+        return Err(UNAUTHENTICATED);
+    }
     let Some((&n, rest)) = data.split_first() else {
-        return Err("empty binary frame: the first byte is the topic's length".into());
+        return bad("empty binary frame: the first byte is the topic's length");
     };
     let n = n as usize;
     if n == 0 {
-        let Some(topic) = binary_topics.0.get(&BinaryTopics::key(conn)) else {
-            return Err("no topic: subscribe with \"binary\":true first, or name one".into());
+        let Some(topic) = binary_topics.0.get(&conn_key(conn)) else {
+            return bad("no topic: subscribe with \"binary\":true first, or name one");
         };
+        access.check(topic)?;
         conn.publish(topic, &Publication::binary(&binary_frame(topic, rest)));
         return Ok(());
     }
     if rest.len() < n {
-        return Err("binary frame shorter than its topic".into());
+        return bad("binary frame shorter than its topic");
     }
-    let topic = std::str::from_utf8(&rest[..n]).map_err(|_| "topic is not UTF-8".to_string())?;
-    check_topic(topic)?;
+    let Ok(topic) = std::str::from_utf8(&rest[..n]) else {
+        return bad("topic is not UTF-8");
+    };
+    if let Err(why) = check_topic(topic) {
+        return bad(why);
+    }
+    access.check(topic)?;
     // Already in the delivered form.
     conn.publish(topic, &Publication::binary(data));
     Ok(())
-}
-
-/// An error for a binary frame, as JSON text without an id.
-pub fn binary_error(message: &str) -> String {
-    error(None, "bad_request", message)
 }
 
 #[cfg(test)]

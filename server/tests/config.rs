@@ -47,3 +47,44 @@ fn a_bad_file_is_refused_with_its_name_and_the_field() {
     assert!(!ok);
     assert!(err.contains("bad.toml") && err.contains("listen"), "{err}");
 }
+
+#[test]
+fn print_config_shows_no_secret_from_file_environment_or_flags() {
+    let dir = std::env::temp_dir().join(format!("uringws-secret-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.toml");
+    let jwt_secret = "file-jwt-secret-file-jwt-secret-0123";
+    std::fs::write(
+        &file,
+        format!("jwt_secret = \"{jwt_secret}\"\ntokens = [\"file-token:a,b/*\"]\n"),
+    )
+    .unwrap();
+    let (ok, out, err) = print_config(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--token",
+            "flag-token:news",
+            "--auth-required",
+        ],
+        &[
+            ("URINGWS_PUBLISH_KEY", "env-publish-key"),
+            ("URINGWS_TOKENS", "env-token:x"),
+        ],
+    );
+    assert!(ok, "{err}");
+    for secret in [
+        jwt_secret,
+        "file-token",
+        "flag-token",
+        "env-publish-key",
+        "env-token",
+    ] {
+        assert!(!out.contains(secret), "{secret} shown:\n{out}");
+    }
+    assert!(out.contains("auth_required = true\n"), "{out}");
+    assert!(out.contains("jwt_secret = \"<redacted>\"\n"), "{out}");
+    assert!(out.contains("publish_key = \"<redacted>\"\n"), "{out}");
+    // The flag beats the variable and the file; its topics stay visible.
+    assert!(out.contains("tokens = [\"<redacted>:news\"]\n"), "{out}");
+}
