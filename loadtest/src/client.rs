@@ -24,6 +24,11 @@ use uringws_protocol::{
 /// unless they ask otherwise ([`Scenario::tick_every`]).
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// How often connections that send on a schedule ([`Scenario::paced`]) get
+/// [`Scenario::tick`]; only those, so a fast schedule on a few connections
+/// does not cost a pass over every idle one each millisecond.
+pub const PACE: Duration = Duration::from_millis(1);
+
 /// What a scenario does with open connections.
 pub trait Scenario: Send + 'static {
     /// The connection `id` is upgraded; return the bytes to send (client
@@ -49,6 +54,26 @@ pub trait Scenario: Send + 'static {
     /// How often [`tick`](Self::tick) runs.
     fn tick_every(&self) -> Duration {
         TICK
+    }
+    /// Asked once when connection `id` opens: whether it sends on a
+    /// schedule and so also needs [`tick`](Self::tick) every [`PACE`].
+    fn paced(&self, id: usize) -> bool {
+        let _ = id;
+        false
+    }
+    /// Called once per loop turn, for what the scenario does as a whole
+    /// (phases shared with other workers). `true` ends this worker's run as
+    /// if the plan's end had come.
+    fn finished(&mut self, now: Instant) -> bool {
+        let _ = now;
+        false
+    }
+    /// Connection `id` is over before the run is: it never opened, or the
+    /// server closed or broke it, or [`message`](Self::message) refused
+    /// what it got. Not called for connections the scenario closed itself
+    /// ([`done`](Self::done)), nor for those still open when the run ends.
+    fn closed(&mut self, id: usize) {
+        let _ = id;
     }
     /// A pong arrived on connection `id`.
     fn pong(&mut self, id: usize, now: Instant) {
@@ -86,6 +111,7 @@ pub struct Live {
 }
 
 /// One worker's share of the run.
+#[derive(Clone)]
 pub struct Plan {
     pub targets: Vec<Target>,
     pub sources: Option<SourceRange>,
@@ -102,6 +128,30 @@ pub struct Plan {
     pub until: Instant,
 }
 
+impl Plan {
+    /// This plan, taken as the whole run, cut into one plan per worker:
+    /// consecutive connections each (so `first` gives every connection one
+    /// global index) and an equal share of the connection rate.
+    pub fn split(&self, workers: usize) -> Vec<Plan> {
+        let workers = workers.max(1);
+        let mut first = self.first;
+        (0..workers)
+            .map(|w| {
+                let connections =
+                    self.connections / workers + usize::from(w < self.connections % workers);
+                let plan = Plan {
+                    first,
+                    connections,
+                    rate: self.rate / workers as f64,
+                    ..self.clone()
+                };
+                first += connections;
+                plan
+            })
+            .collect()
+    }
+}
+
 /// What a worker measured.
 #[derive(Default)]
 pub struct Outcome {
@@ -112,6 +162,18 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Adds another worker's outcome.
+    pub fn merge(&mut self, other: Outcome) {
+        for (k, v) in other.counts {
+            *self.counts.entry(k).or_default() += v;
+        }
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        self.handshake.merge(&other.handshake);
+        self.alive_at_end += other.alive_at_end;
+    }
+
     fn count(&mut self, name: &str) {
         *self.counts.entry(name.to_string()).or_default() += 1;
     }
@@ -210,6 +272,7 @@ pub fn run<S: Scenario>(
         live: &live,
         in_handshake: 0,
         rearm: Vec::new(),
+        paced: Vec::new(),
     };
     worker.run(capacity, &stop);
     worker.close_all();
@@ -228,6 +291,8 @@ struct Worker<'p, S> {
     in_handshake: usize,
     /// Connections whose multishot receive ended and must be re-armed.
     rearm: Vec<usize>,
+    /// Connections that get a tick every [`PACE`] ([`Scenario::paced`]).
+    paced: Vec<usize>,
 }
 
 impl<S: Scenario> Worker<'_, S> {
@@ -236,9 +301,11 @@ impl<S: Scenario> Worker<'_, S> {
         let mut completions = Vec::with_capacity(512);
         let start = Instant::now();
         let mut last_tick = start;
+        let mut last_pace = start;
         loop {
             let now = Instant::now();
-            if stop.load(Ordering::Relaxed) || now >= self.plan.until {
+            if stop.load(Ordering::Relaxed) || now >= self.plan.until || self.scenario.finished(now)
+            {
                 break;
             }
             // Start new connections within the rate and concurrency limits.
@@ -278,11 +345,12 @@ impl<S: Scenario> Worker<'_, S> {
             }
             // Wait in the kernel for completions, but come round regularly for
             // ticks, deadlines and new connections.
-            if self
-                .ring
-                .wait(self.scenario.tick_every().min(Duration::from_millis(5)))
-                .is_err()
-            {
+            let wait = if self.paced.is_empty() {
+                self.scenario.tick_every().min(Duration::from_millis(5))
+            } else {
+                PACE
+            };
+            if self.ring.wait(wait).is_err() {
                 self.outcome.error("io_uring submit");
                 break;
             }
@@ -323,6 +391,10 @@ impl<S: Scenario> Worker<'_, S> {
                     self.fail(id, "timeout");
                 }
             }
+            if !self.paced.is_empty() && now.duration_since(last_pace) >= PACE {
+                last_pace = now;
+                self.pace(now);
+            }
             if now.duration_since(last_tick) >= self.scenario.tick_every() {
                 last_tick = now;
                 // Every connection tried and none left: nothing more to do.
@@ -357,6 +429,22 @@ impl<S: Scenario> Worker<'_, S> {
                 }
             }
         }
+    }
+
+    /// Ticks the paced connections, forgetting those that are gone.
+    fn pace(&mut self, now: Instant) {
+        let mut paced = std::mem::take(&mut self.paced);
+        paced.retain(|&id| {
+            let Some(Some(conn)) = self.conns.get_mut(id) else {
+                return false;
+            };
+            if conn.step == Step::Open {
+                self.scenario.tick(id, now, &mut conn.out);
+                flush(conn, id, &mut self.ring);
+            }
+            conn.step == Step::Open
+        });
+        self.paced = paced;
     }
 
     /// Counts who is still open, then lets the sockets go.
@@ -509,6 +597,9 @@ impl<S: Scenario> Worker<'_, S> {
                             self.live.open_now.fetch_add(1, Ordering::Relaxed);
                             self.scenario.open(id, now, &mut conn.out);
                             flush(conn, id, &mut self.ring);
+                            if self.scenario.paced(id) {
+                                self.paced.push(id);
+                            }
                         }
                         Some(Ok(None)) => return,
                         Some(Err(e)) => return self.fail(id, &handshake_reason(&e)),
@@ -547,6 +638,7 @@ impl<S: Scenario> Worker<'_, S> {
                         let code = close.map_or(1005, |c| c.code.0);
                         self.outcome.error(&format!("server closed ({code})"));
                         self.live.open_now.fetch_sub(1, Ordering::Relaxed);
+                        self.scenario.closed(id);
                         let _ = write_client_frame(
                             &mut conn.out,
                             OpCode::Close,
@@ -594,6 +686,11 @@ impl<S: Scenario> Worker<'_, S> {
 
     fn drop_conn(&mut self, id: usize) {
         if let Some(conn) = self.conns.get_mut(id).and_then(Option::take) {
+            // A closing connection was either closed by the scenario or
+            // already reported when the server's close frame came.
+            if conn.step != Step::Closing {
+                self.scenario.closed(id);
+            }
             if let Some(socket) = conn.socket {
                 let _ = self.ring.cancel_socket(socket);
                 let _ = self.ring.close(socket, user_data(Op::Close, id));

@@ -13,11 +13,12 @@
 //!   (closed loop, or open loop at a fixed rate with latency from the
 //!   intended send time; every echo checked), `churn` (open at a rate, close
 //!   after a while).
+//! - [`fanout`]: publishers and subscribers through a pub/sub server, either
+//!   any broadcast server or the `uringws.v1` protocol (`docs/protocol.md`):
+//!   delivery latency from the intended send time, reach, loss, duplicates
+//!   and reordering, counted exactly across workers.
 //! - [`report`]: HdrHistogram percentiles, counts, errors and the client's
 //!   own CPU time, as a table and as JSON.
-//!
-//! Still to come (issue 5): `fanout` (needs the pub/sub server of issue 6,
-//! or any broadcast server).
 //!
 //! ```
 //! use uringws_load::{report::Latency, target::{SourceRange, Target}};
@@ -34,6 +35,7 @@
 //! ```
 
 pub mod client;
+pub mod fanout;
 pub mod report;
 pub mod scenarios;
 pub mod target;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uringws_load::client::{self, Live, Measured, Outcome, Plan, Scenario};
+use uringws_load::fanout::{Fanout, FanoutConfig, Phase};
 use uringws_load::report::{CpuTime, Latency, Summary};
 use uringws_load::scenarios::{Churn, Connect, Echo, Hold};
 use uringws_load::target::{SourceRange, Target};
@@ -16,7 +17,8 @@ use uringws_load::target::{SourceRange, Target};
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-/// Load-test a WebSocket server: connection storms, idle holds, echo.
+/// Load-test a WebSocket server: connection storms, idle holds, echo,
+/// churn, pub/sub fan-out.
 #[derive(Parser)]
 #[command(name = "uringws-load", version)]
 struct Cli {
@@ -28,7 +30,8 @@ struct Cli {
     /// its own ~28k ephemeral ports towards one target.
     #[arg(long, global = true)]
     connect_from: Option<String>,
-    /// Seconds allowed for connect + upgrade.
+    /// Seconds allowed for connect + upgrade (fanout in uringws mode: also
+    /// for each subscribe's ack).
     #[arg(long, global = true, default_value_t = 10.0)]
     timeout: f64,
     /// Write the summary as JSON to this file.
@@ -41,7 +44,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct Common {
     /// ws:// URLs; connections are spread over them.
     #[arg(required = true)]
@@ -113,6 +116,122 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         hold_for: f64,
     },
+    /// Publishers and subscribers through a pub/sub server: delivery
+    /// latency (from the intended send time), reach, loss, duplicates,
+    /// reordering. Publishing starts once every connection is ready (and,
+    /// in uringws mode, subscribed), runs for --duration at --rate, then
+    /// --drain lets the last deliveries arrive. Exits non-zero on any
+    /// failure, loss, duplicate or reordering.
+    Fanout(FanoutArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    /// Any server that sends each message to every other connection.
+    Broadcast,
+    /// The uringws.v1 protocol of `/ws` (docs/protocol.md): subscribe and
+    /// wait for the ack; publish binary frames [n][topic][payload].
+    Uringws,
+}
+
+#[derive(Args)]
+struct FanoutArgs {
+    /// ws:// URLs; connections are spread over them (uringws mode: the
+    /// server's /ws).
+    #[arg(required = true)]
+    urls: Vec<String>,
+    /// What the server speaks.
+    #[arg(long, value_enum, default_value_t = ModeArg::Broadcast)]
+    mode: ModeArg,
+    /// Broadcast: connections in all, every one receives [default: 100].
+    /// Uringws: leave it out; the connections are --publishers +
+    /// --subscribers (if given, it must be that sum).
+    #[arg(short = 'n', long)]
+    connections: Option<usize>,
+    /// Connections that publish. Broadcast: that many of the -n, spread
+    /// evenly over them (and so over the workers). Uringws: connections of
+    /// their own, which do not subscribe.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Uringws: subscribing connections [default: 100].
+    #[arg(long)]
+    subscribers: Option<usize>,
+    /// Uringws: topics t0..t{K-1}. Subscribers take them round robin, and
+    /// each publisher publishes to them round robin.
+    #[arg(long, default_value_t = 1)]
+    topics: usize,
+    /// Payload bytes per message, at least 24 (publisher, sequence, send
+    /// time, check word; then filler). Uringws frames add the topic.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Publishes per second, all publishers together, sent on schedule
+    /// whatever the server does (open loop).
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds after publishing during which deliveries may still arrive;
+    /// what has not arrived by then is lost.
+    #[arg(long, default_value_t = 2.0)]
+    drain: f64,
+    /// Seconds from the start for every connection to be ready; publishing
+    /// then starts with those that are, and later ones are failures.
+    #[arg(long, default_value_t = 30.0)]
+    ready_timeout: f64,
+    /// New connections per second while connecting (0: as fast as
+    /// possible).
+    #[arg(long, default_value_t = 0.0)]
+    connect_rate: f64,
+    /// Handshakes in progress at most, per worker.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+}
+
+impl FanoutArgs {
+    fn config(&self, ack_timeout: Duration) -> Result<FanoutConfig, String> {
+        let mut config = match self.mode {
+            ModeArg::Broadcast => {
+                if self.subscribers.is_some() {
+                    return Err(
+                        "--subscribers is for --mode uringws; in a broadcast every connection (-n) receives"
+                            .into(),
+                    );
+                }
+                FanoutConfig::broadcast(self.connections.unwrap_or(100), self.publishers)
+            }
+            ModeArg::Uringws => {
+                let subscribers = self.subscribers.unwrap_or(100);
+                let sum = self.publishers + subscribers;
+                match self.connections {
+                    Some(n) if n != sum => {
+                        return Err(format!(
+                            "in uringws mode the connections are --publishers + --subscribers ({sum}); -n {n} disagrees (leave -n out)"
+                        ))
+                    }
+                    _ => FanoutConfig::uringws(self.publishers, subscribers, self.topics),
+                }
+            }
+        };
+        config.topics = self.topics;
+        config.size = self.size;
+        config.rate = self.rate;
+        config.duration = seconds("duration", self.duration)?;
+        config.drain = seconds("drain", self.drain)?;
+        config.ready_timeout = seconds("ready-timeout", self.ready_timeout)?;
+        config.ack_timeout = ack_timeout;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn common(&self, connections: usize) -> Common {
+        Common {
+            urls: self.urls.clone(),
+            connections,
+            rate: self.connect_rate,
+            concurrency: self.concurrency,
+        }
+    }
 }
 
 fn seconds(name: &str, value: f64) -> Result<Duration, String> {
@@ -131,21 +250,41 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    let timeout = seconds("timeout", cli.timeout)?;
+    let mut fanout = None;
     let (common, name, duration) = match &cli.command {
-        Command::Connect { common } => (common, "connect", None),
+        Command::Connect { common } => (common.clone(), "connect", None),
         Command::Hold {
             common, duration, ..
-        } => (common, "hold", Some(seconds("duration", *duration)?)),
+        } => (
+            common.clone(),
+            "hold",
+            Some(seconds("duration", *duration)?),
+        ),
         Command::Echo {
             common, duration, ..
-        } => (common, "echo", Some(seconds("duration", *duration)?)),
+        } => (
+            common.clone(),
+            "echo",
+            Some(seconds("duration", *duration)?),
+        ),
         Command::Churn {
             common, duration, ..
         } => {
             if common.rate <= 0.0 {
                 return Err("churn needs --rate (connections per second)".into());
             }
-            (common, "churn", Some(seconds("duration", *duration)?))
+            (
+                common.clone(),
+                "churn",
+                Some(seconds("duration", *duration)?),
+            )
+        }
+        Command::Fanout(args) => {
+            let config = args.config(timeout)?;
+            let common = args.common(config.connections);
+            fanout = Some(Fanout::new(config)?);
+            (common, "fanout", None)
         }
     };
     let targets = common
@@ -160,7 +299,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         .map(SourceRange::parse)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let timeout = seconds("timeout", cli.timeout)?;
     // Each ring's table of direct descriptors is capped by the soft limit.
     if let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) {
         if (limit as usize) < common.connections {
@@ -182,25 +320,24 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let live = Arc::new(Live::default());
     let started = Instant::now();
     let cpu_start = CpuTime::now().unwrap_or_default();
-    // `connect` ends when every connection was tried and closed; the others
-    // after their duration.
-    let until = started + duration.unwrap_or(Duration::from_secs(24 * 3600));
+    // `connect` ends when every connection was tried and closed, `fanout`
+    // after its phases; the others after their duration.
+    let until = match &fanout {
+        Some(fanout) => fanout.until(),
+        None => started + duration.unwrap_or(Duration::from_secs(24 * 3600)),
+    };
+    let whole = Plan {
+        targets: targets.clone(),
+        sources,
+        first: 0,
+        connections: common.connections,
+        rate: common.rate,
+        concurrency: common.concurrency.max(1),
+        timeout,
+        until,
+    };
     let mut threads = Vec::new();
-    for w in 0..workers {
-        let share = common.connections / workers + usize::from(w < common.connections % workers);
-        let first = (0..w)
-            .map(|i| common.connections / workers + usize::from(i < common.connections % workers))
-            .sum();
-        let plan = Plan {
-            targets: targets.clone(),
-            sources: sources.clone(),
-            first,
-            connections: share,
-            rate: common.rate / workers as f64,
-            concurrency: common.concurrency.max(1),
-            timeout,
-            until,
-        };
+    for (w, plan) in whole.split(workers).into_iter().enumerate() {
         let (live, stop) = (live.clone(), stop.clone());
         let handle = match &cli.command {
             Command::Connect { .. } => spawn(plan, Connect, live, stop, w),
@@ -234,6 +371,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 stop,
                 w,
             ),
+            Command::Fanout(_) => match &fanout {
+                Some(fanout) => {
+                    let scenario = fanout.worker(&plan);
+                    spawn(plan, scenario, live, stop, w)
+                }
+                None => return Err("fanout without its shared state".into()),
+            },
         };
         threads.push(handle);
     }
@@ -246,6 +390,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         bar
     });
     let total = common.connections as u64;
+    // Fan-out deliveries per second over the last interval: the run has a
+    // connecting phase, so an average since the start would understate it.
+    let mut last_deliveries = (Instant::now(), 0u64);
     while threads.iter().any(|t| !t.is_finished()) {
         std::thread::sleep(Duration::from_millis(200));
         let (opened, failed, open, messages) = (
@@ -255,11 +402,35 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             live.messages.load(Ordering::Relaxed),
         );
         if let Some(bar) = &progress {
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            bar.set_message(format!(
-                "opened {opened}/{total}  open {open}  failed {failed}  messages {messages} ({:.0}/s)",
-                messages as f64 / secs
-            ));
+            let message = match &fanout {
+                Some(fanout) => {
+                    let (phase, delivered) = fanout.progress();
+                    let now = Instant::now();
+                    let rate = (delivered - last_deliveries.1.min(delivered)) as f64
+                        / now
+                            .duration_since(last_deliveries.0)
+                            .as_secs_f64()
+                            .max(0.001);
+                    last_deliveries = (now, delivered);
+                    let phase = match phase {
+                        Phase::Ready(ready) => format!("getting ready {ready}/{total}"),
+                        Phase::Publishing => "publishing".into(),
+                        Phase::Draining => "draining".into(),
+                        Phase::Over => "over".into(),
+                    };
+                    format!(
+                        "{phase}  open {open}  failed {failed}  deliveries {delivered} ({rate:.0}/s)"
+                    )
+                }
+                None => {
+                    let secs = started.elapsed().as_secs_f64().max(0.001);
+                    format!(
+                        "opened {opened}/{total}  open {open}  failed {failed}  messages {messages} ({:.0}/s)",
+                        messages as f64 / secs
+                    )
+                }
+            };
+            bar.set_message(message);
             bar.tick();
         }
     }
@@ -272,14 +443,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         let Ok((outcome, extra)) = thread.join() else {
             return Err("a worker panicked".into());
         };
-        for (k, v) in outcome.counts {
-            *merged.counts.entry(k).or_default() += v;
-        }
-        for (k, v) in outcome.errors {
-            *merged.errors.entry(k).or_default() += v;
-        }
-        merged.handshake.merge(&outcome.handshake);
-        merged.alive_at_end += outcome.alive_at_end;
+        merged.merge(outcome);
         for m in extra {
             scenario_latency
                 .entry(m.name)
@@ -304,6 +468,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             latency.insert(name.clone(), p);
         }
     }
+    let fanout = fanout.map(|f| f.report());
+    if let Some(report) = &fanout {
+        for (reason, n) in &report.errors {
+            *merged.errors.entry(reason.clone()).or_default() += n;
+        }
+        if let Some(p) = &report.latency {
+            latency.insert("delivery".to_string(), p.clone());
+        }
+    }
     let summary = Summary {
         scenario: name.to_string(),
         targets: targets.iter().map(|t| t.url.clone()).collect(),
@@ -313,12 +486,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         latency,
         client_cpu: CpuTime::now().unwrap_or_default().since(cpu_start),
         workers,
+        fanout,
     };
     print!("{}", summary.table());
     if let Some(path) = &cli.json {
         std::fs::write(path, summary.to_json()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let failed = !summary.errors.is_empty() || (name == "hold" && merged.alive_at_end < total);
+    let failed = !summary.errors.is_empty()
+        || (name == "hold" && merged.alive_at_end < total)
+        || summary.fanout.as_ref().is_some_and(|f| !f.clean());
     Ok(if failed {
         ExitCode::FAILURE
     } else {

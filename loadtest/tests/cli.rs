@@ -1,8 +1,9 @@
 //! The `uringws-load` binary end to end: arguments, exit status, JSON.
 
 use std::process::Command;
-use uringws_engine::protocol::{handshake::Upgrade, Message};
-use uringws_engine::{Accept, Conn, Engine, Handler, Peer, Reject};
+use std::sync::{Arc, Mutex};
+use uringws_engine::protocol::{handshake::Upgrade, CloseCode, Message};
+use uringws_engine::{Accept, Conn, ConnRef, Engine, Handler, Peer, Reject};
 
 struct EchoHandler;
 
@@ -74,4 +75,114 @@ fn bad_input_is_reported_and_fails() {
     let (ok, text) = load(&["churn", "ws://127.0.0.1:1/"]);
     assert!(!ok);
     assert!(text.contains("--rate"), "{text}");
+}
+
+type Members = Vec<((usize, u32, u32), ConnRef)>;
+
+/// Sends each binary message to every other connection.
+#[derive(Clone, Default)]
+struct Broadcast(Arc<Mutex<Members>>);
+
+impl Handler for Broadcast {
+    type State = ();
+    fn upgrade(&mut self, _: &Upgrade<'_>, _: Peer) -> Result<Accept<()>, Reject> {
+        Ok(Accept::new(()))
+    }
+    fn open(&mut self, conn: &mut Conn<'_, ()>) {
+        self.0.lock().unwrap().push((conn.id(), conn.handle()));
+    }
+    fn message(&mut self, conn: &mut Conn<'_, ()>, message: Message) {
+        if let Message::Binary(data) = message {
+            for (id, to) in self.0.lock().unwrap().iter() {
+                if *id != conn.id() {
+                    let _ = to.send_binary(data.clone());
+                }
+            }
+        }
+    }
+    fn close(&mut self, conn: &mut Conn<'_, ()>, _: CloseCode, _: &str) {
+        self.0.lock().unwrap().retain(|(id, _)| *id != conn.id());
+    }
+}
+
+#[test]
+fn fanout_broadcast_run_reports_reach_and_latency_as_json() {
+    let room = Broadcast::default();
+    let engine = Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(2)
+        .pin(false)
+        .start(move |_| room.clone())
+        .unwrap();
+    let url = format!("ws://{}/", engine.local_addrs()[0]);
+    let json =
+        std::env::temp_dir().join(format!("uringws-load-fanout-{}.json", std::process::id()));
+    let (ok, text) = load(&[
+        "--json",
+        json.to_str().unwrap(),
+        "fanout",
+        &url,
+        "-n",
+        "8",
+        "--publishers",
+        "2",
+        "--rate",
+        "200",
+        "--duration",
+        "0.5",
+        "--drain",
+        "1",
+    ]);
+    assert!(ok, "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["scenario"], "fanout");
+    let fanout = &report["fanout"];
+    assert_eq!(fanout["mode"], "broadcast");
+    assert_eq!(fanout["publishes_sent"], 100);
+    assert_eq!(fanout["deliveries_expected"], 100 * 7);
+    assert_eq!(fanout["deliveries_received"], 100 * 7);
+    assert_eq!(fanout["reach_percent"], 100.0);
+    for zero in [
+        "lost",
+        "duplicates",
+        "reordered",
+        "self_deliveries",
+        "malformed",
+    ] {
+        assert_eq!(fanout[zero], 0, "{zero}");
+    }
+    assert!(fanout["deliveries_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["latency"]["delivery"]["count"], 700);
+    assert!(report["latency"]["delivery"]["p999_ms"].as_f64().unwrap() > 0.0);
+    for line in ["deliveries received", "reach (%)", "100.000", "delivery"] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    let _ = std::fs::remove_file(json);
+    engine.shutdown();
+    engine.join().unwrap();
+}
+
+#[test]
+fn fanout_bad_input_is_refused_before_connecting() {
+    let (ok, text) = load(&["fanout", "ws://127.0.0.1:1/", "--size", "10"]);
+    assert!(!ok);
+    assert!(text.contains("--size must be at least 24"), "{text}");
+    let (ok, text) = load(&[
+        "fanout",
+        "ws://127.0.0.1:1/ws",
+        "--mode",
+        "uringws",
+        "--publishers",
+        "2",
+        "--subscribers",
+        "5",
+        "-n",
+        "9",
+    ]);
+    assert!(!ok);
+    assert!(text.contains("--publishers + --subscribers (7)"), "{text}");
+    let (ok, text) = load(&["fanout", "ws://127.0.0.1:1/", "--subscribers", "5"]);
+    assert!(!ok);
+    assert!(text.contains("--mode uringws"), "{text}");
 }

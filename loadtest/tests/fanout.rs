@@ -1,0 +1,403 @@
+//! The fan-out scenario over real sockets, against broadcast servers built
+//! on the engine in this test (faithful, lossy, corrupting, one that drops
+//! a subscriber) and against a stand-in for the `uringws.v1` server. Every
+//! run is bounded by its ready deadline, duration and drain.
+
+use bytes::Bytes;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uringws_engine::protocol::{handshake::Upgrade, CloseCode, Message};
+use uringws_engine::{Accept, Conn, ConnRef, Engine, Handler, Peer, Reject};
+use uringws_load::client::{Outcome, Plan};
+use uringws_load::fanout::{Fanout, FanoutConfig};
+use uringws_load::report::FanoutReport;
+use uringws_load::target::Target;
+
+type Id = (usize, u32, u32);
+type Members = Vec<(Id, ConnRef)>;
+
+/// What a broadcast server does with each message it gets.
+#[derive(Clone, Copy, PartialEq)]
+enum Relay {
+    /// To every other connection.
+    Others,
+    /// To every connection, the sender too.
+    Everyone,
+    /// Only every other message (by arrival at the server), to the others.
+    EveryOther,
+    /// To the others, corrupted: alternately in the header and the filler.
+    Corrupt,
+    /// To the others, but after this many, not to one connection that has
+    /// not published, and 50 later close it: it dies owed about 50.
+    StarveThenClose(u64),
+}
+
+#[derive(Clone)]
+struct Room {
+    relay: Relay,
+    members: Arc<Mutex<Members>>,
+    publishers: Arc<Mutex<BTreeSet<Id>>>,
+    /// The connection `StarveThenClose` picked.
+    victim: Arc<Mutex<Option<Id>>>,
+    /// Server workers that had connections.
+    workers: Arc<Mutex<BTreeSet<usize>>>,
+    /// Messages the server got, and passed on.
+    got: Arc<AtomicU64>,
+    passed: Arc<AtomicU64>,
+}
+
+impl Handler for Room {
+    type State = ();
+    fn upgrade(&mut self, _: &Upgrade<'_>, _: Peer) -> Result<Accept<()>, Reject> {
+        Ok(Accept::new(()))
+    }
+
+    fn open(&mut self, conn: &mut Conn<'_, ()>) {
+        self.workers.lock().unwrap().insert(conn.id().0);
+        self.members
+            .lock()
+            .unwrap()
+            .push((conn.id(), conn.handle()));
+    }
+
+    fn message(&mut self, conn: &mut Conn<'_, ()>, message: Message) {
+        let Message::Binary(data) = message else {
+            return;
+        };
+        let me = conn.id();
+        self.publishers.lock().unwrap().insert(me);
+        let n = self.got.fetch_add(1, Ordering::SeqCst);
+        let data = match self.relay {
+            Relay::EveryOther if n % 2 == 1 => return,
+            Relay::Corrupt => {
+                let mut bad = data.to_vec();
+                // Byte 5 is in the sequence number; the last is filler.
+                let at = if n % 2 == 0 { 5 } else { bad.len() - 1 };
+                bad[at] ^= 0x40;
+                Bytes::from(bad)
+            }
+            _ => data,
+        };
+        self.passed.fetch_add(1, Ordering::SeqCst);
+        let members = self.members.lock().unwrap();
+        let mut victim = self.victim.lock().unwrap();
+        if let Relay::StarveThenClose(after) = self.relay {
+            if n == after {
+                let publishers = self.publishers.lock().unwrap();
+                *victim = members
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .find(|id| !publishers.contains(id));
+            }
+            if n == after + 50 {
+                if let Some((_, to)) = members.iter().find(|(id, _)| Some(*id) == *victim) {
+                    let _ = to.close(CloseCode(4000), "dropped by the test");
+                }
+            }
+        }
+        for (id, to) in members.iter() {
+            if (*id != me || self.relay == Relay::Everyone) && Some(*id) != *victim {
+                let _ = to.send_binary(data.clone());
+            }
+        }
+    }
+
+    fn close(&mut self, conn: &mut Conn<'_, ()>, _: CloseCode, _: &str) {
+        let me = conn.id();
+        self.members.lock().unwrap().retain(|(id, _)| *id != me);
+    }
+}
+
+fn room(relay: Relay) -> (Engine, Room) {
+    let room = Room {
+        relay,
+        members: Arc::default(),
+        publishers: Arc::default(),
+        victim: Arc::default(),
+        workers: Arc::default(),
+        got: Arc::default(),
+        passed: Arc::default(),
+    };
+    let shared = room.clone();
+    let engine = Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(2)
+        .pin(false)
+        .start(move |_| shared.clone())
+        .unwrap();
+    (engine, room)
+}
+
+fn plan(addr: SocketAddr, path: &str) -> Plan {
+    Plan {
+        targets: vec![Target::parse(&format!("ws://{addr}{path}")).unwrap()],
+        sources: None,
+        first: 0,
+        connections: 0,
+        rate: 0.0,
+        concurrency: 64,
+        timeout: Duration::from_secs(3),
+        until: Instant::now(),
+    }
+}
+
+/// 20 connections, 4 publishing, 400 messages in 1 s (100 each), over 2
+/// client workers.
+fn broadcast_config() -> FanoutConfig {
+    FanoutConfig {
+        rate: 400.0,
+        duration: Duration::from_secs(1),
+        drain: Duration::from_millis(1500),
+        ready_timeout: Duration::from_secs(5),
+        ..FanoutConfig::broadcast(20, 4)
+    }
+}
+
+fn run(config: FanoutConfig, addr: SocketAddr, path: &str) -> (Outcome, FanoutReport) {
+    let fanout = Fanout::new(config).unwrap();
+    let started = Instant::now();
+    let result = fanout
+        .run(plan(addr, path), 2, Arc::new(AtomicBool::new(false)))
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    result
+}
+
+fn stop(engine: Engine) {
+    engine.shutdown();
+    engine.join().unwrap();
+}
+
+#[test]
+fn broadcast_reaches_every_other_connection() {
+    let (engine, room) = room(Relay::Others);
+    let (outcome, r) = run(broadcast_config(), engine.local_addrs()[0], "/");
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.ready_at_start, 20);
+    assert_eq!(r.publishes_sent, 400, "4 publishers × 100 on schedule");
+    assert_eq!(room.got.load(Ordering::SeqCst), 400);
+    assert_eq!(r.deliveries_expected, 400 * 19);
+    assert_eq!(r.deliveries_received, 400 * 19);
+    assert_eq!(r.reach_percent, Some(100.0));
+    assert_eq!(
+        (
+            r.lost,
+            r.duplicates,
+            r.reordered,
+            r.self_deliveries,
+            r.malformed
+        ),
+        (0, 0, 0, 0, 0)
+    );
+    assert_eq!((r.dead_subscribers, r.to_dead_subscribers), (0, 0));
+    let latency = r.latency.clone().expect("latency recorded");
+    assert_eq!(latency.count, 400 * 19);
+    assert!(latency.p50_ms < 100.0, "{latency:?}");
+    assert!(r.deliveries_per_s > 1000.0, "{}", r.deliveries_per_s);
+    assert!(r.clean());
+    assert_eq!(
+        *room.workers.lock().unwrap(),
+        BTreeSet::from([0, 1]),
+        "connections on both server workers"
+    );
+    stop(engine);
+}
+
+#[test]
+fn a_server_passing_every_other_message_shows_exactly_that_loss() {
+    let (engine, room) = room(Relay::EveryOther);
+    let (outcome, r) = run(broadcast_config(), engine.local_addrs()[0], "/");
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert_eq!(r.publishes_sent, 400);
+    assert_eq!(room.passed.load(Ordering::SeqCst), 200);
+    assert_eq!(r.deliveries_expected, 400 * 19);
+    assert_eq!(r.deliveries_received, 200 * 19);
+    assert_eq!(r.lost, 200 * 19);
+    assert_eq!(r.reach_percent, Some(50.0));
+    // Missing messages are gaps, not reordering.
+    assert_eq!(
+        (r.duplicates, r.reordered, r.to_dead_subscribers),
+        (0, 0, 0)
+    );
+    assert!(!r.clean());
+    stop(engine);
+}
+
+#[test]
+fn a_server_echoing_to_the_sender_too_counts_self_deliveries_apart() {
+    let (engine, _room) = room(Relay::Everyone);
+    let (_, r) = run(broadcast_config(), engine.local_addrs()[0], "/");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.self_deliveries, 400);
+    assert_eq!(r.deliveries_received, r.deliveries_expected);
+    assert_eq!(r.deliveries_expected, 400 * 19);
+    assert!(r.clean());
+    stop(engine);
+}
+
+#[test]
+fn corrupted_payloads_are_counted_failures_not_deliveries() {
+    let (engine, _room) = room(Relay::Corrupt);
+    let (outcome, r) = run(broadcast_config(), engine.local_addrs()[0], "/");
+    // Nobody was closed for it: every receiver stays and counts.
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert_eq!(r.publishes_sent, 400);
+    assert_eq!(r.malformed, 400 * 19);
+    assert_eq!(r.errors["malformed delivery: bad check word"], 200 * 19);
+    assert_eq!(r.errors["malformed delivery: filler corrupted"], 200 * 19);
+    assert_eq!(r.deliveries_received, 0);
+    assert_eq!(r.lost, 400 * 19);
+    assert!(r.latency.is_none());
+    stop(engine);
+}
+
+#[test]
+fn a_subscriber_dropped_mid_run_is_owed_its_misses_apart_from_loss() {
+    let (engine, _room) = room(Relay::StarveThenClose(100));
+    let (outcome, r) = run(broadcast_config(), engine.local_addrs()[0], "/");
+    assert_eq!(
+        outcome.errors,
+        [("server closed (4000)".to_string(), 1)].into(),
+        "{:?}",
+        outcome.errors
+    );
+    assert_eq!(r.publishes_sent, 400, "the dropped one did not publish");
+    assert_eq!(r.dead_subscribers, 1);
+    // Publishes before its death were owed to 19, after it to 18.
+    let before_death = r.deliveries_expected - 400 * 18;
+    assert!((150..=250).contains(&before_death), "{before_death}");
+    // It got the first ~100, not the ~50 it was starved of, nor those
+    // still on their way when the close came: owed, not lost.
+    assert!(
+        (50..=before_death - 95).contains(&r.to_dead_subscribers),
+        "{} of {before_death}",
+        r.to_dead_subscribers
+    );
+    assert_eq!(r.lost, 0);
+    assert_eq!(
+        r.deliveries_received + r.to_dead_subscribers,
+        r.deliveries_expected
+    );
+    stop(engine);
+}
+
+// ---------------------------------------------------------------------------
+// STAND-IN for the real `uringws.v1` server (server crate, being written in
+// parallel): subscribe → ack, binary `[n][topic][payload]` → every
+// subscriber of the topic, per docs/protocol.md and nothing more. Replace
+// these tests' server with the real one when it lands.
+
+#[derive(Clone, Default)]
+struct StandIn {
+    topics: Arc<Mutex<HashMap<String, Members>>>,
+    /// A topic whose subscribe gets `forbidden`, one whose gets no answer.
+    refuse: Option<&'static str>,
+    ignore: Option<&'static str>,
+}
+
+impl Handler for StandIn {
+    type State = ();
+    fn upgrade(&mut self, _: &Upgrade<'_>, _: Peer) -> Result<Accept<()>, Reject> {
+        Ok(Accept::new(()))
+    }
+
+    fn message(&mut self, conn: &mut Conn<'_, ()>, message: Message) {
+        match message {
+            Message::Text(text) => {
+                let request: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+                let (topic, id) = (request["topic"].as_str().unwrap(), &request["id"]);
+                if Some(topic) == self.refuse {
+                    conn.send_text(format!(
+                        r#"{{"type":"error","id":{id},"code":"forbidden","message":"no"}}"#
+                    ));
+                } else if Some(topic) != self.ignore {
+                    self.topics
+                        .lock()
+                        .unwrap()
+                        .entry(topic.to_string())
+                        .or_default()
+                        .push((conn.id(), conn.handle()));
+                    conn.send_text(format!(r#"{{"type":"ack","id":{id}}}"#));
+                }
+            }
+            Message::Binary(frame) => {
+                let n = frame[0] as usize;
+                let topic = std::str::from_utf8(&frame[1..1 + n]).unwrap();
+                if let Some(subscribers) = self.topics.lock().unwrap().get(topic) {
+                    for (_, to) in subscribers {
+                        let _ = to.send_binary(frame.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn stand_in(refuse: Option<&'static str>, ignore: Option<&'static str>) -> Engine {
+    let handler = StandIn {
+        refuse,
+        ignore,
+        ..StandIn::default()
+    };
+    Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(2)
+        .pin(false)
+        .start(move |_| handler.clone())
+        .unwrap()
+}
+
+/// 2 publishers, 10 subscribers over t0..t2 (4, 3 and 3 of them), 300
+/// messages in 1 s: each publisher sends 150, 50 to each topic.
+fn uringws_config() -> FanoutConfig {
+    FanoutConfig {
+        rate: 300.0,
+        duration: Duration::from_secs(1),
+        drain: Duration::from_millis(1500),
+        ready_timeout: Duration::from_secs(5),
+        ack_timeout: Duration::from_millis(700),
+        ..FanoutConfig::uringws(2, 10, 3)
+    }
+}
+
+#[test]
+fn uringws_subscribers_get_their_topics_only() {
+    let engine = stand_in(None, None);
+    let (outcome, r) = run(uringws_config(), engine.local_addrs()[0], "/ws");
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.ready_at_start, 12);
+    assert_eq!(r.publishes_sent, 300);
+    // 100 messages to each topic, times its subscribers; a delivery on
+    // the wrong topic would be a malformed one.
+    assert_eq!(r.deliveries_expected, 100 * (4 + 3 + 3));
+    assert_eq!(r.deliveries_received, 1000);
+    assert_eq!(r.latency.as_ref().map(|l| l.count), Some(1000));
+    assert!(r.clean());
+    stop(engine);
+}
+
+#[test]
+fn uringws_refused_and_unanswered_subscribes_fail_by_reason() {
+    let engine = stand_in(Some("t1"), Some("t2"));
+    let (outcome, r) = run(uringws_config(), engine.local_addrs()[0], "/ws");
+    // t1's 3 subscribers get an error, t2's 3 never an ack; publishing
+    // waits for both verdicts, then runs with the 2 publishers and t0's 4.
+    assert_eq!(outcome.errors["subscribe: error forbidden"], 3);
+    assert_eq!(r.errors["subscribe: no ack in time"], 3);
+    assert_eq!(r.ready_at_start, 2 + 4);
+    assert_eq!(r.publishes_sent, 300);
+    assert_eq!(r.deliveries_expected, 100 * 4, "only t0 has subscribers");
+    assert_eq!(r.deliveries_received, 100 * 4);
+    assert_eq!(r.lost, 0);
+    stop(engine);
+}
