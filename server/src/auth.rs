@@ -213,10 +213,6 @@ impl Auth {
     /// Whether an HTTP `Authorization` header carries the publish key as
     /// `Bearer <key>`. Without a configured key nothing is accepted: HTTP
     /// publishing is off.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "for the HTTP publish endpoint (issue 6)")
-    )]
     pub fn publish_key_ok(&self, authorization_header: Option<&[u8]>) -> bool {
         let (Some(key), Some(header)) = (&self.publish_key, authorization_header) else {
             return false;

@@ -49,6 +49,8 @@ pub struct Config {
     pub pin: bool,
     /// Largest request head in bytes (431 past it).
     pub max_head: usize,
+    /// Largest body of a plain HTTP request, e.g. `POST /publish` (413 past it).
+    pub max_body: usize,
     /// Largest frame payload in bytes (close 1009 past it).
     pub max_frame_size: usize,
     /// Largest message in bytes (close 1009 past it).
@@ -114,6 +116,7 @@ impl Default for Config {
             workers: 0,
             pin: true,
             max_head: engine.max_head,
+            max_body: engine.max_body,
             max_frame_size: engine.decoder.max_frame_size,
             max_message_size: engine.decoder.max_message_size,
             max_connections_per_worker: engine.max_connections_per_worker,
@@ -158,6 +161,9 @@ pub struct Overrides {
     /// Largest request head in bytes (431 past it).
     #[arg(long, env = "URINGWS_MAX_HEAD")]
     max_head: Option<usize>,
+    /// Largest body of a plain HTTP request, e.g. POST /publish (413 past it).
+    #[arg(long, env = "URINGWS_MAX_BODY")]
+    max_body: Option<usize>,
     /// Largest frame payload in bytes (close 1009 past it).
     #[arg(long, env = "URINGWS_MAX_FRAME")]
     max_frame_size: Option<usize>,
@@ -264,6 +270,7 @@ impl Config {
             workers,
             pin,
             max_head,
+            max_body,
             max_frame_size,
             max_message_size,
             max_connections_per_worker,
@@ -365,6 +372,7 @@ impl Config {
         let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
         let mut engine = EngineConfig {
             max_head: self.max_head,
+            max_body: self.max_body,
             max_connections_per_worker: self.max_connections_per_worker,
             backpressure_limit: self.backpressure_limit,
             backpressure_policy: match self.backpressure_policy {

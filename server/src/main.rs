@@ -10,6 +10,7 @@ use uringws_engine::Engine;
 mod auth;
 mod config;
 mod deadlines;
+mod http_publish;
 mod metrics;
 mod origins;
 mod per_ip;

@@ -241,8 +241,14 @@ impl Handler for Routes {
         }
     }
 
-    fn http(&mut self, request: &Request<'_>, _body: &[u8], _: Peer) -> Bytes {
+    fn http(&mut self, request: &Request<'_>, body: &[u8], _: Peer) -> Bytes {
         match (request.method(), request.path()) {
+            (_, "/publish") => crate::http_publish::publish(
+                request,
+                body,
+                &self.shared.auth,
+                &self.engine.publisher(),
+            ),
             ("GET", "/health") => {
                 http_response(200, "application/json", self.health().as_bytes(), &[])
                     .unwrap_or_else(|_| error_response(500, "health"))

@@ -93,7 +93,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// connection, meant for 4xx and 5xx statuses.
 ///
 /// `426` carries `Sec-WebSocket-Version: 13` and `Upgrade: websocket` so the
-/// client knows what to speak; `405` carries `Allow: GET`. A status outside
+/// client knows what to speak; `405` carries `Allow: GET` unless the caller
+/// gives its own `Allow` ([`error_response_with_headers`]). A status outside
 /// 100–999 cannot be written and is sent as 500.
 pub fn error_response(status: u16, body: &str) -> Bytes {
     // Nothing caller-provided goes into a header here, so nothing can fail.
@@ -171,7 +172,11 @@ fn build_response(
             b"Upgrade, close",
             b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
         ),
-        405 => (b"close", b"Allow: GET\r\n"),
+        // The WebSocket endpoints' default; a caller that names its own
+        // Allow (a POST-only route) must not get two.
+        405 if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("allow")) => {
+            (b"close", b"Allow: GET\r\n")
+        }
         _ => (b"close", b""),
     };
     let mut status_digits = [0; 20];
@@ -298,6 +303,11 @@ mod tests {
         assert!(has(&fields, "Connection", "Upgrade, close"));
         let (_, _, fields, _) = parse(&error_response(405, ""));
         assert!(has(&fields, "Allow", "GET"));
+        let own = error_response_with_headers(405, "", &[("Allow", "POST")]).unwrap();
+        let (_, _, fields, _) = parse(&own);
+        let allows: Vec<_> = fields.iter().filter(|(n, _)| n == "Allow").collect();
+        assert_eq!(allows.len(), 1, "{fields:?}");
+        assert!(has(&fields, "Allow", "POST"));
         assert!(has(&fields, "Connection", "close"));
         let (_, _, fields, _) = parse(&error_response(400, ""));
         assert!(!fields
