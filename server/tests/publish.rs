@@ -13,6 +13,11 @@ use std::{
 };
 use tokio_tungstenite::tungstenite::Message;
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// Target, headers, body, expected status.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+
 const KEY: &str = "backend-publish-key";
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -71,11 +76,7 @@ async fn subscriber(
     ws
 }
 
-async fn next(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Message {
+async fn next(ws: &mut Ws) -> Message {
     tokio::time::timeout(WAIT, ws.next())
         .await
         .expect("in time")
@@ -142,7 +143,7 @@ fn bad_publishes_get_the_right_status() {
     let server = Server::start(&["--publish-key", KEY, "--max-body", "1000"]);
     let auth = bearer();
     let json = ("Content-Type", "application/json");
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         ("/publish?topic=t", vec![], b"x".to_vec(), 401),
         (
             "/publish?topic=t",
