@@ -1,5 +1,5 @@
 //! The `uringws` binary: echo on `/` and `/echo`, pub/sub on `/ws`, a health
-//! check on `/health`, on the io_uring engine.
+//! check on `/health`, the demo page on `GET /`, on the io_uring engine.
 
 use clap::Parser;
 use config::{Config, Overrides};
@@ -8,6 +8,7 @@ use std::{path::PathBuf, process::ExitCode};
 use uringws_engine::Engine;
 
 mod config;
+mod demo;
 mod pubsub;
 mod routes;
 
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
         tracing::info!(
             "listening on ws://{addr} (echo on / and /echo, pub/sub on /ws, health on /health)"
         );
+        tracing::info!("demo page on http://{addr}/");
     }
     match engine.run_until_signal() {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ use uringws_engine::protocol::{
 };
 use uringws_engine::{Accept, Conn, EngineHandle, Handler, Peer, Reject, WorkerContext};
 
+use crate::demo;
 use crate::pubsub::{self, BinaryTopics, Limits};
 
 /// What each connection is, by the path it upgraded on.
@@ -71,6 +72,9 @@ impl Handler for Routes {
     }
 
     fn http(&mut self, request: &Request<'_>, _: Peer) -> Bytes {
+        if let Some(response) = demo::respond(request) {
+            return response;
+        }
         match (request.method(), request.path()) {
             ("GET", "/health") => {
                 http_response(200, "application/json", self.health().as_bytes(), &[])
