@@ -116,7 +116,6 @@
     ws.binaryType = 'arraybuffer';
     socket = ws;
     let openedAt = null;
-    let unauthenticated = false;
     ws.onopen = () => {
       if (gen !== generation) return;
       openedAt = Date.now();
@@ -128,13 +127,17 @@
     };
     ws.onmessage = (e) => {
       if (gen !== generation) return;
-      if (onMessage(e.data) === 'unauthenticated') unauthenticated = true;
+      // The server let the connection in but wants a token first (one that
+      // was not in the URL): waiting for its auth deadline changes nothing.
+      if (onMessage(e.data) === 'unauthenticated') {
+        giveUp('refused: the server wants a token and this connection has none that it accepts');
+      }
     };
     ws.onclose = (e) => {
       if (gen !== generation) return;
       socket = null;
       for (const li of topics.values()) li.dataset.status = 'pending';
-      onClose(gen, e, openedAt, unauthenticated);
+      onClose(gen, e, openedAt);
     };
   }
 
@@ -145,13 +148,9 @@
   // an answer means the server is up and chose to refuse; no answer means
   // it is unreachable, and the page keeps trying. A drop after `open` is
   // always retried; if the next attempt is refused, this catches it.
-  async function onClose(gen, e, openedAt, unauthenticated) {
+  async function onClose(gen, e, openedAt) {
     if (openedAt !== null) {
       logEvent(`connection closed: ${describeClose(e)}`, 'warn');
-      if (unauthenticated) {
-        giveUp('refused: the server wants a token and the connection has none (requests were refused as unauthenticated)');
-        return;
-      }
       if (Date.now() - openedAt >= STABLE_MS) attempt = 0;
       retry('connection lost');
       return;
@@ -212,7 +211,9 @@
     stopTimers();
     wanted = false;
     generation += 1;
+    if (socket !== null) socket.close(1000, 'giving up');
     socket = null;
+    for (const li of topics.values()) li.dataset.status = 'pending';
     setState('refused', why);
     logEvent(why, 'error');
   }
