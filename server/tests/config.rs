@@ -21,7 +21,11 @@ fn file_then_environment_then_flags() {
     let dir = std::env::temp_dir().join(format!("uringws-print-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("c.toml");
-    std::fs::write(&file, "max_subscriptions = 5\nworkers = 3\nidle_timeout = 9\n").unwrap();
+    std::fs::write(
+        &file,
+        "max_subscriptions = 5\nworkers = 3\nidle_timeout = 9\n",
+    )
+    .unwrap();
     let file = file.to_str().unwrap();
     let (ok, out, err) = print_config(
         &["--config", file, "--workers", "1"],
