@@ -298,6 +298,11 @@ test('a server that refuses every upgrade: the page stops retrying and says refu
 test('a bad token is refused and the page says so; the right one works', { timeout: TEST_MS, skip: SKIP_AUTH }, async () => {
   const server = await new Server(await freePort(), ['--auth-required', '--token', 'demo-secret:*']).start();
   const page = await openPage(`http://127.0.0.1:${server.port}/`);
+  // Chosen before connecting: sent on open, so a server that lets a
+  // connection without a token in (waiting for an `auth` message) answers
+  // it `unauthenticated` at once instead of at its auth deadline.
+  await page.fill('#sub-topic', 'news');
+  await page.click('#subscribe');
 
   for (const [token, why] of [['wrong-token', 'a bad token'], ['', 'no token']]) {
     await page.fill('#token', token);

@@ -137,7 +137,7 @@
       if (gen !== generation) return;
       socket = null;
       for (const li of topics.values()) li.dataset.status = 'pending';
-      onClose(gen, e, openedAt);
+      onClose(gen, e, openedAt, token !== '');
     };
   }
 
@@ -148,9 +148,16 @@
   // an answer means the server is up and chose to refuse; no answer means
   // it is unreachable, and the page keeps trying. A drop after `open` is
   // always retried; if the next attempt is refused, this catches it.
-  async function onClose(gen, e, openedAt) {
+  async function onClose(gen, e, openedAt, hadToken) {
     if (openedAt !== null) {
       logEvent(`connection closed: ${describeClose(e)}`, 'warn');
+      // A server that takes the token in an `auth` message closes with
+      // 1008 when none came in time. With a token in the URL the next
+      // upgrade tells (a bad one is refused there), so only retry then.
+      if (e.code === 1008 && !hadToken) {
+        giveUp(`refused: the server closed the connection (${describeClose(e)}); it may want a token`);
+        return;
+      }
       if (Date.now() - openedAt >= STABLE_MS) attempt = 0;
       retry('connection lost');
       return;
