@@ -1,5 +1,5 @@
 //! The `uringws` binary: echo on `/` and `/echo`, pub/sub on `/ws`, a health
-//! check on `/health`, on the io_uring engine.
+//! check on `/health`, the demo page on `GET /`, on the io_uring engine.
 
 use clap::Parser;
 use config::{Config, Overrides};
@@ -10,6 +10,7 @@ use uringws_engine::Engine;
 mod auth;
 mod config;
 mod deadlines;
+mod demo;
 mod http_publish;
 mod metrics;
 mod origins;
@@ -91,6 +92,7 @@ fn main() -> ExitCode {
         tracing::info!(
             "listening on ws://{addr} (echo on / and /echo, pub/sub on /ws, health on /health)"
         );
+        tracing::info!("demo page on http://{addr}/");
     }
     match engine.run_until_signal() {
         Ok(()) => ExitCode::SUCCESS,

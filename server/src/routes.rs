@@ -12,6 +12,7 @@ use uringws_engine::{Accept, Conn, EngineHandle, Handler, Peer, Reject, WorkerCo
 use crate::{
     auth::{self, Auth, Grant, Refusal},
     deadlines::AuthDeadlines,
+    demo,
     origins::Origins,
     per_ip::{IpKey, Over, PerIp},
     pubsub::{self, conn_key, Access, AuthRequest, BinaryTopics, ConnKey, Limits},
@@ -242,6 +243,9 @@ impl Handler for Routes {
     }
 
     fn http(&mut self, request: &Request<'_>, body: &[u8], _: Peer) -> Bytes {
+        if let Some(response) = demo::respond(request) {
+            return response;
+        }
         match (request.method(), request.path()) {
             (_, "/publish") => crate::http_publish::publish(
                 request,
