@@ -5,13 +5,11 @@
 //   node --test-reporter=spec demo.test.mjs
 //
 // URINGWS_BIN (default ../../target/release/uringws) and CHROMIUM (default
-// /usr/bin/chromium) choose the programs. The auth and Origin cases run
-// only when `uringws --help` lists the flags they need; until then they are
-// skipped, loudly.
+// /usr/bin/chromium) choose the programs.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
@@ -54,17 +52,6 @@ for (const [what, path] of [['uringws binary (URINGWS_BIN)', BIN], ['Chromium (C
     console.error(`e2e: FAILED: no ${what} at ${path}`);
     process.exit(1);
   }
-}
-
-const help = execFileSync(BIN, ['--help'], { encoding: 'utf8' });
-const hasAuth = help.includes('--auth-required') && help.includes('--token');
-const hasOrigin = help.includes('--origin');
-const SKIP_AUTH = hasAuth ? false
-  : 'uringws --help lists no --auth-required/--token yet (the auth branch is not merged)';
-const SKIP_ORIGIN = hasOrigin ? false
-  : 'uringws --help lists no --origin yet (the auth branch is not merged)';
-for (const reason of [SKIP_AUTH, SKIP_ORIGIN].filter(Boolean)) {
-  console.error(`\n!!! e2e: SKIPPING a refusal case: ${reason}\n`);
 }
 
 // ---- the server
@@ -295,7 +282,7 @@ test('a server that refuses every upgrade: the page stops retrying and says refu
   await server.kill();
 });
 
-test('a bad token is refused and the page says so; the right one works', { timeout: TEST_MS, skip: SKIP_AUTH }, async () => {
+test('a bad token is refused and the page says so; the right one works', { timeout: TEST_MS }, async () => {
   const server = await new Server(await freePort(), ['--auth-required', '--token', 'demo-secret:*']).start();
   const page = await openPage(`http://127.0.0.1:${server.port}/`);
   // Chosen before connecting: sent on open, so a server that lets a
@@ -319,7 +306,7 @@ test('a bad token is refused and the page says so; the right one works', { timeo
   await server.kill();
 });
 
-test('a page from an origin not on the allow-list is refused; one from an allowed origin works', { timeout: TEST_MS, skip: SKIP_ORIGIN }, async () => {
+test('a page from an origin not on the allow-list is refused; one from an allowed origin works', { timeout: TEST_MS }, async () => {
   const port = await freePort();
   const server = await new Server(port, ['--origin', `http://127.0.0.1:${port}`]).start();
 
