@@ -10,8 +10,16 @@ that saturates before the server does not hide the server's cost.
 
     benches/scripts/compare.py [--rounds 3] [--seconds 5] [--server-cpus 0] [--load-cpus 1]
         [--echo 64x1,64x100,64x1000,16384x1,16384x100,16384x1000] [--hold 19000]
+        [--fanout 1000x100,10000x10]
+
+Fan-out (`--fanout CONNSxRATE`) runs `uringws-load fanout --mode broadcast`
+against the servers with a broadcast endpoint: one publisher among CONNS
+connections sends RATE 64-byte messages per second, each expected on every
+other connection. uringws serves it with the engine's `room` example (a
+topic every connection joins; publish to others), uws on `/broadcast`.
 
 Build first: cargo build --release -p uringws-server -p uringws-peers -p uringws-load
+    && cargo build --release -p uringws-engine --example room
 The uws peer (uWebSockets.js under Node) also needs `npm ci` in benches/peers/uws.
 A server that is not built or installed is skipped, with a message saying so.
 """
@@ -39,6 +47,14 @@ def servers(threads):
     }
 
 
+def broadcasters(threads):
+    """Servers with a broadcast endpoint: command and path."""
+    return {
+        "uringws": ([f"{BIN}/examples/room", "--threads", str(threads)], "/"),
+        "uws": (["node", os.path.join(UWS, "server.js"), "--threads", str(threads)], "/broadcast"),
+    }
+
+
 def missing(cmd):
     """Why a server cannot be started here, or None if it can."""
     if cmd[0] == "node":
@@ -49,7 +65,8 @@ def missing(cmd):
         return None
     if not os.access(cmd[0], os.X_OK):
         return (f"{os.path.relpath(cmd[0])} not built: cargo build --release "
-                "-p uringws-server -p uringws-peers -p uringws-load")
+                "-p uringws-server -p uringws-peers -p uringws-load, and "
+                "cargo build --release -p uringws-engine --example room")
     return None
 
 
@@ -177,6 +194,30 @@ def hold_run(name, cmd, a, conns):
             "errors": report["errors"], "bytes_per_conn": (hwm - before) * 1024 / max(alive, 1)}
 
 
+def fanout_run(name, cmd, path, a, conns, rate):
+    port = free_port()
+    proc = start(cmd, a.server_cpus, port)
+    try:
+        cpu0 = cpu_s(proc.pid)
+        report = load(a.load_cpus, ["--connect-from", hold_sources(conns), "fanout",
+                                    f"ws://127.0.0.1:{port}{path}", "--mode", "broadcast",
+                                    "-n", str(conns), "--publishers", "1", "--size", "64",
+                                    "--rate", str(rate), "--duration", str(a.seconds)],
+                      a.seconds + 120)
+        cpu = cpu_s(proc.pid) - cpu0
+    finally:
+        stop(proc)
+    if not report or "fanout" not in report:
+        return None
+    f = report["fanout"]
+    lat = report["latency"].get("delivery", {})
+    got = f["deliveries_received"]
+    return {"deliveries_s": f["deliveries_per_s"], "reach": f["reach_percent"],
+            "cpu_us_per_delivery": cpu * 1e6 / max(got, 1), "p50_ms": lat.get("p50_ms"),
+            "p99_ms": lat.get("p99_ms"), "errors": sum(report["errors"].values()),
+            "client_cpu": report["client_cpu"]["user_s"] + report["client_cpu"]["system_s"]}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=3)
@@ -187,8 +228,18 @@ def main():
     p.add_argument("--echo", default="64x1,64x100,64x1000,16384x1,16384x100,16384x1000")
     p.add_argument("--hold", type=int, default=19000)
     p.add_argument("--hold-seconds", type=float, default=8)
+    p.add_argument("--fanout", default="", help="CONNSxRATE,... broadcast fan-out cases")
     p.add_argument("--only", default="", help="comma-separated server names, e.g. uringws,uws")
     a = p.parse_args()
+    fan_table = broadcasters(a.threads)
+    if a.only:
+        fan_table = {k: v for k, v in fan_table.items() if k in a.only.split(",")}
+    for name, (cmd, _) in list(fan_table.items()):
+        why = missing(cmd)
+        if why and a.fanout:
+            print(f"skipping {name} fan-out: {why}", file=sys.stderr)
+            del fan_table[name]
+    fan_cases = [tuple(int(x) for x in c.split("x")) for c in a.fanout.split(",") if c]
     table = servers(a.threads)
     if a.only:
         table = {k: v for k, v in table.items() if k in a.only.split(",")}
@@ -207,6 +258,11 @@ def main():
                 res = echo_run(name, cmd, a, size, conns)
                 results.setdefault(("echo", size, conns, name), []).append(res)
                 print(f"round {r + 1} echo {size} B x {conns}: {name}: {res}", file=sys.stderr)
+        for conns, rate in fan_cases:
+            for name, (cmd, path) in fan_table.items():
+                res = fanout_run(name, cmd, path, a, conns, rate)
+                results.setdefault(("fanout", conns, rate, name), []).append(res)
+                print(f"round {r + 1} fanout {conns} x {rate}/s: {name}: {res}", file=sys.stderr)
         if a.hold:
             for name, cmd in table.items():
                 res = hold_run(name, cmd, a, a.hold)
@@ -230,6 +286,23 @@ def main():
             fmt = lambda x, f: f.format(x) if x is not None else "–"
             print(f"| echo {size} B × {conns} | {name} | {fmt(m, '{:,.0f}')} | {ratio(m, bm)} | "
                   f"{fmt(c, '{:.2f}')} | {ratio(c, bc)} | {fmt(p99, '{:.2f}')} | {errs} |")
+    if fan_cases:
+        print()
+        print("| case | server | deliveries/s | reach | server CPU µs/delivery | vs uringws "
+              "| p50 ms | p99 ms | errors |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for conns, rate in fan_cases:
+            base = med(("fanout", conns, rate, "uringws"), "cpu_us_per_delivery")
+            for name in fan_table:
+                key = ("fanout", conns, rate, name)
+                d, reach = med(key, "deliveries_s"), med(key, "reach")
+                c, p50, p99 = med(key, "cpu_us_per_delivery"), med(key, "p50_ms"), med(key, "p99_ms")
+                errs = sum(x["errors"] for x in results.get(key, []) if x)
+                fmt = lambda x, f: f.format(x) if x is not None else "–"
+                print(f"| fan-out {conns} conns × {rate}/s | {name} | {fmt(d, '{:,.0f}')} | "
+                      f"{fmt(reach, '{:.2f} %')} | {fmt(c, '{:.3f}')} | "
+                      f"{f'{c / base:.2f}×' if c and base else '–'} | {fmt(p50, '{:.2f}')} | "
+                      f"{fmt(p99, '{:.2f}')} | {errs} |")
     if a.hold:
         print()
         print("| case | server | alive | RSS per idle connection | vs uringws |")
