@@ -75,6 +75,11 @@ pub(crate) mod flags {
     pub const CLOSE_REQUESTED: u16 = 1 << 9;
     /// `100 Continue` went out for a request body.
     pub const CONTINUE_SENT: u16 = 1 << 10;
+    /// A lone encoded frame waits in `Ctx::direct` to be sent as it is,
+    /// without the connection taking an [`Io`](super::Io).
+    pub const DIRECT: u16 = 1 << 11;
+    /// The send in flight is such a frame (`IORING_OP_SEND` of its bytes).
+    pub const DIRECT_SENDING: u16 = 1 << 12;
 }
 
 /// Vectored-send state that must stay put while the kernel reads it.
@@ -262,7 +267,7 @@ impl<S> Connection<S> {
 
     /// Whether nothing is left to write.
     pub(crate) fn flushed(&self) -> bool {
-        !self.has(flags::SENDING)
+        !self.has(flags::SENDING | flags::DIRECT)
             && self
                 .io
                 .as_ref()
@@ -287,6 +292,10 @@ pub(crate) struct Ctx {
     pub worker: usize,
     pub pool: IoPool,
     pub dirty: Vec<u32>,
+    /// Lone encoded frames to send as they are: (slot, generation, frame).
+    /// A publication reaches most subscribers this way, so a fan-out to
+    /// idle connections allocates nothing per subscriber.
+    pub direct: Vec<(u32, u32, Bytes)>,
     pub config: std::sync::Arc<EngineConfig>,
     pub commands: UnboundedSender<Command>,
     pub now: u64,
@@ -464,8 +473,14 @@ pub(crate) fn send_encoded<S>(
     match admit(conn, ctx, slot) {
         Ok(status) => {
             ctx.counters.messages_out += 1;
-            conn.push_bytes(frame, &mut ctx.pool);
-            ctx.mark_dirty(slot, conn);
+            if conn.io.is_none() && !conn.has(flags::SENDING | flags::DIRECT) {
+                conn.set(flags::DIRECT);
+                conn.queued += frame.len();
+                ctx.direct.push((slot, conn.gen, frame));
+            } else {
+                conn.push_bytes(frame, &mut ctx.pool);
+                ctx.mark_dirty(slot, conn);
+            }
             status
         }
         Err(status) => status,

@@ -123,6 +123,7 @@ impl<H: Handler> Worker<H> {
                 worker: id,
                 pool: IoPool::default(),
                 dirty: Vec::new(),
+                direct: Vec::new(),
                 config,
                 commands,
                 now: 0,
@@ -404,8 +405,23 @@ impl<H: Handler> Worker<H> {
         }
         let sent = c.result as usize;
         self.ctx.counters.bytes_out += sent as u64;
+        let direct = conn.has(flags::DIRECT_SENDING);
+        if direct {
+            conn.unset(flags::DIRECT_SENDING);
+            // MSG_WAITALL: all of the frame, or the connection failed part
+            // way and the stream cannot go on. The frame is what was queued
+            // minus what was queued after it.
+            let after: usize = conn.io.as_ref().map_or(0, |io| {
+                io.out.iter().map(|chunk| chunk.as_slice().len()).sum()
+            });
+            if sent + after != conn.queued {
+                self.teardown(slot);
+                self.try_free(slot);
+                return;
+            }
+        }
         conn.queued = conn.queued.saturating_sub(sent);
-        if let Some(io) = conn.io.as_mut() {
+        if let (false, Some(io)) = (direct, conn.io.as_mut()) {
             io.send.advance(sent);
         }
         if conn.flushed() {
@@ -824,6 +840,29 @@ impl<H: Handler> Worker<H> {
     // ---- output ----
 
     fn flush(&mut self) -> io::Result<()> {
+        // Before the queues: a direct frame was queued before anything else
+        // of its connection.
+        if !self.ctx.direct.is_empty() {
+            let mut direct = std::mem::take(&mut self.ctx.direct);
+            for (slot, gen, frame) in direct.drain(..) {
+                let Some(conn) = live(&mut self.conns, slot, gen) else {
+                    continue;
+                };
+                if !conn.has(flags::DIRECT) {
+                    continue;
+                }
+                conn.unset(flags::DIRECT);
+                if conn.phase == Phase::Dead {
+                    continue;
+                }
+                let token = Token::new(Kind::Send, gen, slot);
+                self.ring.send(conn.socket, frame, token.encode())?;
+                conn.set(flags::SENDING | flags::DIRECT_SENDING);
+            }
+            if self.ctx.direct.is_empty() {
+                self.ctx.direct = direct;
+            }
+        }
         let mut dirty = std::mem::take(&mut self.ctx.dirty);
         for &slot in &dirty {
             let Some(conn) = self.conns.get_mut(slot as usize) else {

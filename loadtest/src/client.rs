@@ -217,6 +217,7 @@ enum Op {
     Recv,
     Close,
     NoDelay,
+    NoPort,
 }
 
 fn user_data(op: Op, id: usize) -> u64 {
@@ -275,7 +276,7 @@ pub fn run<S: Scenario>(
         paced: Vec::new(),
     };
     worker.run(capacity, &stop);
-    worker.close_all();
+    worker.close_all(capacity);
     (worker.outcome, worker.scenario)
 }
 
@@ -447,13 +448,27 @@ impl<S: Scenario> Worker<'_, S> {
         self.paced = paced;
     }
 
-    /// Counts who is still open, then lets the sockets go.
-    fn close_all(&mut self) {
+    /// Counts who is still open, and who never got there in time (a run
+    /// that ends with connections unopened says so, rather than looking
+    /// like a smaller run), then lets the sockets go.
+    fn close_all(&mut self, capacity: usize) {
         let mut completions = Vec::new();
+        let unstarted = capacity.saturating_sub(self.conns.len()) as u64;
+        if unstarted > 0 {
+            *self
+                .outcome
+                .counts
+                .entry("connections not started when the run ended".into())
+                .or_default() += unstarted;
+        }
         for (id, conn) in self.conns.iter_mut().enumerate() {
             if let Some(conn) = conn.take() {
-                if conn.step == Step::Open {
-                    self.outcome.alive_at_end += 1;
+                match conn.step {
+                    Step::Open => self.outcome.alive_at_end += 1,
+                    Step::Closing => {}
+                    _ => self
+                        .outcome
+                        .count("connections still connecting when the run ended"),
                 }
                 if let Some(socket) = conn.socket {
                     let _ = self.ring.cancel_socket(socket);
@@ -489,10 +504,20 @@ impl<S: Scenario> Worker<'_, S> {
                 let target = self.plan.targets[conn.target].addr;
                 let _ = self.ring.set_nodelay(socket, user_data(Op::NoDelay, id));
                 let submitted = match &self.plan.sources {
-                    Some(sources) => {
+                    Some(_) => {
                         conn.step = Step::Bind;
-                        let source = SocketAddr::new(sources.pick(self.plan.first + id), 0);
-                        self.ring.bind(socket, source, user_data(Op::Bind, id))
+                        // The port is then chosen at connect, for the whole
+                        // 4-tuple: a bind to (address, 0) alone must find a
+                        // port free towards every destination, which ports
+                        // in TIME_WAIT from earlier runs are not, and the
+                        // kernel's search for one slows to a crawl.
+                        self.ring.set_int_option(
+                            socket,
+                            libc::IPPROTO_IP,
+                            libc::IP_BIND_ADDRESS_NO_PORT,
+                            1,
+                            user_data(Op::NoPort, id),
+                        )
                     }
                     None => {
                         conn.step = Step::Connect;
@@ -501,6 +526,25 @@ impl<S: Scenario> Worker<'_, S> {
                     }
                 };
                 if submitted.is_err() {
+                    self.fail(id, "io_uring submit");
+                }
+            }
+            x if x == Op::NoPort as u8 => {
+                if c.result < 0 {
+                    return self.fail(
+                        id,
+                        &format!("IP_BIND_ADDRESS_NO_PORT: {}", reason(c.result)),
+                    );
+                }
+                let (Some(socket), Some(sources)) = (conn.socket, &self.plan.sources) else {
+                    return;
+                };
+                let source = SocketAddr::new(sources.pick(self.plan.first + id), 0);
+                if self
+                    .ring
+                    .bind(socket, source, user_data(Op::Bind, id))
+                    .is_err()
+                {
                     self.fail(id, "io_uring submit");
                 }
             }

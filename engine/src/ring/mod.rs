@@ -350,12 +350,25 @@ impl Ring {
     /// Sets `TCP_NODELAY`, which a direct descriptor cannot get through a
     /// plain `setsockopt`.
     pub fn set_nodelay(&mut self, socket: Socket, user_data: u64) -> io::Result<()> {
-        let value = Box::new(1 as libc::c_int);
+        self.set_int_option(socket, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1, user_data)
+    }
+
+    /// Sets an integer socket option (`setsockopt(level, name, &value)`)
+    /// on a direct descriptor.
+    pub fn set_int_option(
+        &mut self,
+        socket: Socket,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: libc::c_int,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let value = Box::new(value);
         let ptr = (&*value as *const libc::c_int).cast();
         let entry = opcode::SetSockOpt::new(
             Fixed(socket.0),
-            libc::IPPROTO_TCP as u32,
-            libc::TCP_NODELAY as u32,
+            level as u32,
+            name as u32,
             ptr,
             std::mem::size_of::<libc::c_int>() as u32,
         )
