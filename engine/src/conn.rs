@@ -91,6 +91,11 @@ pub(crate) struct SendBuf {
     msg: libc::msghdr,
 }
 
+/// Largest frame copied into one buffer to be sent directly
+/// ([`Connection::make_direct`]); above it the vectored send's msghdr costs
+/// less than the copy.
+const DIRECT_COPY_MAX: usize = 1024;
+
 /// Most pieces handed to one sendmsg; IOV_MAX is 1024.
 const MAX_IOVECS: usize = 64;
 
@@ -272,6 +277,40 @@ impl<S> Connection<S> {
                 .io
                 .as_ref()
                 .is_none_or(|io| io.out.is_empty() && io.send.is_empty())
+    }
+
+    /// When all that is queued is one small frame (an echo, an ack, a
+    /// pong), moves it into one buffer for a direct send and gives the I/O
+    /// state back: the send needs no msghdr, and a storm of replies does
+    /// not hold an [`Io`] per connection until each send completes.
+    pub(crate) fn make_direct(&mut self, slot: u32, ctx: &mut Ctx) {
+        if self.phase != Phase::Open || self.has(flags::SENDING | flags::DIRECT) {
+            return;
+        }
+        let Some(io) = self.io.as_mut() else {
+            return;
+        };
+        if !io.inbuf.is_empty() || !io.send.is_empty() || io.out.is_empty() || io.out.len() > 2 {
+            return;
+        }
+        let total: usize = io.out.iter().map(|chunk| chunk.as_slice().len()).sum();
+        if total > DIRECT_COPY_MAX {
+            return;
+        }
+        let frame = match (io.out.len(), io.out.front()) {
+            (1, Some(Chunk::Data(bytes))) => bytes.clone(),
+            _ => {
+                let mut frame = BytesMut::with_capacity(total);
+                for chunk in &io.out {
+                    frame.extend_from_slice(chunk.as_slice());
+                }
+                frame.freeze()
+            }
+        };
+        io.out.clear();
+        self.set(flags::DIRECT);
+        ctx.direct.push((slot, self.gen, frame));
+        self.release_io(&mut ctx.pool);
     }
 
     /// Gives the I/O state back to the pool when the connection is idle.

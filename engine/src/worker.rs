@@ -656,6 +656,8 @@ impl<H: Handler> Worker<H> {
         if let Some(conn) = self.conns.get_mut(slot as usize) {
             if conn.flushed() {
                 conn.release_io(&mut self.ctx.pool);
+            } else {
+                conn.make_direct(slot, &mut self.ctx);
             }
         }
         self.maybe_shut(slot);
