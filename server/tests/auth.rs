@@ -4,20 +4,14 @@
 
 mod common;
 
-use common::Server;
+use common::*;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use jsonwebtoken::{encode, EncodingKey, Header};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::TcpStream;
-use tokio_tungstenite::{
-    tungstenite::{self, client::IntoClientRequest, http::HeaderMap, Message},
-    MaybeTlsStream, WebSocketStream,
-};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::HeaderMap, Message};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-const WAIT: Duration = Duration::from_secs(10);
 const SECRET: &str = "test-secret-test-secret-test-secret";
 
 /// Required auth: JWTs, an all-topics token and a reader of `news` and `chat/*`.
@@ -89,36 +83,6 @@ async fn refused(server: &Server, target: &str, headers: &[(&str, &str)]) -> Ref
         Ok(_) => panic!("{target} {headers:?} was accepted"),
         Err(refused) => refused,
     }
-}
-
-async fn send(ws: &mut Ws, message: Message) {
-    tokio::time::timeout(WAIT, ws.send(message))
-        .await
-        .expect("send in time")
-        .expect("send");
-}
-
-async fn next(ws: &mut Ws) -> Message {
-    loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("not ended")
-            .expect("no error");
-        if m.is_text() || m.is_binary() {
-            return m;
-        }
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    let m = next(ws).await;
-    serde_json::from_str(m.to_text().expect("text")).expect("JSON")
-}
-
-async fn request(ws: &mut Ws, request: Value) -> Value {
-    send(ws, Message::text(request.to_string())).await;
-    next_json(ws).await
 }
 
 /// Subscribes and returns the reply's `type` and, for an error, its `code`.

@@ -2,49 +2,28 @@
 //! sockets: its files and headers, 405 for other methods, and the paths
 //! around it unchanged, the WebSocket echo on `/` included.
 
+mod common;
+
+use common::{Server, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
-    process::{Child, Command, Stdio},
-    time::Duration,
+    io::{Read, Write},
+    net::TcpStream,
 };
 use tokio_tungstenite::tungstenite::Message;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-/// The binary on a free port; killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start() -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_uringws"))
-            .args(["--listen", "127.0.0.1:0", "--workers", "1", "--no-pin"])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("uringws starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("uringws printed its address")
-                .expect("stdout readable");
-            if let Some(rest) = line.split("listening on ws://").nth(1) {
-                let addr = rest.split_whitespace().next().expect("address");
-                break addr.parse().expect("a socket address");
-            }
-        };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
-    }
-
+/// Plain HTTP requests to the server.
+trait Http {
     /// Sends `head` (the request line and headers; the blank line is
     /// added) and reads the response until the server closes.
+    fn request(&self, head: &str) -> Response;
+
+    fn get(&self, target: &str) -> Response {
+        self.request(&format!("GET {target} HTTP/1.1"))
+    }
+}
+
+impl Http for Server {
     fn request(&self, head: &str) -> Response {
         let mut stream = TcpStream::connect(self.addr).expect("connect");
         stream.set_read_timeout(Some(WAIT)).unwrap();
@@ -52,17 +31,6 @@ impl Server {
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).expect("the server closes");
         Response::parse(&raw)
-    }
-
-    fn get(&self, target: &str) -> Response {
-        self.request(&format!("GET {target} HTTP/1.1"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -112,7 +80,7 @@ impl Response {
 
 #[test]
 fn the_page_and_its_files_are_served_with_a_strict_policy() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     let page = server.get("/");
     assert_eq!(page.status, 200);
     assert_eq!(
@@ -158,7 +126,7 @@ fn the_page_and_its_files_are_served_with_a_strict_policy() {
 
 #[test]
 fn other_methods_are_refused_with_allow() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     for head in [
         "HEAD / HTTP/1.1",
         "POST / HTTP/1.1\r\nContent-Length: 0",
@@ -173,7 +141,7 @@ fn other_methods_are_refused_with_allow() {
 
 #[test]
 fn the_paths_around_the_page_keep_their_behaviour() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     let health = server.get("/health");
     assert_eq!(health.status, 200);
     assert!(health.text().contains("\"status\":\"ok\""));
@@ -184,7 +152,7 @@ fn the_paths_around_the_page_keep_their_behaviour() {
 
 #[tokio::test]
 async fn an_upgrade_on_the_root_is_still_the_echo() {
-    let server = Server::start();
+    let server = Server::start(&[]);
     let (mut ws, _) = tokio::time::timeout(
         WAIT,
         tokio_tungstenite::connect_async(format!("ws://{}/", server.addr)),

@@ -3,23 +3,19 @@
 
 mod common;
 
-use common::Server;
+use common::{next, Server, Ws, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::{
     io::{Read, Write},
     net::SocketAddr,
-    time::Duration,
 };
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 /// Target, headers, body, expected status.
 type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
 
 const KEY: &str = "backend-publish-key";
-const WAIT: Duration = Duration::from_secs(10);
 
 /// One request over a raw socket: (status, head, body).
 fn post(
@@ -55,10 +51,7 @@ fn bearer() -> String {
     format!("Bearer {KEY}")
 }
 
-async fn subscriber(
-    addr: SocketAddr,
-    topic: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn subscriber(addr: SocketAddr, topic: &str) -> Ws {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .unwrap();
@@ -74,14 +67,6 @@ async fn subscriber(
         .unwrap();
     assert_eq!(ack.to_text().unwrap(), r#"{"type":"ack","id":1}"#);
     ws
-}
-
-async fn next(ws: &mut Ws) -> Message {
-    tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("in time")
-        .unwrap()
-        .unwrap()
 }
 
 #[tokio::test]

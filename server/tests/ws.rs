@@ -3,19 +3,11 @@
 
 mod common;
 
-use common::Server;
+use common::*;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::{net::SocketAddr, time::Duration};
-use tokio::net::TcpStream;
-use tokio_tungstenite::{
-    tungstenite::{client::IntoClientRequest, Message},
-    MaybeTlsStream, WebSocketStream,
-};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-const WAIT: Duration = Duration::from_secs(10);
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
 async fn connect(server: &Server, protocols: Option<&str>) -> (Ws, Option<String>) {
     let mut request = format!("ws://{}/ws", server.addr)
@@ -35,36 +27,6 @@ async fn connect(server: &Server, protocols: Option<&str>) -> (Ws, Option<String
         .get("Sec-WebSocket-Protocol")
         .map(|v| v.to_str().unwrap().to_owned());
     (ws, protocol)
-}
-
-async fn send(ws: &mut Ws, message: Message) {
-    tokio::time::timeout(WAIT, ws.send(message))
-        .await
-        .expect("send in time")
-        .expect("send");
-}
-
-async fn next(ws: &mut Ws) -> Message {
-    loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("not ended")
-            .expect("no error");
-        if m.is_text() || m.is_binary() {
-            return m;
-        }
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    let m = next(ws).await;
-    serde_json::from_str(m.to_text().expect("text")).expect("JSON")
-}
-
-async fn request(ws: &mut Ws, request: Value) -> Value {
-    send(ws, Message::text(request.to_string())).await;
-    next_json(ws).await
 }
 
 #[tokio::test]
