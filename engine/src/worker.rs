@@ -168,6 +168,7 @@ impl<H: Handler> Worker<H> {
             self.flush()?;
             self.ring.submit()?;
             if !self.ring.has_completions() {
+                self.trim();
                 let deadline = self
                     .next_deadline()
                     .map(|ms| self.started + Duration::from_millis(ms));
@@ -215,6 +216,17 @@ impl<H: Handler> Worker<H> {
             self.stats.sync(&self.ctx.counters);
         }
         Ok(())
+    }
+
+    /// About to sleep: what the last burst grew beyond everyday needs goes
+    /// back, so an idle server's memory does not stay at its largest
+    /// fan-out's (the allocator returns freed large blocks to the system).
+    fn trim(&mut self) {
+        const KEEP: usize = 4096;
+        self.ring.trim(KEEP);
+        if self.ctx.direct.is_empty() && self.ctx.direct.capacity() > KEEP {
+            self.ctx.direct = Vec::with_capacity(KEEP);
+        }
     }
 
     // ---- accepting ----

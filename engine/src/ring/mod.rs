@@ -264,6 +264,15 @@ impl Ring {
         }
     }
 
+    /// Gives back the memory a burst of operations holding buffers (a
+    /// fan-out's sends) left, once none is in flight. Cheap to call often.
+    pub fn trim(&mut self, keep: usize) {
+        if self.owned.is_empty() && self.owned.capacity() > keep {
+            self.owned.shrink_to_fit();
+            self.owned.reserve(keep);
+        }
+    }
+
     pub fn has_completions(&mut self) -> bool {
         let mut cq = self.ring.completion();
         cq.sync();
