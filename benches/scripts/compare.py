@@ -144,31 +144,18 @@ def echo_run(name, cmd, a, size, conns):
             "client_cpu": report["client_cpu"]["user_s"] + report["client_cpu"]["system_s"]}
 
 
-HOLD_RUNS = 0
-
-
 def hold_sources(conns):
-    """Source addresses no earlier hold run of this process has used.
+    """Source addresses for `conns` connections, ~5,000 per address.
 
-    The load generator binds each socket to (address, port 0) before
-    connecting, and such a bind cannot take a port that a closed connection
-    from that address still holds in TIME_WAIT (60 s), whatever the
-    destination. Three holds of 19,000 over the same four addresses left
-    ~14,000 ports per address in TIME_WAIT, about the half of the ephemeral
-    range that bind(port 0) searches first; the fourth server's hold then
-    opened connections a few hundred per second (each bind scanning the
-    full half in the kernel) and ended with ~5,000 open. Fresh addresses
-    per run (127.0.0.0/8 is all loopback) start every hold alike.
+    The same addresses serve every run: the load generator binds with
+    IP_BIND_ADDRESS_NO_PORT, so the port is chosen at connect time for the
+    whole 4-tuple, and ports that earlier runs (towards other server ports)
+    left in TIME_WAIT do not slow it down.
     """
-    global HOLD_RUNS
-    block = 1 + HOLD_RUNS
-    HOLD_RUNS += 1
-    # ~5,000 connections per address, as the original 4 for 19,000.
     n = max(4, -(-conns // 5000))
-    if n > 254 or block > 255 * 256:
-        sys.exit(f"hold: {conns} connections need more source addresses than this scheme has")
-    prefix = f"127.{1 + block // 256}.{block % 256}"
-    return f"{prefix}.1-{prefix}.{n}"
+    if n > 253:
+        sys.exit(f"{conns} connections need more source addresses than 127.0.0.2-127.0.0.254")
+    return f"127.0.0.2-127.0.0.{1 + n}"
 
 
 def hold_run(name, cmd, a, conns):

@@ -308,9 +308,15 @@ impl<S> Connection<S> {
             }
         };
         io.out.clear();
+        self.queue_direct(slot, frame, ctx);
+        self.release_io(&mut ctx.pool);
+    }
+
+    /// Puts an already counted frame on the worker's direct-send list; it
+    /// goes out before anything queued after it.
+    fn queue_direct(&mut self, slot: u32, frame: Bytes, ctx: &mut Ctx) {
         self.set(flags::DIRECT);
         ctx.direct.push((slot, self.gen, frame));
-        self.release_io(&mut ctx.pool);
     }
 
     /// Gives the I/O state back to the pool when the connection is idle.
@@ -513,9 +519,8 @@ pub(crate) fn send_encoded<S>(
         Ok(status) => {
             ctx.counters.messages_out += 1;
             if conn.io.is_none() && !conn.has(flags::SENDING | flags::DIRECT) {
-                conn.set(flags::DIRECT);
                 conn.queued += frame.len();
-                ctx.direct.push((slot, conn.gen, frame));
+                conn.queue_direct(slot, frame, ctx);
             } else {
                 conn.push_bytes(frame, &mut ctx.pool);
                 ctx.mark_dirty(slot, conn);

@@ -95,14 +95,16 @@ pub fn render(engine: &EngineHandle) -> String {
             );
         }
     }
+    // One snapshot per worker for both families, so they agree.
+    let requests: Vec<_> = stats.iter().map(|s| s.requests()).collect();
     header(
         &mut out,
         "uringws_handshakes_total",
         "counter",
         "WebSocket upgrade attempts by result: the status answered, or timeout.",
     );
-    for (worker, s) in stats.iter().enumerate() {
-        for (outcome, n) in s.requests() {
+    for (worker, requests) in requests.iter().enumerate() {
+        for (outcome, n) in requests {
             let result = match outcome {
                 RequestOutcome::Handshake(status) => status.to_string(),
                 RequestOutcome::HandshakeTimeout => "timeout".into(),
@@ -120,8 +122,8 @@ pub fn render(engine: &EngineHandle) -> String {
         "counter",
         "Plain HTTP requests by status.",
     );
-    for (worker, s) in stats.iter().enumerate() {
-        for (outcome, n) in s.requests() {
+    for (worker, requests) in requests.iter().enumerate() {
+        for (outcome, n) in requests {
             if let RequestOutcome::Http(status) = outcome {
                 let _ = writeln!(
                     out,
