@@ -7,6 +7,7 @@ pub mod encoder;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 pub mod mask;
 pub mod session;
 pub mod utf8;

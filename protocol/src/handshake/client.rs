@@ -4,9 +4,9 @@
 use base64::Engine as _;
 use bytes::Bytes;
 
-use super::head::{check_header, check_headers, header_len, is_token, HeadWriter};
 use super::tokens::{has_token, parse_extensions, trim_ows, Extensions};
 use super::{accept_key, DEFAULT_MAX_HEAD, MAX_HEADERS, WEBSOCKET_VERSION};
+use crate::http::head::{check_header, check_headers, header_len, is_token, HeadWriter};
 use crate::Error;
 
 /// What the client asks for. Build it with [`ClientRequest::new`] and set

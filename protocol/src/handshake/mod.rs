@@ -13,7 +13,6 @@
 //! the WebSocket connection: a peer may send frames right behind its head.
 
 mod client;
-mod head;
 #[cfg(test)]
 mod proptests;
 mod request;
@@ -25,7 +24,9 @@ use sha1::{Digest, Sha1};
 
 pub use client::{ClientHandshake, ClientRequest, Response};
 pub use request::{Request, Upgrade};
-pub use response::{
+// Refusals are plain HTTP; they live in `http` and stay reachable here,
+// where a server that answers handshakes looks for them.
+pub use crate::http::{
     error_response, error_response_for, error_response_with_headers, http_response, reason_phrase,
 };
 pub use tokens::{parse_extensions, Extension, ExtensionParams, Extensions};
