@@ -50,6 +50,30 @@ pub enum Error {
     #[error("header {0:?} has a name or value that cannot be sent")]
     InvalidHeader(String),
 
+    // ---- request bodies (server side: answered with an HTTP status) ----
+    /// A request with `Transfer-Encoding`: bodies are taken with
+    /// `Content-Length` only (answered with 411, which asks for one).
+    #[error(
+        "send the body with Content-Length: Transfer-Encoding (chunked) request bodies are not decoded"
+    )]
+    TransferEncoding,
+    /// A `Content-Length` that is not a plain decimal number.
+    #[error("invalid Content-Length")]
+    InvalidContentLength,
+    /// `Content-Length` given more than once with different values.
+    #[error("conflicting Content-Length headers")]
+    ConflictingContentLength,
+    /// A declared body longer than the configured maximum.
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// An `Expect` other than `100-continue` (answered with 417).
+    #[error("unsupported Expect header (only 100-continue is)")]
+    UnsupportedExpectation,
+    /// A WebSocket upgrade request that declares a body: the bytes after
+    /// its head would be taken for frames.
+    #[error("a WebSocket upgrade request must not have a body")]
+    UpgradeWithBody,
+
     // ---- HTTP handshake (client side: the server's answer is wrong) ----
     /// The server answered with another status than 101.
     #[error("server answered HTTP {0} instead of 101")]
@@ -121,8 +145,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// The HTTP status a server answers this handshake error with, or `None`
-    /// when the error does not happen during a server-side handshake.
+    /// The HTTP status a server answers this error with (a refused
+    /// handshake or request body), or `None` when the error does not happen
+    /// while a server reads a request.
     pub fn http_status(&self) -> Option<u16> {
         Some(match self {
             Error::MalformedHttp(_)
@@ -131,8 +156,14 @@ impl Error {
             | Error::NotWebSocketUpgrade
             | Error::MissingConnectionUpgrade
             | Error::InvalidKey
-            | Error::DuplicateHeader(_) => 400,
+            | Error::DuplicateHeader(_)
+            | Error::InvalidContentLength
+            | Error::ConflictingContentLength
+            | Error::UpgradeWithBody => 400,
             Error::MethodNotGet(_) => 405,
+            Error::TransferEncoding => 411,
+            Error::BodyTooLarge { .. } => 413,
+            Error::UnsupportedExpectation => 417,
             Error::UnsupportedVersion => 426,
             Error::HeadTooLarge { .. } | Error::TooManyHeaders { .. } => 431,
             Error::SubprotocolNotOffered(_) | Error::InvalidHeader(_) => 500,

@@ -17,7 +17,7 @@ mod client;
 mod proptests;
 mod request;
 mod response;
-mod tokens;
+pub(crate) mod tokens;
 
 use base64::Engine as _;
 use sha1::{Digest, Sha1};

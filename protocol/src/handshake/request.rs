@@ -146,14 +146,17 @@ impl<'a> Request<'a> {
     /// Validates the request as a WebSocket opening handshake.
     ///
     /// Checks go from the HTTP layer inwards, so the error names the
-    /// outermost problem: method (405), HTTP version, `Host`, the
-    /// `Upgrade`/`Connection` tokens, then `Sec-WebSocket-Version` (426,
-    /// which tells an old-draft client what to speak; such clients send no
-    /// `Sec-WebSocket-Key`, so checking the key first would hide that), then
-    /// the key.
+    /// outermost problem: method (405), HTTP version, a body (an upgrade
+    /// has none: `Content-Length` absent or 0, no `Transfer-Encoding`),
+    /// `Host`, the `Upgrade`/`Connection` tokens, then
+    /// `Sec-WebSocket-Version` (426, which tells an old-draft client what to
+    /// speak; such clients send no `Sec-WebSocket-Key`, so checking the key
+    /// first would hide that), then the key.
     ///
     /// # Errors
-    /// [`Error::MethodNotGet`], [`Error::HttpVersion`], [`Error::MissingHost`],
+    /// [`Error::MethodNotGet`], [`Error::HttpVersion`],
+    /// [`Error::UpgradeWithBody`], [`Error::InvalidContentLength`],
+    /// [`Error::ConflictingContentLength`], [`Error::MissingHost`],
     /// [`Error::DuplicateHeader`] (`Host`, `Sec-WebSocket-Version`),
     /// [`Error::NotWebSocketUpgrade`], [`Error::MissingConnectionUpgrade`],
     /// [`Error::UnsupportedVersion`], [`Error::InvalidKey`]. Map them to a
@@ -165,6 +168,10 @@ impl<'a> Request<'a> {
         if self.minor_version != 1 {
             return Err(Error::HttpVersion(self.minor_version));
         }
+        // RFC 9110 §9.3.1: a GET's content has no meaning and a reason to
+        // suspect request smuggling; here the bytes after the head are
+        // frames, so a declared body would be read as frames too.
+        crate::http::check_no_body(self)?;
 
         // One pass over the headers; the checks below then run in the order
         // documented above regardless of the order of the header lines.
@@ -459,6 +466,53 @@ mod tests {
         let err = upgrade_error(&head);
         assert_eq!(err, Error::HttpVersion(0));
         assert_eq!(err.http_status(), Some(400));
+    }
+
+    /// The RFC example request with extra header lines at its end.
+    fn request_plus(lines: &[&str]) -> String {
+        let extra: String = lines.iter().map(|line| format!("{line}\r\n")).collect();
+        request_with(&[]).replacen("\r\n\r\n", &format!("\r\n{extra}\r\n"), 1)
+    }
+
+    #[test]
+    fn upgrade_has_no_body() {
+        for lines in [
+            &["Content-Length: 1"][..],
+            &["Content-Length: 99999999999999999999999999"],
+            &["Transfer-Encoding: chunked"],
+            &["transfer-encoding: identity", "Content-Length: 0"],
+            &[
+                "Content-Length: 0",
+                "Content-Length: 0",
+                "Transfer-Encoding:",
+            ],
+        ] {
+            let err = upgrade_error(&request_plus(lines));
+            assert_eq!(err, Error::UpgradeWithBody, "{lines:?}");
+            assert_eq!(err.http_status(), Some(400));
+        }
+        for (lines, expected) in [
+            (&["Content-Length: x"][..], Error::InvalidContentLength),
+            (
+                &["Content-Length: 0", "Content-Length: 1"],
+                Error::ConflictingContentLength,
+            ),
+        ] {
+            let err = upgrade_error(&request_plus(lines));
+            assert_eq!(err, expected, "{lines:?}");
+            assert_eq!(err.http_status(), Some(400));
+        }
+        // Some clients say so explicitly.
+        for lines in [
+            &["Content-Length: 0"][..],
+            &["Content-Length: 000"],
+            &["Content-Length:  0 ", "content-length: 0"],
+        ] {
+            assert!(parse(&request_plus(lines)).upgrade().is_ok(), "{lines:?}");
+        }
+        // The method is still the outermost problem.
+        let head = request_plus(&["Content-Length: 5"]).replacen("GET", "POST", 1);
+        assert_eq!(upgrade_error(&head), Error::MethodNotGet("POST".into()));
     }
 
     #[test]

@@ -106,6 +106,12 @@ mod tests {
             Error::DuplicateHeader("Host"),
             Error::SubprotocolNotOffered("x".into()),
             Error::InvalidHeader("x".into()),
+            Error::TransferEncoding,
+            Error::InvalidContentLength,
+            Error::ConflictingContentLength,
+            Error::BodyTooLarge { limit: 1 },
+            Error::UnsupportedExpectation,
+            Error::UpgradeWithBody,
         ];
         for error in refusals {
             let status = error.http_status().expect("a refusal has a status");
