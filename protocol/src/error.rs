@@ -46,8 +46,13 @@ pub enum Error {
     #[error("subprotocol {0:?} was not offered by the client")]
     SubprotocolNotOffered(String),
     /// A header to be sent has a name that is not a token or a value with
-    /// CR, LF or another control character (it could inject header lines).
-    #[error("header {0:?} has a name or value that cannot be sent")]
+    /// CR, LF or another control character (it could inject header lines),
+    /// or is one the writer sets itself (`Content-Length`,
+    /// `Transfer-Encoding`, `Connection`), which a second copy would
+    /// contradict.
+    #[error(
+        "header {0:?} cannot be sent: its name is not a token or one the writer sets itself, or its value has a control character"
+    )]
     InvalidHeader(String),
 
     // ---- request bodies (server side: answered with an HTTP status) ----
@@ -142,6 +147,10 @@ pub enum Error {
     /// A control payload over 125 bytes or a close reason that does not fit.
     #[error("control payload of {0} bytes exceeds 125")]
     ControlPayloadTooLong(usize),
+    /// A response was to be sent with a status that cannot end one: not
+    /// 200–599 (RFC 9110 §15; a 1xx is interim).
+    #[error("status {0} cannot end a response")]
+    InvalidStatus(u16),
 }
 
 impl Error {
@@ -166,7 +175,9 @@ impl Error {
             Error::UnsupportedExpectation => 417,
             Error::UnsupportedVersion => 426,
             Error::HeadTooLarge { .. } | Error::TooManyHeaders { .. } => 431,
-            Error::SubprotocolNotOffered(_) | Error::InvalidHeader(_) => 500,
+            Error::SubprotocolNotOffered(_) | Error::InvalidHeader(_) | Error::InvalidStatus(_) => {
+                500
+            }
             _ => return None,
         })
     }

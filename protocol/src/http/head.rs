@@ -60,9 +60,15 @@ pub(crate) fn is_field_value(value: &[u8]) -> bool {
         .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
+/// Headers that frame the message. The writers set them from what they
+/// know; a second copy from a caller would contradict them, and a peer
+/// picking the other one would read the body (or the next message) wrongly.
+const FRAMING: [&str; 3] = ["content-length", "transfer-encoding", "connection"];
+
 /// Checks a caller-provided header before it goes into a head.
 pub(crate) fn check_header(name: &str, value: &str) -> Result<(), Error> {
-    if is_token(name.as_bytes()) && is_field_value(value.as_bytes()) {
+    let framing = FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f));
+    if !framing && is_token(name.as_bytes()) && is_field_value(value.as_bytes()) {
         Ok(())
     } else {
         Err(Error::InvalidHeader(name.to_owned()))
@@ -70,8 +76,13 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<(), Error> {
 }
 
 /// Checks every caller-provided header and returns the bytes they take.
-pub(crate) fn check_headers(headers: &[(&str, &str)]) -> Result<usize, Error> {
+pub(crate) fn check_headers<N, V>(headers: &[(N, V)]) -> Result<usize, Error>
+where
+    N: AsRef<str>,
+    V: AsRef<str>,
+{
     headers.iter().try_fold(0, |len, (name, value)| {
+        let (name, value) = (name.as_ref(), value.as_ref());
         check_header(name, value)?;
         Ok(len + header_len(name, value.as_bytes()))
     })
@@ -121,6 +132,9 @@ mod tests {
             ("X Evil", "b"),
             ("X:Evil", "b"),
             ("", "b"),
+            ("Content-Length", "0"),
+            ("transfer-encoding", "chunked"),
+            ("CONNECTION", "keep-alive"),
         ] {
             assert_eq!(
                 check_header(name, value),

@@ -60,6 +60,13 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// Whether `status` can end a response: RFC 9110 §15 puts every valid code
+/// in 100–599, and a 1xx is interim, so a client would go on waiting for
+/// the answer after it.
+pub(crate) fn is_final(status: u16) -> bool {
+    (200..=599).contains(&status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,10 +119,18 @@ mod tests {
             Error::BodyTooLarge { limit: 1 },
             Error::UnsupportedExpectation,
             Error::UpgradeWithBody,
+            Error::InvalidStatus(42),
         ];
         for error in refusals {
             let status = error.http_status().expect("a refusal has a status");
             assert!(SENT.contains(&status), "{error:?}: {status}");
         }
+    }
+
+    #[test]
+    fn finals() {
+        assert!(!is_final(100) && !is_final(101) && !is_final(199));
+        assert!(is_final(200) && is_final(426) && is_final(599));
+        assert!(!is_final(0) && !is_final(600) && !is_final(999));
     }
 }
