@@ -2,7 +2,7 @@
 //!
 //!     cargo run --release -p uringws-engine --example echo -- 127.0.0.1:9001
 
-use uringws_engine::protocol::{handshake::Upgrade, Message};
+use uringws_engine::{protocol::handshake::Upgrade, Message};
 use uringws_engine::{Accept, Conn, Engine, Handler, Peer, Reject};
 
 struct Echo;
@@ -19,7 +19,6 @@ impl Handler for Echo {
         match message {
             Message::Text(text) => conn.send_text(text),
             Message::Binary(data) => conn.send_binary(data),
-            _ => return,
         };
     }
 }

@@ -6,7 +6,7 @@
 //!
 //!     cargo run --release -p uringws-engine --example room -- --listen 127.0.0.1:9002 [--threads N]
 
-use uringws_engine::protocol::{handshake::Upgrade, Message};
+use uringws_engine::{protocol::handshake::Upgrade, Message};
 use uringws_engine::{Accept, Conn, Engine, EngineConfig, Handler, Peer, Publication, Reject};
 
 struct Room;
@@ -26,7 +26,6 @@ impl Handler for Room {
         let publication = match &message {
             Message::Text(text) => Publication::text(text.as_str()),
             Message::Binary(data) => Publication::binary(data),
-            _ => return,
         };
         conn.publish_to_others("room", &publication);
     }

@@ -4,11 +4,51 @@
 
 use crate::conn::Conn;
 use bytes::Bytes;
-use std::{borrow::Cow, net::SocketAddr};
+use std::{borrow::Cow, fmt, net::SocketAddr};
 use uringws_protocol::{
-    handshake::{error_response_with_headers, Request, Upgrade},
-    CloseCode, Message,
+    handshake::{Request, Upgrade},
+    http::Response,
+    CloseCode, Utf8Bytes,
 };
+
+/// A data message: what [`Handler::message`] receives. Control frames
+/// have callbacks of their own ([`Handler::ping`], [`Handler::pong`],
+/// [`Handler::close`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Valid UTF-8, checked before the callback.
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
+/// A connection's identity: unique among the engine's live connections,
+/// and never equal to that of a connection that has closed on the same
+/// worker since (until its slot's generation wraps after 16 million reuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(crate) worker: u32,
+    pub(crate) slot: u32,
+    pub(crate) gen: u32,
+}
+
+impl ConnId {
+    /// The worker (and core) the connection lives on.
+    pub fn worker(self) -> usize {
+        self.worker as usize
+    }
+
+    /// A small index, unique among the worker's live connections and
+    /// reused after they close: for side tables kept in a `Vec`.
+    pub fn index(self) -> usize {
+        self.slot as usize
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.worker, self.slot, self.gen)
+    }
+}
 
 /// The answer to an upgrade request that is taken.
 pub struct Accept<S> {
@@ -16,6 +56,8 @@ pub struct Accept<S> {
     pub state: S,
     /// The subprotocol to confirm; it must be one the client offered.
     pub protocol: Option<Cow<'static, str>>,
+    /// More headers for the 101 response (`Set-Cookie`, say).
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
 }
 
 impl<S> Accept<S> {
@@ -23,6 +65,7 @@ impl<S> Accept<S> {
         Accept {
             state,
             protocol: None,
+            headers: Vec::new(),
         }
     }
 
@@ -30,9 +73,22 @@ impl<S> Accept<S> {
         self.protocol = Some(protocol.into());
         self
     }
+
+    /// A header for the 101 response. One that cannot be sent (a name
+    /// that is not a token, a value with CR or LF) refuses the upgrade
+    /// with 500 rather than write a broken response.
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
 }
 
-/// The answer to a request that is refused: an HTTP status and a body.
+/// The answer to an upgrade that is refused: an HTTP status, a plain-text
+/// body and maybe headers (`Retry-After`, `WWW-Authenticate`).
 #[derive(Debug, Clone)]
 pub struct Reject {
     pub status: u16,
@@ -58,12 +114,11 @@ impl Reject {
         self
     }
 
-    /// The response bytes; a header that cannot be sent turns it into a 500.
-    pub(crate) fn to_response(&self) -> Bytes {
-        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(n, v)| (&**n, &**v)).collect();
-        error_response_with_headers(self.status, &self.body, &headers).unwrap_or_else(|_| {
-            uringws_protocol::handshake::error_response(500, "invalid response header")
-        })
+    pub(crate) fn into_response(self) -> Response {
+        self.headers.into_iter().fold(
+            Response::text(self.status, self.body),
+            |response, (name, value)| response.header(name, value),
+        )
     }
 }
 
@@ -78,6 +133,14 @@ pub struct Peer {
 
 /// The callbacks of one worker. Only [`upgrade`](Handler::upgrade) and
 /// [`message`](Handler::message) are required.
+///
+/// Callbacks run on the worker's thread between its I/O: one that blocks
+/// (a synchronous database call, a long computation) stalls every
+/// connection of that core. Start such work with
+/// `tokio::task::spawn_local` and answer through a [`ConnRef`](crate::ConnRef)
+/// (`conn.handle()`), as `examples/async_handler.rs` shows. A callback that
+/// panics closes its connection with 1011 (an HTTP request gets a 500) and
+/// the worker goes on serving the others.
 pub trait Handler: 'static {
     /// Per-connection state, created at upgrade.
     type State: 'static;
@@ -91,9 +154,9 @@ pub trait Handler: 'static {
     /// bytes, at most [`max_body`](crate::EngineConfig::max_body); chunked
     /// bodies are refused with 411 before this is called). The answer is
     /// sent and the connection closed. Default: 404.
-    fn http(&mut self, request: &Request<'_>, body: &[u8], peer: Peer) -> Bytes {
+    fn http(&mut self, request: &Request<'_>, body: &[u8], peer: Peer) -> Response {
         let _ = (request, body, peer);
-        uringws_protocol::handshake::error_response(404, "not found")
+        Response::text(404, "not found")
     }
 
     /// The connection is open: the 101 response is queued.
@@ -113,15 +176,24 @@ pub trait Handler: 'static {
         let _ = (conn, payload);
     }
 
-    /// The send buffer fell back under the backpressure limit after a send
-    /// returned [`SendStatus::Queued`](crate::SendStatus) or `Dropped`.
+    /// The send buffer fell back under half the backpressure limit after a
+    /// send returned [`SendStatus::Queued`](crate::SendStatus) or `Dropped`.
     fn drain(&mut self, conn: &mut Conn<'_, Self::State>) {
         let _ = conn;
+    }
+
+    /// `messages` sends or publications to this connection were refused
+    /// since the last call because it is over its backpressure limit
+    /// ([`BackpressurePolicy::Drop`](crate::BackpressurePolicy)); called
+    /// after the callback or fan-out that caused them.
+    fn dropped(&mut self, conn: &mut Conn<'_, Self::State>, messages: u32) {
+        let _ = (conn, messages);
     }
 
     /// The connection is over, called exactly once per opened connection:
     /// with the peer's close code, the code we sent for an error or a
     /// shutdown, or 1006 when the transport ended without a close frame.
+    /// Nothing sent from here goes out.
     fn close(&mut self, conn: &mut Conn<'_, Self::State>, code: CloseCode, reason: &str) {
         let _ = (conn, code, reason);
     }

@@ -1,22 +1,24 @@
 #![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
 
 pub use uringws_protocol as protocol;
 
 mod config;
 mod conn;
+mod connection;
 mod engine;
 mod handler;
 mod pubsub;
+mod refusal;
 mod remote;
-pub mod ring;
 mod stats;
-mod token;
 mod worker;
 
 pub use config::{BackpressurePolicy, EngineConfig};
-pub use conn::{Conn, SendStatus};
+pub use conn::Conn;
+pub use connection::SendStatus;
 pub use engine::{Engine, EngineBuilder, EngineHandle, WorkerContext};
-pub use handler::{Accept, Handler, Peer, Reject};
+pub use handler::{Accept, ConnId, Handler, Message, Peer, Reject};
 pub use pubsub::{Publication, Publisher};
 pub use remote::{ConnRef, Gone};
 pub use stats::{RequestOutcome, WorkerStats};

@@ -1,5 +1,6 @@
 //! Reaching a connection from other threads and tasks.
 
+use crate::handler::ConnId;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 use uringws_protocol::{CloseCode, OpCode, Utf8Bytes};
@@ -35,9 +36,7 @@ pub(crate) enum Command {
 /// discarded, and `Err(Gone)` is returned when the whole worker is gone.
 #[derive(Clone, Debug)]
 pub struct ConnRef {
-    worker: usize,
-    slot: u32,
-    gen: u32,
+    id: ConnId,
     tx: UnboundedSender<Command>,
 }
 
@@ -47,17 +46,16 @@ pub struct ConnRef {
 pub struct Gone;
 
 impl ConnRef {
-    pub(crate) fn new(worker: usize, slot: u32, gen: u32, tx: UnboundedSender<Command>) -> Self {
-        ConnRef {
-            worker,
-            slot,
-            gen,
-            tx,
-        }
+    pub(crate) fn new(id: ConnId, tx: UnboundedSender<Command>) -> Self {
+        ConnRef { id, tx }
+    }
+
+    pub fn id(&self) -> ConnId {
+        self.id
     }
 
     pub fn worker(&self) -> usize {
-        self.worker
+        self.id.worker()
     }
 
     pub fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<(), Gone> {
@@ -72,8 +70,8 @@ impl ConnRef {
     pub fn send_encoded(&self, frame: Bytes) -> Result<(), Gone> {
         self.tx
             .send(Command::SendEncoded {
-                slot: self.slot,
-                gen: self.gen,
+                slot: self.id.slot,
+                gen: self.id.gen,
                 frame,
             })
             .map_err(|_| Gone)
@@ -82,8 +80,8 @@ impl ConnRef {
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Gone> {
         self.tx
             .send(Command::Close {
-                slot: self.slot,
-                gen: self.gen,
+                slot: self.id.slot,
+                gen: self.id.gen,
                 code,
                 reason: Utf8Bytes::from(reason),
             })
@@ -93,8 +91,8 @@ impl ConnRef {
     fn send(&self, opcode: OpCode, payload: Bytes) -> Result<(), Gone> {
         self.tx
             .send(Command::Send {
-                slot: self.slot,
-                gen: self.gen,
+                slot: self.id.slot,
+                gen: self.id.gen,
                 opcode,
                 payload,
             })

@@ -18,7 +18,8 @@ fn conn_ref_server() -> (TestServer, mpsc::Receiver<ConnRef>) {
     let hooks = Hooks {
         open: Some(Arc::new(move |conn| {
             let handle = conn.handle();
-            assert_eq!(handle.worker(), conn.id().0);
+            assert_eq!(handle.worker(), conn.id().worker());
+            assert_eq!(handle.id(), conn.id());
             tx.lock().unwrap().send(handle).unwrap();
         })),
         ..Hooks::default()

@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use std::sync::{Arc, Mutex};
 use uringws_engine::{
-    protocol::{CloseCode, Message, OpCode},
-    Engine, EngineConfig, SendStatus,
+    protocol::{CloseCode, OpCode},
+    Engine, EngineConfig, Message, SendStatus,
 };
 
 /// Sends "welcome" on open; on "bye" sends "goodbye" and closes with 4001;

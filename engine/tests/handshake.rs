@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 use uringws_engine::{
-    protocol::handshake::{http_response, Upgrade},
+    protocol::{handshake::Upgrade, http::Response},
     EngineConfig, Reject,
 };
 
@@ -174,8 +174,7 @@ async fn oversized_head_gets_431_then_close() {
 async fn invalid_requests_get_the_right_status() {
     let hooks = Hooks {
         http: Some(Arc::new(|request, _| {
-            (request.path() == "/health")
-                .then(|| http_response(200, "text/plain", b"ok", &[]).unwrap())
+            (request.path() == "/health").then(|| Response::bytes(200, "text/plain", &b"ok"[..]))
         })),
         upgrade: Some(Arc::new(|upgrade: &Upgrade<'_>| {
             (upgrade.request().path() == "/forbidden")
@@ -239,7 +238,7 @@ async fn plain_requests_get_their_body() {
                 body.first().map(|b| *b as char),
                 body.last().map(|b| *b as char)
             );
-            Some(http_response(200, "text/plain", summary.as_bytes(), &[]).unwrap())
+            Some(Response::bytes(200, "text/plain", summary))
         })),
         ..Hooks::default()
     };

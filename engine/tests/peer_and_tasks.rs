@@ -56,7 +56,7 @@ impl Handler for RecordPeer {
         self.0.send(peer.addr).unwrap();
         Ok(Accept::new(()))
     }
-    fn message(&mut self, _: &mut Conn<'_, ()>, _: Message) {}
+    fn message(&mut self, _: &mut Conn<'_, ()>, _: uringws_engine::Message) {}
 }
 
 fn peer_seen(peer_addresses: bool) -> (SocketAddr, Option<SocketAddr>) {
@@ -108,7 +108,7 @@ impl Handler for Later {
             handle.send_text("done later").unwrap();
         });
     }
-    fn message(&mut self, _: &mut Conn<'_, ()>, _: Message) {}
+    fn message(&mut self, _: &mut Conn<'_, ()>, _: uringws_engine::Message) {}
 }
 
 #[test]

@@ -18,8 +18,7 @@ use std::{
     },
 };
 use uringws_engine::{
-    protocol::{Message, OpCode},
-    BackpressurePolicy, Conn, EngineConfig, Publication,
+    protocol::OpCode, BackpressurePolicy, Conn, EngineConfig, Message, Publication,
 };
 
 fn pubsub_hooks() -> Hooks {

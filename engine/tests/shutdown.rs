@@ -13,10 +13,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use uringws_engine::{
-    protocol::{Message, OpCode},
-    EngineConfig,
-};
+use uringws_engine::{protocol::OpCode, EngineConfig, Message};
 
 const BURST: usize = 48;
 const SIZE: usize = 128 << 10;

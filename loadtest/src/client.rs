@@ -13,12 +13,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use uringws_engine::ring::{Completion, Ring, RingConfig, Socket};
 use uringws_protocol::{
     encoder::write_client_frame,
     handshake::{ClientHandshake, ClientRequest},
     Decoder, DecoderConfig, Error, Message, OpCode, Role,
 };
+use uringws_ring::{Completion, Ring, RingConfig, Socket};
 
 /// How often scenarios get [`Scenario::tick`] for each open connection,
 /// unless they ask otherwise ([`Scenario::tick_every`]).

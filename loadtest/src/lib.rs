@@ -1,6 +1,6 @@
 //! `uringws-load`: a WebSocket load generator for any server, on the client
-//! role of `uringws-protocol` and the engine's public io_uring layer
-//! (`uringws_engine::ring`): sockets are direct descriptors, so one process
+//! role of `uringws-protocol` and the io_uring layer the engine runs on
+//! too (`uringws-ring`): sockets are direct descriptors, so one process
 //! holds far more connections than its open-files limit.
 //!
 //! - [`target`]: `ws://` URLs (resolved once) and local source-address
@@ -33,6 +33,8 @@
 //! assert_eq!(latency.percentiles().map(|p| p.count), Some(1));
 //! # Ok::<(), uringws_load::target::BadInput>(())
 //! ```
+
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod fanout;

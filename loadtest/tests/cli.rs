@@ -2,7 +2,8 @@
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use uringws_engine::protocol::{handshake::Upgrade, CloseCode, Message};
+use uringws_engine::protocol::{handshake::Upgrade, CloseCode};
+use uringws_engine::Message;
 use uringws_engine::{Accept, Conn, ConnRef, Engine, Handler, Peer, Reject};
 
 struct EchoHandler;
@@ -77,7 +78,7 @@ fn bad_input_is_reported_and_fails() {
     assert!(text.contains("--rate"), "{text}");
 }
 
-type Members = Vec<((usize, u32, u32), ConnRef)>;
+type Members = Vec<(uringws_engine::ConnId, ConnRef)>;
 
 /// Sends each binary message to every other connection.
 #[derive(Clone, Default)]

@@ -10,14 +10,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use uringws_engine::protocol::{handshake::Upgrade, CloseCode, Message};
+use uringws_engine::protocol::{handshake::Upgrade, CloseCode};
+use uringws_engine::Message;
 use uringws_engine::{Accept, Conn, ConnRef, Engine, Handler, Peer, Reject};
 use uringws_load::client::{Outcome, Plan};
 use uringws_load::fanout::{Fanout, FanoutConfig};
 use uringws_load::report::FanoutReport;
 use uringws_load::target::Target;
 
-type Id = (usize, u32, u32);
+type Id = uringws_engine::ConnId;
 type Members = Vec<(Id, ConnRef)>;
 
 /// What a broadcast server does with each message it gets.
@@ -57,7 +58,7 @@ impl Handler for Room {
     }
 
     fn open(&mut self, conn: &mut Conn<'_, ()>) {
-        self.workers.lock().unwrap().insert(conn.id().0);
+        self.workers.lock().unwrap().insert(conn.id().worker());
         self.members
             .lock()
             .unwrap()
@@ -339,7 +340,6 @@ impl Handler for StandIn {
                     }
                 }
             }
-            _ => {}
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use uringws_engine::protocol::{handshake::Upgrade, Message};
+use uringws_engine::{protocol::handshake::Upgrade, Message};
 use uringws_engine::{Accept, Conn, Engine, Handler, Peer, Reject};
 use uringws_load::client::{run, Live, Outcome, Plan, Scenario};
 use uringws_load::scenarios::{Connect, Echo, Hold};
@@ -24,7 +24,6 @@ impl Handler for EchoHandler {
         match message {
             Message::Text(text) => conn.send_text(text),
             Message::Binary(data) => conn.send_binary(data),
-            _ => return,
         };
     }
 }

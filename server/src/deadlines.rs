@@ -12,8 +12,8 @@ use std::{
 };
 use uringws_engine::{protocol::CloseCode, ConnRef};
 
-/// A connection on this worker: slot and generation from `Conn::id`.
-pub type ConnKey = (u32, u32);
+/// A connection, from `Conn::id`.
+pub type ConnKey = uringws_engine::ConnId;
 
 #[derive(Default)]
 struct Waiting {

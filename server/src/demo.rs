@@ -7,9 +7,7 @@
 //! and style (`'self'` only) without hashes that would have to be kept in
 //! step with each edit of the page.
 
-use bytes::Bytes;
-use std::sync::LazyLock;
-use uringws_engine::protocol::handshake::{error_response, http_response, Request};
+use uringws_engine::protocol::{handshake::Request, http::Response};
 
 const PAGE: &str = include_str!("../static/index.html");
 const SCRIPT: &str = include_str!("../static/demo.js");
@@ -31,36 +29,28 @@ const HEADERS: &[(&str, &str)] = &[
     ("Referrer-Policy", "no-referrer"),
 ];
 
-/// Built once: every request for a file gets a refcount of the same bytes.
-static RESPONSES: LazyLock<[Bytes; 3]> = LazyLock::new(|| {
-    [
-        ok("text/html; charset=utf-8", PAGE),
-        ok("text/javascript; charset=utf-8", SCRIPT),
-        ok("text/css; charset=utf-8", STYLE),
-    ]
-});
-
-fn ok(content_type: &str, body: &str) -> Bytes {
-    // Only constants go in, so this fails in the tests or never.
-    http_response(200, content_type, body.as_bytes(), HEADERS)
-        .unwrap_or_else(|_| error_response(500, "demo page"))
+fn ok(content_type: &'static str, body: &'static str) -> Response {
+    HEADERS.iter().fold(
+        Response::bytes(200, content_type, body.as_bytes()),
+        |response, &(name, value)| response.header(name, value),
+    )
 }
 
 /// The answer to a plain HTTP request for one of the page's files, or
 /// `None` when the path is not one of them.
-pub fn respond(request: &Request<'_>) -> Option<Bytes> {
-    let file = match request.path() {
-        "/" => 0,
-        "/demo.js" => 1,
-        "/demo.css" => 2,
+pub fn respond(request: &Request<'_>) -> Option<Response> {
+    let (content_type, body) = match request.path() {
+        "/" => ("text/html; charset=utf-8", PAGE),
+        "/demo.js" => ("text/javascript; charset=utf-8", SCRIPT),
+        "/demo.css" => ("text/css; charset=utf-8", STYLE),
         _ => return None,
     };
     // HEAD too: a 405 is simpler than a HEAD answer without a body, and no
     // client of a demo page needs one. The 405 carries `Allow: GET`.
     if request.method() != "GET" {
-        return Some(error_response(405, "use GET"));
+        return Some(Response::text(405, "use GET"));
     }
-    Some(RESPONSES[file].clone())
+    Some(ok(content_type, body))
 }
 
 #[cfg(test)]
@@ -95,10 +85,14 @@ mod tests {
         assert!(!SCRIPT.contains("eval("));
     }
 
+    /// The headers are constants: a bad one would turn every answer into
+    /// a 500.
     #[test]
-    fn responses_are_built() {
-        for response in RESPONSES.iter() {
-            assert!(response.starts_with(b"HTTP/1.1 200 "));
+    fn responses_are_sendable() {
+        for (content_type, body) in [("text/html", PAGE), ("text/css", STYLE)] {
+            let response = ok(content_type, body);
+            assert_eq!(response.check(), Ok(()));
+            assert!(response.encode().starts_with(b"HTTP/1.1 200 OK\r\n"));
         }
     }
 }

@@ -3,34 +3,29 @@
 //! publish key.
 
 use crate::{auth::Auth, pubsub};
-use bytes::Bytes;
-use uringws_engine::protocol::handshake::{
-    error_response, error_response_with_headers, http_response, Request,
-};
+use uringws_engine::protocol::{handshake::Request, http::Response};
 use uringws_engine::{Publication, Publisher};
 
-pub fn publish(request: &Request<'_>, body: &[u8], auth: &Auth, publisher: &Publisher) -> Bytes {
+pub fn publish(request: &Request<'_>, body: &[u8], auth: &Auth, publisher: &Publisher) -> Response {
     if request.method() != "POST" {
-        return error_response_with_headers(405, "use POST", &[("Allow", "POST")])
-            .unwrap_or_else(|_| error_response(405, "use POST"));
+        return Response::text(405, "use POST").header("Allow", "POST");
     }
     if !auth.publish_key_ok(request.header("authorization")) {
-        return error_response_with_headers(
+        return Response::text(
             401,
             "a valid Authorization: Bearer <publish key> is required",
-            &[("WWW-Authenticate", "Bearer realm=\"uringws-publish\"")],
         )
-        .unwrap_or_else(|_| error_response(401, "unauthorized"));
+        .header("WWW-Authenticate", "Bearer realm=\"uringws-publish\"");
     }
     let topic = request
         .query()
         .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(name, _)| name == "topic"))
         .map(|(_, topic)| topic.into_owned());
     let Some(topic) = topic else {
-        return error_response(400, "the topic query parameter is missing");
+        return Response::text(400, "the topic query parameter is missing");
     };
     if let Err(why) = pubsub::check_topic(&topic) {
-        return error_response(400, why);
+        return Response::text(400, why);
     }
     let content_type = request
         .header("content-type")
@@ -48,16 +43,16 @@ pub fn publish(request: &Request<'_>, body: &[u8], auth: &Auth, publisher: &Publ
         }
         Some("application/json") => {
             let Ok(text) = std::str::from_utf8(body) else {
-                return error_response(400, "the JSON body is not UTF-8");
+                return Response::text(400, "the JSON body is not UTF-8");
             };
             if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                return error_response(400, &format!("the body is not JSON: {e}"));
+                return Response::text(400, format!("the body is not JSON: {e}"));
             }
             Publication::text(&pubsub::message_text(&topic, text.trim()))
         }
         _ => {
             let Ok(text) = std::str::from_utf8(body) else {
-                return error_response(
+                return Response::text(
                     400,
                     "the body is not UTF-8 text; send binary as application/octet-stream",
                 );
@@ -68,6 +63,5 @@ pub fn publish(request: &Request<'_>, body: &[u8], auth: &Auth, publisher: &Publ
     };
     publisher.publish(&topic, &publication);
     let answer = serde_json::json!({ "topic": topic }).to_string();
-    http_response(202, "application/json", answer.as_bytes(), &[])
-        .unwrap_or_else(|_| error_response(500, "publish"))
+    Response::bytes(202, "application/json", answer)
 }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::{borrow::Cow, collections::HashMap};
-use uringws_engine::{Conn, Publication};
+use uringws_engine::{Conn, ConnId, Publication};
 
 use crate::auth::Grant;
 
@@ -12,12 +12,11 @@ pub const SUBPROTOCOL: &str = "uringws.v1";
 /// Longest topic name, so a binary frame's one-byte length can carry it.
 pub const MAX_TOPIC: usize = 255;
 
-/// A connection on this worker, for side tables: slot and generation.
-pub type ConnKey = (u32, u32);
+/// A connection, for side tables.
+pub type ConnKey = ConnId;
 
 pub fn conn_key<S>(conn: &Conn<'_, S>) -> ConnKey {
-    let (_, slot, gen) = conn.id();
-    (slot, gen)
+    conn.id()
 }
 
 /// Where each connection's binary frames without a topic go. Few

@@ -1,13 +1,13 @@
 //! What each path does, and who may upgrade: the Origin allow-list and the
 //! per-IP limits on every WebSocket path, tokens on `/ws`.
 
-use bytes::Bytes;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 use uringws_engine::protocol::{
-    handshake::{error_response, http_response, Request, Upgrade},
-    CloseCode, Message,
+    handshake::{Request, Upgrade},
+    http::Response,
+    CloseCode,
 };
-use uringws_engine::{Accept, Conn, EngineHandle, Handler, Peer, Reject, WorkerContext};
+use uringws_engine::{Accept, Conn, EngineHandle, Handler, Message, Peer, Reject, WorkerContext};
 
 use crate::{
     auth::{self, Auth, Grant, Refusal},
@@ -242,7 +242,7 @@ impl Handler for Routes {
         }
     }
 
-    fn http(&mut self, request: &Request<'_>, body: &[u8], _: Peer) -> Bytes {
+    fn http(&mut self, request: &Request<'_>, body: &[u8], _: Peer) -> Response {
         if let Some(response) = demo::respond(request) {
             return response;
         }
@@ -253,20 +253,15 @@ impl Handler for Routes {
                 &self.shared.auth,
                 &self.engine.publisher(),
             ),
-            ("GET", "/health") => {
-                http_response(200, "application/json", self.health().as_bytes(), &[])
-                    .unwrap_or_else(|_| error_response(500, "health"))
-            }
-            (_, "/health") => error_response(405, "use GET"),
-            ("GET", "/metrics") => http_response(
+            ("GET", "/health") => Response::bytes(200, "application/json", self.health()),
+            (_, "/health") => Response::text(405, "use GET"),
+            ("GET", "/metrics") => Response::bytes(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                crate::metrics::render(&self.engine).as_bytes(),
-                &[],
-            )
-            .unwrap_or_else(|_| error_response(500, "metrics")),
-            (_, "/metrics") => error_response(405, "use GET"),
-            _ => error_response(404, "not found"),
+                crate::metrics::render(&self.engine),
+            ),
+            (_, "/metrics") => Response::text(405, "use GET"),
+            _ => Response::text(404, "not found"),
         }
     }
 
@@ -274,7 +269,7 @@ impl Handler for Routes {
         let opening = std::mem::take(&mut self.opening);
         let key = conn_key(conn);
         if let Some(ip) = opening.ip {
-            let slot = key.0 as usize;
+            let slot = key.index();
             if self.peers.len() <= slot {
                 self.peers.resize(slot + 1, IpKey::NONE);
             }
@@ -298,7 +293,6 @@ impl Handler for Routes {
                 match message {
                     Message::Text(text) => conn.send_text(text),
                     Message::Binary(data) => conn.send_binary(data),
-                    _ => return,
                 };
                 return;
             }
@@ -330,7 +324,6 @@ impl Handler for Routes {
                     conn.send_text(pubsub::error(None, code, why));
                 }
             }
-            _ => {}
         }
         // `auth` is taken only as the first message.
         if *conn.state() == Endpoint::Anonymous {
@@ -349,7 +342,7 @@ impl Handler for Routes {
             }
             Endpoint::Anonymous | Endpoint::All => self.binary_topics.forget(key),
         }
-        if let Some(ip) = self.peers.get_mut(key.0 as usize) {
+        if let Some(ip) = self.peers.get_mut(key.index()) {
             let ip = std::mem::replace(ip, IpKey::NONE);
             if let (true, Some(per_ip)) = (ip != IpKey::NONE, self.counts_connections()) {
                 per_ip.disconnect(ip);

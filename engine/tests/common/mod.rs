@@ -24,9 +24,11 @@ use uringws_engine::{
     protocol::{
         encoder::write_client_frame,
         handshake::{Request, Upgrade},
-        Message, OpCode,
+        http::Response,
+        OpCode,
     },
-    Accept, Conn, Engine, EngineConfig, EngineHandle, Handler, Peer, Reject, WorkerContext,
+    Accept, Conn, ConnId, Engine, EngineConfig, EngineHandle, Handler, Message, Peer, Reject,
+    WorkerContext,
 };
 
 /// The bound on any single wait in these tests.
@@ -59,17 +61,17 @@ pub async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> b
 pub enum Event {
     Open {
         worker: usize,
-        id: (usize, u32, u32),
+        id: ConnId,
     },
     Close {
         worker: usize,
-        id: (usize, u32, u32),
+        id: ConnId,
         code: u16,
         reason: String,
     },
     Drain {
         worker: usize,
-        id: (usize, u32, u32),
+        id: ConnId,
         buffered: usize,
     },
 }
@@ -167,7 +169,7 @@ pub type OpenHook = Arc<dyn Fn(&mut Conn<'_, ()>) + Send + Sync>;
 pub type MessageHook = Arc<dyn Fn(&mut Conn<'_, ()>, &Message) -> bool + Send + Sync>;
 pub type DrainHook = Arc<dyn Fn(&mut Conn<'_, ()>) + Send + Sync>;
 /// A plain HTTP request and its body; `None` falls back to the trait's default (404).
-pub type HttpHook = Arc<dyn Fn(&Request<'_>, &[u8]) -> Option<Bytes> + Send + Sync>;
+pub type HttpHook = Arc<dyn Fn(&Request<'_>, &[u8]) -> Option<Response> + Send + Sync>;
 /// An upgrade request; `Some` refuses it.
 pub type UpgradeHook = Arc<dyn Fn(&Upgrade<'_>) -> Option<Reject> + Send + Sync>;
 
@@ -204,7 +206,7 @@ impl Handler for Echo {
         Ok(Accept::new(()))
     }
 
-    fn http(&mut self, request: &Request<'_>, body: &[u8], peer: Peer) -> Bytes {
+    fn http(&mut self, request: &Request<'_>, body: &[u8], peer: Peer) -> Response {
         if let Some(response) = self
             .hooks
             .http
@@ -248,7 +250,6 @@ impl Handler for Echo {
             Message::Binary(data) => {
                 conn.send_binary(data);
             }
-            _ => {}
         }
     }
 

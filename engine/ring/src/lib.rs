@@ -1,17 +1,40 @@
-//! The io_uring layer, public so other parts of uringws (the load
-//! generator) drive sockets the same way the engine does: one [`Ring`] per
-//! thread, sockets as direct descriptors ([`Socket`]), multishot receives
-//! into a provided-buffer ring, and typed submissions. All of the engine's
-//! `unsafe` lives here and in `buf_ring` and `addr`.
+//! The io_uring layer of uringws, shared by the engine (`uringws-engine`)
+//! and the load generator (`uringws-load`): one [`Ring`] per thread,
+//! sockets as direct descriptors ([`Socket`]), multishot receives into a
+//! provided-buffer ring, vectored sends whose memory the ring holds
+//! ([`VectoredSend`]), and a `user_data` scheme ([`Token`]). Every `unsafe`
+//! that io_uring needs lives in this crate, behind safe methods.
 //!
 //! Each submission carries a caller-chosen `user_data` that comes back in
 //! its [`Completion`]. Its top bit is the ring's own: operations whose
-//! memory the ring keeps until they complete (addresses, owned send
-//! buffers) are tagged with it, and [`Ring::drain`] gives back the caller's
-//! value.
+//! memory the ring keeps until they complete (addresses, send buffers) are
+//! tagged with it, and [`Ring::drain`] gives back the caller's value.
+//!
+//! ```no_run
+//! use uringws_ring::{Ring, RingConfig, Token};
+//! # fn main() -> std::io::Result<()> {
+//! let mut ring = Ring::new(&RingConfig { entries: 64, recv_buffers: 8, recv_buffer_size: 4096, files: 16 })?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! use std::os::fd::AsRawFd;
+//! ring.accept_multi(listener.as_raw_fd(), Token::new(1, 0, 0).encode())?;
+//! ring.wait(std::time::Duration::from_millis(10))?;
+//! let mut completions = Vec::new();
+//! ring.drain(&mut completions, 64);
+//! for c in &completions {
+//!     if let Some(socket) = c.socket() {
+//!         ring.recv_multi(socket, Token::new(2, 0, socket.index()).encode())?;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 
 mod addr;
 mod buf_ring;
+mod send;
+mod token;
+
+pub use send::{Chunk, VectoredSend, INLINE_MAX, MAX_IOVECS};
+pub use token::Token;
 
 use addr::RawAddr;
 use buf_ring::BufRing;
@@ -41,7 +64,6 @@ impl Socket {
 }
 
 /// A completion copied out of the queue, so handling it can submit more.
-#[derive(Debug, Clone, Copy)]
 pub struct Completion {
     pub user_data: u64,
     /// The operation's result: a byte count, a new socket's index, or a
@@ -49,6 +71,7 @@ pub struct Completion {
     pub result: i32,
     flags: u32,
     peer: Option<SocketAddr>,
+    vectored: Option<Box<VectoredSend>>,
 }
 
 impl Completion {
@@ -70,6 +93,12 @@ impl Completion {
     /// The peer of a single-shot [`Ring::accept`].
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// The buffer of a [`Ring::send_vectored`], back from the kernel: what
+    /// was sent is `result` bytes of it.
+    pub fn take_vectored(&mut self) -> Option<Box<VectoredSend>> {
+        self.vectored.take()
     }
 
     /// The error, if the operation failed.
@@ -98,6 +127,8 @@ enum Owned {
     Addr(Box<RawAddr>),
     /// The bytes of a send.
     Send(#[allow(dead_code, reason = "held for the kernel, never read here")] Bytes),
+    /// The pieces, iovecs and msghdr of a vectored send.
+    Vectored(Box<VectoredSend>),
     /// A socket option's value.
     Int(#[allow(dead_code, reason = "held for the kernel, never read here")] Box<libc::c_int>),
 }
@@ -137,6 +168,7 @@ impl Ring {
         self.files
     }
 
+    #[cfg(feature = "tokio")]
     /// A tokio registration that turns readable when completions are
     /// waiting, so a thread sleeps in tokio's driver (and its timers and
     /// channels keep working) instead of in `io_uring_enter`.
@@ -250,13 +282,16 @@ impl Ring {
                 result: cqe.result(),
                 flags: cqe.flags(),
                 peer: None,
+                vectored: None,
             };
             if completion.user_data & OWNED != 0 {
                 let key = (completion.user_data & !OWNED) as usize;
                 if let Some((owned, user_data)) = self.owned.try_remove(key) {
                     completion.user_data = user_data;
-                    if let Owned::Addr(addr) = owned {
-                        completion.peer = addr.to_socket_addr();
+                    match owned {
+                        Owned::Addr(addr) => completion.peer = addr.to_socket_addr(),
+                        Owned::Vectored(send) => completion.vectored = Some(send),
+                        Owned::Send(_) | Owned::Int(_) => {}
                     }
                 }
             }
@@ -410,23 +445,24 @@ impl Ring {
         unsafe { self.push_owned(Owned::Send(data), user_data, entry) }
     }
 
-    /// Sends a message the caller owns.
-    ///
-    /// # Safety
-    /// `msg`, its iovec array and every buffer it points to must stay valid
-    /// and unmoved until this send's completion arrives.
-    pub unsafe fn send_msg(
+    /// Sends the pieces of `send` with one `sendmsg`; the ring holds it
+    /// until the completion, which hands it back
+    /// ([`Completion::take_vectored`]) with the count of bytes sent (a short
+    /// send is possible: [`VectoredSend::advance`] and send the rest).
+    pub fn send_vectored(
         &mut self,
         socket: Socket,
-        msg: *const libc::msghdr,
+        mut send: Box<VectoredSend>,
         user_data: u64,
     ) -> io::Result<()> {
+        let msg = send.prepare();
         let entry = opcode::SendMsg::new(Fixed(socket.0), msg)
             .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
-            .user_data(user_data);
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.push(entry) }
+            .build();
+        // SAFETY: the entry points into the boxed send only (its msghdr,
+        // iovecs, and the chunks they point to, whose heap contents do not
+        // move), and the ring keeps the box unchanged until the completion.
+        unsafe { self.push_owned(Owned::Vectored(send), user_data, entry) }
     }
 
     /// Cancels every request submitted with `user_data` (not those whose

@@ -1,0 +1,139 @@
+//! Accepting connections: accepts kept armed on each listener, paused
+//! with a back-off when the file table is full.
+
+use super::{ops, Kind, Slot, Worker};
+use crate::{
+    connection::{Connection, Id},
+    handler::Handler,
+};
+use std::{io, net::SocketAddr, os::fd::AsRawFd};
+use uringws_ring::{Completion, Socket, Token};
+
+/// How long to wait before accepting again when the file table is full.
+const ACCEPT_BACKOFF_MS: u64 = 100;
+/// Single-shot accepts kept in flight per listener when peer addresses are
+/// wanted: enough that a connection storm never waits for a re-arm.
+const ACCEPTS_PER_LISTENER: u32 = 8;
+
+pub(super) struct Accepts {
+    listeners: Vec<socket2::Socket>,
+    /// Single-shot accepts, which report the peer's address; otherwise one
+    /// multishot accept per listener.
+    peer_addresses: bool,
+    accepting: bool,
+    retry_at: Option<u64>,
+    /// Accepts that stopped on a full file table, re-armed after a pause.
+    paused: Vec<Token>,
+}
+
+impl Accepts {
+    pub(super) fn new(listeners: Vec<socket2::Socket>, peer_addresses: bool) -> Accepts {
+        Accepts {
+            listeners,
+            peer_addresses,
+            accepting: true,
+            retry_at: None,
+            paused: Vec::new(),
+        }
+    }
+
+    pub(super) fn retry_at(&self) -> Option<u64> {
+        self.retry_at
+    }
+}
+
+impl<H: Handler> Worker<H> {
+    pub(super) fn arm_accepts(&mut self) -> io::Result<()> {
+        let per_listener = match self.accept.peer_addresses {
+            true => ACCEPTS_PER_LISTENER,
+            false => 1,
+        };
+        for i in 0..self.accept.listeners.len() as u32 {
+            for k in 0..per_listener {
+                let slot = i * ACCEPTS_PER_LISTENER + k;
+                self.arm_accept(Token::new(Kind::Accept as u8, 0, slot))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn arm_accept(&mut self, token: Token) -> io::Result<()> {
+        let index = (token.slot / ACCEPTS_PER_LISTENER) as usize;
+        let Some(listener) = self.accept.listeners.get(index) else {
+            return Ok(());
+        };
+        let fd = listener.as_raw_fd();
+        match self.accept.peer_addresses {
+            true => self.ring.accept(fd, token.encode()),
+            false => self.ring.accept_multi(fd, token.encode()),
+        }
+    }
+
+    pub(super) fn on_accept(&mut self, token: Token, c: &Completion) {
+        if let Some(socket) = c.socket() {
+            self.accepted(socket, c.peer());
+        } else if c.result != -libc::ECANCELED {
+            tracing::warn!(worker = self.id, error = %io::Error::from_raw_os_error(-c.result), "accept failed");
+        }
+        if c.more() || !self.accept.accepting {
+            return;
+        }
+        let out_of_room =
+            [libc::ENFILE, libc::EMFILE, libc::ENOMEM, libc::ENOBUFS].contains(&-c.result);
+        if out_of_room {
+            // Retrying at once would spin until a connection closes.
+            self.accept.paused.push(token);
+            let at = self.ctx.out.now + ACCEPT_BACKOFF_MS;
+            self.accept.retry_at.get_or_insert(at);
+        } else if let Err(e) = self.arm_accept(token) {
+            tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
+        }
+    }
+
+    fn accepted(&mut self, socket: Socket, peer: Option<SocketAddr>) {
+        let gen = self.next_gen;
+        self.next_gen = Token::next_gen(gen);
+        let entry = self.slots.vacant_entry();
+        let slot = entry.key() as u32;
+        entry.insert(Slot {
+            conn: Connection::new(Id { slot, gen }, peer, &mut self.ctx.out),
+            state: None,
+            socket,
+            ops: ops::RECV_ARMED,
+            timer_at: 0,
+        });
+        if let Err(e) = self.ring.recv_multi(socket, Kind::Recv.token(gen, slot)) {
+            tracing::error!(worker = self.id, error = %e, "cannot arm recv");
+            self.slots[slot as usize].ops &= !ops::RECV_ARMED;
+            self.teardown(slot);
+            return;
+        }
+        self.schedule(slot);
+    }
+
+    /// Accepts paused on a full file table are due again.
+    pub(super) fn retry_accepts(&mut self) {
+        if self.accept.retry_at.is_none_or(|at| at > self.ctx.out.now) {
+            return;
+        }
+        self.accept.retry_at = None;
+        for token in std::mem::take(&mut self.accept.paused) {
+            if self.accept.accepting {
+                if let Err(e) = self.arm_accept(token) {
+                    tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
+                }
+            }
+        }
+    }
+
+    /// No more connections: accepts are cancelled and the listeners
+    /// closed, so new connections are refused at once.
+    pub(super) fn stop_accepting(&mut self) {
+        self.accept.accepting = false;
+        for listener in &self.accept.listeners {
+            let _ = self.ring.cancel_fd(listener.as_raw_fd());
+        }
+        // The cancellations reference the listeners by token only.
+        self.accept.listeners.clear();
+    }
+}

@@ -1,0 +1,196 @@
+//! Receiving: multishot receive completions into the connection, the HTTP
+//! request head and the upgrade decision.
+
+use super::{live, ops, Worker};
+use crate::{
+    connection::Head,
+    handler::{Accept, Handler, Peer},
+    refusal::Refusal,
+    stats::RequestOutcome,
+};
+use bytes::Bytes;
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::atomic::Ordering,
+};
+use uringws_protocol::{http::Response, Error};
+use uringws_ring::{Completion, Token};
+
+/// What was decided about a complete request head.
+enum Decision<S> {
+    /// Answer and close: the response and how it is counted.
+    Respond(Bytes, RequestOutcome),
+    Upgrade(Bytes, S),
+}
+
+impl<H: Handler> Worker<H> {
+    pub(super) fn on_recv(&mut self, token: Token, c: &Completion) {
+        let slot = token.slot;
+        let Some(s) = live(&mut self.slots, slot, token.gen) else {
+            self.ring.recycle(c);
+            return;
+        };
+        if !c.more() {
+            s.ops &= !ops::RECV_ARMED;
+        }
+        match c.result {
+            n if n > 0 => {
+                let Some(data) = self.ring.received(c) else {
+                    self.teardown(slot);
+                    return self.try_free(slot);
+                };
+                s.conn.receive(data, &mut self.ctx.out);
+                self.ring.recycle(c);
+                self.on_input(slot);
+                self.want_rearm(slot);
+            }
+            0 => self.teardown(slot),
+            e if e == -libc::ENOBUFS => {
+                // The ring ran dry: the data waits in the socket until the
+                // buffers of this batch are recycled and recv is re-armed.
+                self.stats
+                    .buffer_exhaustions
+                    .fetch_add(1, Ordering::Relaxed);
+                self.want_rearm(slot);
+            }
+            e if e == -libc::ECANCELED => {}
+            _ => self.teardown(slot),
+        }
+        self.try_free(slot);
+    }
+
+    /// A receive that stopped is re-armed at the end of the turn, once the
+    /// buffers of this batch are back in the ring.
+    fn want_rearm(&mut self, slot: u32) {
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            if !s.has(ops::RECV_ARMED | ops::SHUT | ops::REARM) {
+                s.ops |= ops::REARM;
+                self.rearm.push(slot);
+            }
+        }
+    }
+
+    pub(super) fn rearm_recvs(&mut self) {
+        for slot in std::mem::take(&mut self.rearm) {
+            let Some(s) = self.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            s.ops &= !ops::REARM;
+            if s.has(ops::SHUT | ops::RECV_ARMED) {
+                continue;
+            }
+            let token = super::Kind::Recv.token(s.conn.id.gen, slot);
+            if self.ring.recv_multi(s.socket, token).is_ok() {
+                s.ops |= ops::RECV_ARMED;
+            } else {
+                self.teardown(slot);
+            }
+        }
+    }
+
+    fn on_input(&mut self, slot: u32) {
+        if self.slots[slot as usize].conn.is_handshake() {
+            self.handshake(slot);
+        }
+        self.drive(slot);
+    }
+
+    /// Decides on a complete request head: the protocol's checks, the
+    /// engine's own limits, then the handler.
+    fn handshake(&mut self, slot: u32) {
+        let refusal = if self.shutdown.started() {
+            Some(Refusal::ShuttingDown)
+        } else if self.open >= self.config().max_connections_per_worker {
+            Some(Refusal::AtCapacity)
+        } else {
+            None
+        };
+        let s = &mut self.slots[slot as usize];
+        let peer = Peer {
+            addr: s.conn.peer(),
+            worker: self.id,
+        };
+        let handler = &mut self.handler;
+        let worker = self.id;
+        let Some((decision, head_len)) = s.conn.poll_head(&mut self.ctx.out, |head| {
+            decide(handler, head, peer, refusal, worker)
+        }) else {
+            return;
+        };
+        match decision {
+            Decision::Respond(response, outcome) => {
+                self.stats.count_request(outcome);
+                s.conn.respond(response, &mut self.ctx.out);
+            }
+            Decision::Upgrade(response, state) => {
+                s.conn.upgrade(response, head_len, &mut self.ctx.out);
+                s.state = Some(state);
+                self.open += 1;
+                self.stats.set_open(self.open);
+                self.stats.count_request(RequestOutcome::Handshake(101));
+                self.call(slot, |handler, conn| handler.open(conn));
+            }
+        }
+    }
+}
+
+/// The answer to a request head. A handler that panics gets its request
+/// a 500, and the worker goes on.
+fn decide<H: Handler>(
+    handler: &mut H,
+    head: Head<'_>,
+    peer: Peer,
+    refusal: Option<Refusal>,
+    worker: usize,
+) -> Decision<H::State> {
+    let refuse = |response: Response| {
+        let status = response.status();
+        Decision::Respond(response.encode(), RequestOutcome::Handshake(status))
+    };
+    match head {
+        Head::Invalid(error) => Decision::Respond(
+            Response::from(&error).encode(),
+            RequestOutcome::Handshake(error.http_status().unwrap_or(500)),
+        ),
+        Head::Http { request, body } => {
+            let response = catch_unwind(AssertUnwindSafe(|| handler.http(request, body, peer)))
+                .unwrap_or_else(|_| {
+                    tracing::error!(worker, path = request.path(), "http handler panicked");
+                    Refusal::HandlerPanicked.response()
+                });
+            let status = response.status();
+            Decision::Respond(response.encode(), RequestOutcome::Http(status))
+        }
+        Head::Upgrade(upgrade) => {
+            if let Some(refusal) = refusal {
+                return refuse(refusal.response());
+            }
+            match catch_unwind(AssertUnwindSafe(|| handler.upgrade(&upgrade, peer))) {
+                Ok(Ok(accept)) => match response_101(&upgrade, &accept) {
+                    Ok(response) => Decision::Upgrade(response, accept.state),
+                    Err(error) => {
+                        tracing::error!(worker, %error, "handler's upgrade answer cannot be sent");
+                        refuse(Refusal::InvalidHandlerAnswer.response())
+                    }
+                },
+                Ok(Err(reject)) => refuse(reject.into_response()),
+                Err(_) => {
+                    tracing::error!(worker, "upgrade handler panicked");
+                    refuse(Refusal::HandlerPanicked.response())
+                }
+            }
+        }
+    }
+}
+
+fn response_101<S>(
+    upgrade: &uringws_protocol::handshake::Upgrade<'_>,
+    accept: &Accept<S>,
+) -> Result<Bytes, Error> {
+    let headers: Vec<(&str, &str)> = accept
+        .headers
+        .iter()
+        .map(|(name, value)| (&**name, &**value))
+        .collect();
+    upgrade.response_with_headers(accept.protocol.as_deref(), None, &headers)
+}

@@ -1,0 +1,376 @@
+//! One worker: a thread pinned to a core, owning its ring, its listeners,
+//! its connections and its handler. Nothing here is shared with other
+//! workers; they reach it only through its command channel.
+//!
+//! The worker moves bytes between the ring and each connection's sans-IO
+//! state machine ([`Connection`]) and turns what the connection reports
+//! into handler callbacks. By concern: `accept`, `input` (receives and the
+//! HTTP request), `events` (callbacks and fan-out), `output` (sends),
+//! `timers`, and `commands` (other threads, shutdown).
+
+mod accept;
+mod commands;
+mod events;
+mod input;
+mod output;
+mod timers;
+
+use crate::{
+    config::EngineConfig,
+    conn::Ctx,
+    connection::{Connection, Outbox},
+    handler::Handler,
+    pubsub::{Publisher, TopicTable},
+    remote::Command,
+    stats::WorkerStats,
+};
+use slab::Slab;
+use std::{
+    cmp::Reverse,
+    collections::BinaryHeap,
+    io,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use uringws_ring::{Completion, Ring, RingConfig, Socket, Token};
+
+/// Completions taken off the queue per batch.
+const BATCH: usize = 512;
+/// Longest the loop runs without letting other tasks of the worker run.
+const YIELD_EVERY_MS: u64 = 2;
+
+/// What a completion belongs to ([`Token::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    Close = 4,
+}
+
+impl Kind {
+    fn of(token: Token) -> Option<Kind> {
+        [Kind::Accept, Kind::Recv, Kind::Send, Kind::Close]
+            .into_iter()
+            .find(|k| *k as u8 == token.kind)
+    }
+
+    fn token(self, gen: u32, slot: u32) -> u64 {
+        Token::new(self as u8, gen, slot).encode()
+    }
+}
+
+/// The ring operations of a slot that are in flight or due: the worker's
+/// I/O bookkeeping (the connection's own life is in [`Connection`]).
+mod ops {
+    pub const RECV_ARMED: u8 = 1;
+    /// Re-arm the multishot receive at the end of this turn.
+    pub const REARM: u8 = 1 << 1;
+    /// The transport is shut: the close is submitted or done.
+    pub const SHUT: u8 = 1 << 2;
+    pub const CLOSING_FD: u8 = 1 << 3;
+}
+
+/// A connection in the worker's slab.
+struct Slot<S> {
+    conn: Connection,
+    /// The handler's state for it, from the upgrade on.
+    state: Option<S>,
+    socket: Socket,
+    ops: u8,
+    /// The deadline this slot has in the timer heap (0: none).
+    timer_at: u64,
+}
+
+impl<S> Slot<S> {
+    fn has(&self, op: u8) -> bool {
+        self.ops & op != 0
+    }
+}
+
+pub(crate) struct Worker<H: Handler> {
+    id: usize,
+    ring: Ring,
+    slots: Slab<Slot<H::State>>,
+    handler: H,
+    accept: accept::Accepts,
+    ctx: Ctx,
+    rx: UnboundedReceiver<Command>,
+    timers: BinaryHeap<Reverse<(u64, u32)>>,
+    rearm: Vec<u32>,
+    next_gen: u32,
+    /// Upgraded connections not yet reported closed.
+    open: usize,
+    started: Instant,
+    shutdown: commands::Shutdown,
+    stats: Arc<WorkerStats>,
+}
+
+impl<H: Handler> Worker<H> {
+    pub(crate) fn new(
+        id: usize,
+        handler: H,
+        listeners: Vec<socket2::Socket>,
+        config: Arc<EngineConfig>,
+        (commands, rx): (UnboundedSender<Command>, UnboundedReceiver<Command>),
+        publisher: Publisher,
+        stats: Arc<WorkerStats>,
+    ) -> io::Result<Self> {
+        // Room for every allowed connection plus some still in their
+        // handshake or closing; the kernel caps it at the open-files limit.
+        let files = config
+            .max_connections_per_worker
+            .saturating_add(1024)
+            .min(u32::MAX as usize) as u32;
+        let ring = Ring::new(&RingConfig {
+            entries: config.ring_entries,
+            recv_buffers: config.recv_buffers,
+            recv_buffer_size: config.recv_buffer_size,
+            files,
+        })?;
+        tracing::debug!(
+            worker = id,
+            files = ring.files(),
+            slot_bytes = std::mem::size_of::<Slot<H::State>>(),
+            "ring ready"
+        );
+        // Reserved, not touched: pages become resident only as slots fill,
+        // and the slab never moves (a doubling copy would leave the old
+        // block resident in the allocator).
+        let slots = Slab::with_capacity(ring.files() as usize);
+        let peer_addresses = config.peer_addresses;
+        Ok(Worker {
+            id,
+            ring,
+            slots,
+            handler,
+            accept: accept::Accepts::new(listeners, peer_addresses),
+            ctx: Ctx {
+                worker: id,
+                out: Outbox::new(config),
+                commands,
+                topics: TopicTable::new(id, publisher.interest()),
+                publisher,
+                to_publish: Vec::new(),
+            },
+            rx,
+            timers: BinaryHeap::new(),
+            rearm: Vec::new(),
+            next_gen: 0,
+            open: 0,
+            started: Instant::now(),
+            shutdown: commands::Shutdown::default(),
+            stats,
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn config(&self) -> &EngineConfig {
+        &self.ctx.out.config
+    }
+
+    pub(crate) async fn run(mut self) -> io::Result<()> {
+        let ring_fd = self.ring.watch()?;
+        self.arm_accepts()?;
+        let mut completions = Vec::with_capacity(BATCH);
+        let mut last_wait = 0;
+        loop {
+            self.ctx.out.now = self.now();
+            // Before the submit: a forced end of a shutdown queues cancels
+            // and closes that must go out now, not after the next wake.
+            if self.finished() {
+                break;
+            }
+            self.flush()?;
+            self.ring.submit()?;
+            if !self.ring.has_completions() {
+                self.trim();
+                let deadline = self
+                    .next_deadline()
+                    .map(|ms| self.started + Duration::from_millis(ms));
+                // Woken by completions, a command from another thread, or
+                // the next deadline.
+                let command = tokio::select! {
+                    biased;
+                    guard = ring_fd.readable() => {
+                        guard?.clear_ready();
+                        None
+                    }
+                    Some(command) = self.rx.recv() => Some(command),
+                    _ = sleep_until(deadline) => None,
+                };
+                self.ctx.out.now = self.now();
+                if let Some(command) = command {
+                    self.command(command);
+                }
+                last_wait = self.ctx.out.now;
+            } else if self.ctx.out.now >= last_wait + YIELD_EVERY_MS {
+                // Under constant load the loop never waits: let the
+                // handlers' own tasks (spawn_local) run now and then. Not
+                // every turn: a yield costs tokio a poll of its driver.
+                tokio::task::yield_now().await;
+                last_wait = self.now();
+            }
+            self.ctx.out.now = self.now();
+            loop {
+                completions.clear();
+                self.ring.drain(&mut completions, BATCH);
+                if completions.is_empty() {
+                    break;
+                }
+                for completion in completions.drain(..) {
+                    self.complete(completion);
+                }
+            }
+            while let Ok(command) = self.rx.try_recv() {
+                self.command(command);
+            }
+            self.run_timers();
+            self.wake_all();
+            self.rearm_recvs();
+            self.stats.sync(&self.ctx.out.counters);
+        }
+        Ok(())
+    }
+
+    /// About to sleep: what the last burst grew beyond everyday needs goes
+    /// back, so an idle server's memory does not stay at its largest
+    /// fan-out's (the allocator returns freed large blocks to the system).
+    fn trim(&mut self) {
+        const KEEP: usize = 4096;
+        self.ring.trim(KEEP);
+        let direct = &mut self.ctx.out.direct;
+        if direct.is_empty() && direct.capacity() > KEEP {
+            *direct = Vec::with_capacity(KEEP);
+        }
+    }
+
+    fn complete(&mut self, mut c: Completion) {
+        let Some(token) = Token::decode(c.user_data) else {
+            // Cancellations (`uringws_ring::IGNORED`).
+            return;
+        };
+        match Kind::of(token) {
+            Some(Kind::Accept) => self.on_accept(token, &c),
+            Some(Kind::Recv) => self.on_recv(token, &c),
+            Some(Kind::Send) => {
+                let returned = c.take_vectored();
+                self.on_send(token, c.result, returned);
+            }
+            Some(Kind::Close) => {
+                if let Some(slot) = live(&mut self.slots, token.slot, token.gen) {
+                    slot.ops &= !ops::CLOSING_FD;
+                    self.try_free(token.slot);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// After anything happened to a connection: hands what it reports to
+    /// the handler, then shuts its transport if it is done, or schedules
+    /// its next deadline.
+    fn drive(&mut self, slot: u32) {
+        loop {
+            let Some(s) = self.slots.get_mut(slot as usize) else {
+                return;
+            };
+            let Some(event) = s.conn.poll_event(&mut self.ctx.out) else {
+                break;
+            };
+            self.dispatch(slot, event);
+            self.deliver_published();
+        }
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        s.conn.after_input(&mut self.ctx.out);
+        if s.conn.is_done() {
+            self.teardown(slot);
+        } else {
+            self.schedule(slot);
+        }
+    }
+
+    /// Drives the connections that something other than their own input
+    /// touched (a drop or close during another's callback or a fan-out).
+    fn wake_all(&mut self) {
+        while !self.ctx.out.wake.is_empty() {
+            for slot in std::mem::take(&mut self.ctx.out.wake) {
+                self.drive(slot);
+            }
+        }
+    }
+
+    /// Closes the socket and forgets the connection once no operation of
+    /// it is in flight; the handler hears of an open connection's end
+    /// first.
+    fn teardown(&mut self, slot: u32) {
+        let Some(s) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        if s.has(ops::SHUT) {
+            return;
+        }
+        s.ops |= ops::SHUT;
+        s.conn.on_transport_closed(&mut self.ctx.out);
+        // The 1006 report of a connection that was open.
+        while let Some(event) = self.slots[slot as usize].conn.poll_event(&mut self.ctx.out) {
+            self.dispatch(slot, event);
+            self.deliver_published();
+        }
+        let s = &mut self.slots[slot as usize];
+        let (socket, gen) = (s.socket, s.conn.id.gen);
+        if s.has(ops::RECV_ARMED) || s.conn.sending() {
+            // By socket: sends holding a buffer carry the ring's tag in
+            // their user_data, not ours.
+            let _ = self.ring.cancel_socket(socket);
+        }
+        if self
+            .ring
+            .close(socket, Kind::Close.token(gen, slot))
+            .is_ok()
+        {
+            s.ops |= ops::CLOSING_FD;
+        } else {
+            let _ = self.ring.close_now(socket);
+        }
+        self.try_free(slot);
+    }
+
+    /// Forgets a shut connection once the ring holds nothing of it.
+    fn try_free(&mut self, slot: u32) {
+        let Some(s) = self.slots.get(slot as usize) else {
+            return;
+        };
+        let idle =
+            s.has(ops::SHUT) && !s.conn.sending() && !s.has(ops::RECV_ARMED | ops::CLOSING_FD);
+        if idle {
+            // Already gone for an opened connection (its close report);
+            // this catches any other path, as a stale slot would get
+            // another connection's publications.
+            self.ctx.topics.remove_conn(slot);
+            let s = self.slots.remove(slot as usize);
+            s.conn.free(&mut self.ctx.out.pool);
+        }
+    }
+}
+
+/// The slot `slot` if it still holds the connection of generation `gen`.
+fn live<S>(slots: &mut Slab<Slot<S>>, slot: u32, gen: u32) -> Option<&mut Slot<S>> {
+    slots
+        .get_mut(slot as usize)
+        .filter(|s| s.conn.id.gen == gen)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
