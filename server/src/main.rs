@@ -28,7 +28,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 #[command(name = "uringws", version)]
 struct Cli {
     /// TOML file with any of the settings below (see uringws.example.toml).
-    #[arg(long, env = "URINGWS_CONFIG")]
+    #[arg(long, env = config::CONFIG_VARIABLE)]
     config: Option<PathBuf>,
     /// Print the effective configuration as TOML (secrets redacted) and exit.
     #[arg(long)]
@@ -39,7 +39,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_ref(), cli.overrides) {
+    let config = match Config::load(cli.config.as_ref(), std::env::vars_os(), cli.overrides) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("uringws: {e}");
@@ -111,7 +111,7 @@ fn shared(config: &Config) -> Result<routes::Shared, String> {
             max_subscriptions: config.max_subscriptions,
         },
         auth: auth::Auth::new(
-            config.tokens.iter().map(config::Secret::expose),
+            config.tokens.iter().map(config::StaticToken::expose),
             expose(&config.jwt_secret).as_deref(),
             expose(&config.publish_key).as_deref(),
         )?,
