@@ -358,6 +358,32 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_variable_is_refused_with_a_hint_and_the_valid_names() {
+        for (name, hint) in [
+            ("URINGWS_MAX_FRAME", "did you mean URINGWS_MAX_FRAME_SIZE?"),
+            ("URINGWS_LOG", "did you mean URINGWS_LOG_LEVEL?"),
+            (
+                "URINGWS_MAX_CONNECTIONS",
+                "URINGWS_MAX_CONNECTIONS_PER_WORKER or URINGWS_MAX_CONNECTIONS_PER_IP",
+            ),
+            ("URINGWS_WOKERS", "URINGWS_WOKERS\n"),
+        ] {
+            let e = Config::load(None, env(&[(name, "1")]), Overrides::default()).unwrap_err();
+            assert!(e.contains(name) && e.contains(hint), "{e}");
+            for s in SETTINGS {
+                assert!(e.contains(&s.variable()), "{} not listed: {e}", s.key);
+            }
+            assert!(e.contains(CONFIG_VARIABLE), "{e}");
+        }
+        let c = Config::load(
+            None,
+            env(&[(CONFIG_VARIABLE, "elsewhere.toml")]),
+            Overrides::default(),
+        );
+        assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
     fn a_bad_value_names_where_it_came_from_the_key_and_the_type() {
         for (vars, args, want) in [
             (

@@ -23,7 +23,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 /// io_uring WebSocket server: echo on / and /echo, pub/sub on /ws, health
 /// on /health. Settings come from the --config file, then environment
-/// variables, then flags.
+/// variables, then flags; an unknown URINGWS_ variable is an error.
 #[derive(Debug, Parser)]
 #[command(name = "uringws", version)]
 struct Cli {
