@@ -1,6 +1,8 @@
 //! The `uringws` binary: echo on `/` and `/echo`, pub/sub on `/ws`, a health
 //! check on `/health`, the demo page on `GET /`, on the io_uring engine.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use config::{Config, Overrides};
 use mimalloc::MiMalloc;
@@ -123,4 +125,15 @@ fn shared(config: &Config) -> Result<routes::Shared, String> {
             config.handshakes_per_ip_per_second,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own checks: no two flags with one name, every id known.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }
