@@ -537,4 +537,25 @@ mod tests {
         );
         assert_eq!(engine.recv_buffers, 64);
     }
+
+    #[test]
+    fn the_readme_lists_every_setting_with_its_flag_variable_and_default() {
+        let readme = include_str!("../README.md");
+        let defaults = Config::default();
+        for s in SETTINGS {
+            let row = format!("| `{}` | `--{}` | `{}` | ", s.key, s.flag(), s.variable());
+            let line = readme
+                .lines()
+                .find(|line| line.starts_with(&row))
+                .unwrap_or_else(|| panic!("README has no row {row}"));
+            let default = match s.shown(&defaults) {
+                Some(shown) => format!("`{shown}`"),
+                None => "none".into(),
+            };
+            assert!(
+                line[row.len()..].starts_with(&format!("{default} |")),
+                "{line}"
+            );
+        }
+    }
 }
