@@ -18,6 +18,9 @@ import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.URINGWS_BIN ?? resolve(here, '../../target/release/uringws');
+// The server refuses URINGWS_ variables that are not its settings, and this
+// one is the test's own: the servers it starts do not inherit it.
+const { URINGWS_BIN: _bin, ...SERVER_ENV } = process.env;
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 // The probe's flags for this machine: without the background-networking
 // ones Chromium keeps trying Google's hosts, which the closed network
@@ -86,7 +89,7 @@ class Server {
   async start() {
     const args = ['--listen', `127.0.0.1:${this.port}`, '--workers', '2', '--no-pin',
       '--log-level', 'warn', ...this.args];
-    const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...SERVER_ENV, NO_COLOR: '1' } });
     this.child = child;
     servers.add(this);
     const keep = (chunk) => { this.output = (this.output + chunk).slice(-4000); };

@@ -1,251 +1,99 @@
 //! The server's configuration: one [`Config`], read from a TOML file
-//! (`--config`), then overridden field by field by environment variables
-//! and command-line flags ([`Overrides`]; a flag beats its variable).
-//! `--print-config` shows the result, secrets redacted.
+//! (`--config`), then overridden setting by setting by environment
+//! variables (`URINGWS_KEY`) and command-line flags (`--key`); a flag beats
+//! its variable. Each setting is declared once, in the list below: its
+//! field, default, flag, variable, `--help` text and, for the engine's
+//! settings, its place in [`EngineConfig`](uringws_engine::EngineConfig)
+//! all come from there. `--print-config` shows the result, secrets
+//! redacted.
 
-use serde::{Deserialize, Serialize};
-use std::{collections::HashSet, fmt, net::SocketAddr, path::PathBuf, time::Duration};
-use uringws_engine::{BackpressurePolicy, EngineConfig};
+mod environment;
+mod flags;
+mod setting;
+mod value;
+
+use std::{collections::HashSet, ffi::OsString, net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{auth, origins::Origins};
+use setting::settings;
 
-/// A string that is a secret: `Debug` does not show it, so a logged
-/// `Config` or `Overrides` cannot leak it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
+pub use environment::CONFIG_VARIABLE;
+pub use flags::Overrides;
+pub use value::{Policy, Secret, StaticToken};
 
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
-
-/// What `--print-config` shows instead of a secret.
-const REDACTED: &str = "<redacted>";
-
-/// Every setting, with its default. Durations are in seconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
+settings! {
     /// Addresses to listen on.
-    pub listen: Vec<SocketAddr>,
-    /// Worker threads; 0: one per core.
-    pub workers: usize,
+    listen: Vec<SocketAddr> = vec![SocketAddr::from(([127, 0, 0, 1], 9001))];
+    /// Worker threads, each with its own io_uring and listener; 0: one per
+    /// core.
+    workers: usize = 0;
     /// Pin worker N to CPU N.
-    pub pin: bool,
+    pin: bool = true;
     /// Largest request head in bytes (431 past it).
-    pub max_head: usize,
-    /// Largest body of a plain HTTP request, e.g. `POST /publish` (413 past it).
-    pub max_body: usize,
+    max_head: usize => engine.max_head;
+    /// Largest body of a plain HTTP request, e.g. `POST /publish` (413 past
+    /// it).
+    max_body: usize => engine.max_body;
     /// Largest frame payload in bytes (close 1009 past it).
-    pub max_frame_size: usize,
+    max_frame_size: usize => engine.decoder.max_frame_size;
     /// Largest message in bytes (close 1009 past it).
-    pub max_message_size: usize,
+    max_message_size: usize => engine.decoder.max_message_size;
     /// Upgraded connections per worker (503 past it).
-    pub max_connections_per_worker: usize,
+    max_connections_per_worker: usize => engine.max_connections_per_worker;
     /// Bytes queued per connection before it is under backpressure.
-    pub backpressure_limit: usize,
-    /// What a message to a connection under backpressure does: "drop" it
-    /// (counted) or "close" the connection with 1008.
-    pub backpressure_policy: Policy,
+    backpressure_limit: usize => engine.backpressure_limit;
+    /// What a message to a connection under backpressure does: `drop` it
+    /// (counted) or `close` the connection with 1008.
+    backpressure_policy: Policy => engine.backpressure_policy;
     /// Seconds a client has to send its request head.
-    pub handshake_timeout: f64,
+    handshake_timeout: f64 => engine.handshake_timeout;
     /// Seconds without a frame before a connection is closed (0: never).
-    pub idle_timeout: f64,
+    idle_timeout: f64 => engine.idle_timeout;
     /// Seconds of silence before the server pings (0: never).
-    pub ping_interval: f64,
+    ping_interval: f64 => engine.ping_interval;
     /// Seconds a graceful shutdown waits for connections to close.
-    pub shutdown_timeout: f64,
-    /// Receive buffers per worker (a power of two, at most 32768).
-    pub recv_buffers: u16,
-    /// Size of each receive buffer in bytes.
-    pub recv_buffer_size: usize,
-    /// Topics one `/ws` connection may subscribe to at once.
-    pub max_subscriptions: usize,
-    /// `/ws` needs a token. When false, connections without one may use
-    /// every topic (a token that is given must still be good).
-    pub auth_required: bool,
-    /// Key of HS256 JWT tokens (at least 32 bytes).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwt_secret: Option<Secret>,
-    /// Static tokens, each `"<token>:<topic patterns, comma-separated>"`.
-    pub tokens: Vec<Secret>,
-    /// Seconds a `/ws` connection without a token has to send `auth`.
-    pub auth_timeout: f64,
-    /// Bearer key of HTTP publishing; none: HTTP publishing is refused.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub publish_key: Option<Secret>,
-    /// Allowed `Origin`s of WebSocket upgrades (`scheme://host[:port]`);
-    /// empty: any. Requests without `Origin` are allowed.
-    pub origins: Vec<String>,
-    /// WebSocket connections open at once per IP (IPv6: per /64); 0: no limit.
-    pub max_connections_per_ip: usize,
-    /// WebSocket handshakes per second per IP, burst as many (at least 1);
-    /// 0: no limit.
-    pub handshakes_per_ip_per_second: f64,
-    /// Log filter, e.g. `info` or `uringws_engine=debug`.
-    pub log_level: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    Drop,
-    Close,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        let engine = EngineConfig::default();
-        Config {
-            listen: vec!["127.0.0.1:9001".parse().expect("a literal address")],
-            workers: 0,
-            pin: true,
-            max_head: engine.max_head,
-            max_body: engine.max_body,
-            max_frame_size: engine.decoder.max_frame_size,
-            max_message_size: engine.decoder.max_message_size,
-            max_connections_per_worker: engine.max_connections_per_worker,
-            backpressure_limit: engine.backpressure_limit,
-            backpressure_policy: Policy::Drop,
-            handshake_timeout: engine.handshake_timeout.as_secs_f64(),
-            idle_timeout: engine.idle_timeout.as_secs_f64(),
-            ping_interval: engine.ping_interval.as_secs_f64(),
-            shutdown_timeout: engine.shutdown_timeout.as_secs_f64(),
-            recv_buffers: engine.recv_buffers,
-            recv_buffer_size: engine.recv_buffer_size,
-            max_subscriptions: 64,
-            auth_required: false,
-            jwt_secret: None,
-            tokens: Vec::new(),
-            auth_timeout: 5.0,
-            publish_key: None,
-            origins: Vec::new(),
-            max_connections_per_ip: 0,
-            handshakes_per_ip_per_second: 0.0,
-            log_level: "info".into(),
-        }
-    }
-}
-
-/// The same fields as flags and environment variables; only those given
-/// replace what the file (or the default) says.
-#[derive(Debug, Default, clap::Args)]
-pub struct Overrides {
-    /// Address to listen on; repeat or separate with commas for several.
-    #[arg(long, env = "URINGWS_LISTEN", value_delimiter = ',')]
-    listen: Option<Vec<SocketAddr>>,
-    /// Worker threads (0: one per core).
-    #[arg(long, env = "URINGWS_WORKERS")]
-    workers: Option<usize>,
-    /// Pin worker N to CPU N (true/false).
-    #[arg(long, env = "URINGWS_PIN")]
-    pin: Option<bool>,
-    /// Same as --pin false.
-    #[arg(long)]
-    no_pin: bool,
-    /// Largest request head in bytes (431 past it).
-    #[arg(long, env = "URINGWS_MAX_HEAD")]
-    max_head: Option<usize>,
-    /// Largest body of a plain HTTP request, e.g. POST /publish (413 past it).
-    #[arg(long, env = "URINGWS_MAX_BODY")]
-    max_body: Option<usize>,
-    /// Largest frame payload in bytes (close 1009 past it).
-    #[arg(long, env = "URINGWS_MAX_FRAME")]
-    max_frame_size: Option<usize>,
-    /// Largest message in bytes (close 1009 past it).
-    #[arg(long, env = "URINGWS_MAX_MESSAGE")]
-    max_message_size: Option<usize>,
-    /// Upgraded connections per worker (503 past it).
-    #[arg(long, env = "URINGWS_MAX_CONNECTIONS")]
-    max_connections_per_worker: Option<usize>,
-    /// Bytes queued per connection before backpressure.
-    #[arg(long, env = "URINGWS_BACKPRESSURE_LIMIT")]
-    backpressure_limit: Option<usize>,
-    /// drop: a message to a connection over the limit is dropped (and
-    /// counted); close: the connection is closed with 1008.
-    #[arg(long, env = "URINGWS_BACKPRESSURE_POLICY")]
-    backpressure_policy: Option<Policy>,
-    /// Same as --backpressure-policy close.
-    #[arg(long)]
-    close_on_backpressure: bool,
-    /// Seconds a client has to send its request head.
-    #[arg(long, env = "URINGWS_HANDSHAKE_TIMEOUT")]
-    handshake_timeout: Option<f64>,
-    /// Seconds without a frame before a connection is closed (0: never).
-    #[arg(long, env = "URINGWS_IDLE_TIMEOUT")]
-    idle_timeout: Option<f64>,
-    /// Seconds of silence before the server pings (0: never).
-    #[arg(long, env = "URINGWS_PING_INTERVAL")]
-    ping_interval: Option<f64>,
-    /// Seconds a graceful shutdown waits for connections to close.
-    #[arg(long, env = "URINGWS_SHUTDOWN_TIMEOUT")]
-    shutdown_timeout: Option<f64>,
+    shutdown_timeout: f64 => engine.shutdown_timeout;
     /// Receive buffers per worker, shared by all its connections (a power
     /// of two, at most 32768); more absorb bursts from many connections.
-    #[arg(long, env = "URINGWS_RECV_BUFFERS")]
-    recv_buffers: Option<u16>,
+    recv_buffers: u16 => engine.recv_buffers;
     /// Size of each receive buffer in bytes.
-    #[arg(long, env = "URINGWS_RECV_BUFFER_SIZE")]
-    recv_buffer_size: Option<usize>,
-    /// Topics one /ws connection may subscribe to at once.
-    #[arg(long, env = "URINGWS_MAX_SUBSCRIPTIONS")]
-    max_subscriptions: Option<usize>,
-    /// /ws needs a token (alone: true). Otherwise connections without one
-    /// may use every topic; a token that is given must still be good.
-    #[arg(long, env = "URINGWS_AUTH_REQUIRED", num_args = 0..=1, default_missing_value = "true")]
-    auth_required: Option<bool>,
-    /// Key of HS256 JWT tokens, at least 32 bytes. Prefer the variable or
-    /// the file: flags show in the process list.
-    #[arg(long, env = "URINGWS_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: Option<Secret>,
-    /// A static token, `<token>:<topic patterns, comma-separated>` (e.g.
-    /// `reader:news,chat/*`); repeat, or separate with `;`.
-    #[arg(
-        long = "token",
-        env = "URINGWS_TOKENS",
-        value_delimiter = ';',
-        hide_env_values = true
-    )]
-    tokens: Option<Vec<Secret>>,
-    /// Seconds a /ws connection without a token has to send auth.
-    #[arg(long, env = "URINGWS_AUTH_TIMEOUT")]
-    auth_timeout: Option<f64>,
-    /// Bearer key of HTTP publishing (none: refused).
-    #[arg(long, env = "URINGWS_PUBLISH_KEY", hide_env_values = true)]
-    publish_key: Option<Secret>,
-    /// An allowed Origin of WebSocket upgrades, e.g. `https://example.com`;
-    /// repeat or separate with commas. None given: any.
-    #[arg(long = "origin", env = "URINGWS_ORIGINS", value_delimiter = ',')]
-    origins: Option<Vec<String>>,
-    /// WebSocket connections open at once per IP (0: no limit).
-    #[arg(long, env = "URINGWS_MAX_CONNECTIONS_PER_IP")]
-    max_connections_per_ip: Option<usize>,
-    /// WebSocket handshakes per second per IP (0: no limit).
-    #[arg(long, env = "URINGWS_HANDSHAKES_PER_IP_PER_SECOND")]
-    handshakes_per_ip_per_second: Option<f64>,
+    recv_buffer_size: usize => engine.recv_buffer_size;
+    /// Topics one `/ws` connection may subscribe to at once.
+    max_subscriptions: usize = 64;
+    /// `/ws` needs a token. When false, connections without one may use
+    /// every topic (a token that is given must still be good).
+    auth_required: bool = false;
+    /// Key of HS256 JWT tokens (at least 32 bytes).
+    jwt_secret: Option<Secret> = None;
+    /// Static tokens, each `<token>:<topic patterns, comma-separated>`,
+    /// e.g. `reader:news,chat/*`.
+    tokens: Vec<StaticToken> = Vec::new();
+    /// Seconds a `/ws` connection without a token has to send `auth`.
+    auth_timeout: f64 = 5.0;
+    /// Bearer key of HTTP publishing; none: HTTP publishing is refused.
+    publish_key: Option<Secret> = None;
+    /// Allowed `Origin`s of WebSocket upgrades (`scheme://host[:port]`,
+    /// e.g. `https://example.com`); none: any. Requests without `Origin`
+    /// are allowed.
+    origins: Vec<String> = Vec::new();
+    /// WebSocket connections open at once per IP (IPv6: per /64); 0: no
+    /// limit.
+    max_connections_per_ip: usize = 0;
+    /// WebSocket handshakes per second per IP, burst as many (at least 1);
+    /// 0: no limit.
+    handshakes_per_ip_per_second: f64 = 0.0;
     /// Log filter, e.g. `info` or `uringws_engine=debug`.
-    #[arg(long, env = "URINGWS_LOG")]
-    log_level: Option<String>,
+    log_level: String = "info".into();
 }
 
 impl Config {
-    /// The file at `path` (or the defaults), then `overrides`.
-    pub fn load(path: Option<&PathBuf>, overrides: Overrides) -> Result<Config, String> {
+    /// The file at `path` (or the defaults), then the `URINGWS_` variables
+    /// of `environment`, then `flags`, checked.
+    pub fn load(
+        path: Option<&PathBuf>,
+        environment: impl IntoIterator<Item = (OsString, OsString)>,
+        flags: Overrides,
+    ) -> Result<Config, String> {
         let mut config = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -254,71 +102,19 @@ impl Config {
             }
             None => Config::default(),
         };
-        config.apply(overrides);
+        environment::apply(&mut config, environment)?;
+        flags.apply(&mut config)?;
         config.check()?;
         Ok(config)
     }
 
-    fn apply(&mut self, o: Overrides) {
-        macro_rules! take {
-            ($($field:ident),* $(,)?) => {
-                $(if let Some(value) = o.$field { self.$field = value; })*
-            };
-        }
-        take!(
-            listen,
-            workers,
-            pin,
-            max_head,
-            max_body,
-            max_frame_size,
-            max_message_size,
-            max_connections_per_worker,
-            backpressure_limit,
-            backpressure_policy,
-            handshake_timeout,
-            idle_timeout,
-            ping_interval,
-            shutdown_timeout,
-            recv_buffers,
-            recv_buffer_size,
-            max_subscriptions,
-            auth_required,
-            tokens,
-            auth_timeout,
-            origins,
-            max_connections_per_ip,
-            handshakes_per_ip_per_second,
-            log_level,
-        );
-        if o.jwt_secret.is_some() {
-            self.jwt_secret = o.jwt_secret;
-        }
-        if o.publish_key.is_some() {
-            self.publish_key = o.publish_key;
-        }
-        if o.no_pin {
-            self.pin = false;
-        }
-        if o.close_on_backpressure {
-            self.backpressure_policy = Policy::Close;
-        }
-    }
-
     /// What the types cannot say.
     fn check(&self) -> Result<(), String> {
+        for setting in SETTINGS {
+            setting.check(self)?;
+        }
         if self.listen.is_empty() {
             return Err("listen: no address".into());
-        }
-        for (name, secs) in [
-            ("handshake_timeout", self.handshake_timeout),
-            ("idle_timeout", self.idle_timeout),
-            ("ping_interval", self.ping_interval),
-            ("shutdown_timeout", self.shutdown_timeout),
-            ("auth_timeout", self.auth_timeout),
-        ] {
-            Duration::try_from_secs_f64(secs)
-                .map_err(|_| format!("{name} must be a non-negative number of seconds"))?;
         }
         if !self.recv_buffers.is_power_of_two() {
             return Err("recv_buffers must be a power of two".into());
@@ -356,10 +152,6 @@ impl Config {
             return Err("auth_required needs tokens or a jwt_secret".into());
         }
         Origins::new(&self.origins)?;
-        let rate = self.handshakes_per_ip_per_second;
-        if !(rate.is_finite() && rate >= 0.0) {
-            return Err("handshakes_per_ip_per_second must be a number, at least 0".into());
-        }
         Ok(())
     }
 
@@ -367,52 +159,9 @@ impl Config {
         Duration::try_from_secs_f64(self.auth_timeout).unwrap_or_default()
     }
 
-    /// The engine's part. Call after [`load`](Self::load) checked it.
-    pub fn engine(&self) -> EngineConfig {
-        let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
-        let mut engine = EngineConfig {
-            max_head: self.max_head,
-            max_body: self.max_body,
-            max_connections_per_worker: self.max_connections_per_worker,
-            backpressure_limit: self.backpressure_limit,
-            backpressure_policy: match self.backpressure_policy {
-                Policy::Drop => BackpressurePolicy::Drop,
-                Policy::Close => BackpressurePolicy::Close,
-            },
-            handshake_timeout: secs(self.handshake_timeout),
-            idle_timeout: secs(self.idle_timeout),
-            ping_interval: secs(self.ping_interval),
-            shutdown_timeout: secs(self.shutdown_timeout),
-            recv_buffers: self.recv_buffers,
-            recv_buffer_size: self.recv_buffer_size,
-            ..EngineConfig::default()
-        };
-        engine.decoder.max_frame_size = self.max_frame_size;
-        engine.decoder.max_message_size = self.max_message_size;
-        engine
-    }
-
     /// The effective configuration as TOML, secrets replaced.
     pub fn to_toml(&self) -> String {
         toml::to_string(&self.redacted()).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
-    }
-
-    fn redacted(&self) -> Config {
-        let secret = || Secret(REDACTED.into());
-        Config {
-            jwt_secret: self.jwt_secret.as_ref().map(|_| secret()),
-            publish_key: self.publish_key.as_ref().map(|_| secret()),
-            // The topics a token grants are not secret, and worth seeing.
-            tokens: self
-                .tokens
-                .iter()
-                .map(|entry| match entry.expose().split_once(':') {
-                    Some((_, patterns)) => Secret(format!("{REDACTED}:{patterns}")),
-                    None => secret(),
-                })
-                .collect(),
-            ..self.clone()
-        }
     }
 }
 
@@ -425,6 +174,16 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         o: Overrides,
+    }
+
+    fn no_env() -> Vec<(OsString, OsString)> {
+        Vec::new()
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        vars.iter()
+            .map(|(name, value)| (name.into(), value.into()))
+            .collect()
     }
 
     fn overrides(args: &[&str]) -> Overrides {
@@ -454,6 +213,7 @@ mod tests {
         .unwrap();
         let c = Config::load(
             Some(&path),
+            no_env(),
             overrides(&["--workers", "1", "--close-on-backpressure", "--no-pin"]),
         )
         .unwrap();
@@ -471,14 +231,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
         std::fs::write(&path, "wokers = 3\n").unwrap();
-        let e = Config::load(Some(&path), Overrides::default()).unwrap_err();
+        let e = Config::load(Some(&path), no_env(), Overrides::default()).unwrap_err();
         assert!(e.contains("wokers"), "{e}");
         std::fs::write(&path, "idle_timeout = -1\n").unwrap();
-        let e = Config::load(Some(&path), Overrides::default()).unwrap_err();
+        let e = Config::load(Some(&path), no_env(), Overrides::default()).unwrap_err();
         assert!(e.contains("idle_timeout"), "{e}");
-        let e = Config::load(Some(&dir.join("missing.toml")), Overrides::default()).unwrap_err();
+        let e = Config::load(
+            Some(&dir.join("missing.toml")),
+            no_env(),
+            Overrides::default(),
+        )
+        .unwrap_err();
         assert!(e.contains("cannot read"), "{e}");
-        let e = Config::load(None, overrides(&["--recv-buffers", "100"])).unwrap_err();
+        let e = Config::load(None, no_env(), overrides(&["--recv-buffers", "100"])).unwrap_err();
         assert!(e.contains("power of two"), "{e}");
         for (args, want) in [
             (&["--auth-required"][..], "auth_required needs"),
@@ -490,7 +255,7 @@ mod tests {
             (&["--handshakes-per-ip-per-second=-1"], "handshakes"),
             (&["--publish-key", ""], "publish_key"),
         ] {
-            let e = Config::load(None, overrides(args)).unwrap_err();
+            let e = Config::load(None, no_env(), overrides(args)).unwrap_err();
             assert!(e.contains(want), "{args:?}: {e}");
         }
     }
@@ -501,6 +266,7 @@ mod tests {
     fn access_settings_from_flags() {
         let c = Config::load(
             None,
+            no_env(),
             overrides(&[
                 "--auth-required",
                 "--jwt-secret",
@@ -521,13 +287,13 @@ mod tests {
         )
         .unwrap();
         assert!(c.auth_required);
-        let tokens: Vec<&str> = c.tokens.iter().map(Secret::expose).collect();
+        let tokens: Vec<&str> = c.tokens.iter().map(StaticToken::expose).collect();
         assert_eq!(tokens, ["demo:*", "reader:news,chat/*", "x:y"]);
         assert_eq!(c.origins, ["http://a:1", "https://b"]);
         assert_eq!(c.max_connections_per_ip, 3);
         assert_eq!(c.handshakes_per_ip_per_second, 0.5);
         assert_eq!(c.auth_timeout(), Duration::from_millis(2500));
-        let off = Config::load(None, overrides(&["--auth-required", "false"])).unwrap();
+        let off = Config::load(None, no_env(), overrides(&["--auth-required", "false"])).unwrap();
         assert!(!off.auth_required);
     }
 
@@ -535,6 +301,7 @@ mod tests {
     fn secrets_are_redacted_in_print_and_debug() {
         let c = Config::load(
             None,
+            no_env(),
             overrides(&[
                 "--jwt-secret",
                 SECRET,
@@ -547,7 +314,11 @@ mod tests {
         .unwrap();
         let printed = c.to_toml();
         let debug = format!("{c:?}");
-        for text in [&printed, &debug] {
+        let flags = format!(
+            "{:?}",
+            overrides(&["--jwt-secret", SECRET, "--token", "tok-secret:news"])
+        );
+        for text in [&printed, &debug, &flags] {
             for secret in [SECRET, "pk-secret", "tok-secret"] {
                 assert!(!text.contains(secret), "{secret} in {text}");
             }
@@ -558,5 +329,233 @@ mod tests {
             "{printed}"
         );
         assert!(printed.contains("\"<redacted>:news,chat/*\""), "{printed}");
+    }
+
+    fn by_key(key: &str) -> &'static setting::Setting {
+        SETTINGS.iter().find(|s| s.key == key).expect("a setting")
+    }
+
+    #[test]
+    fn variables_are_the_keys_upper_cased_and_sit_between_file_and_flags() {
+        for s in SETTINGS {
+            assert_eq!(s.variable(), format!("URINGWS_{}", s.key.to_uppercase()));
+            assert_eq!(s.flag(), s.key.replace('_', "-"));
+        }
+        let dir = std::env::temp_dir().join(format!("uringws-config-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "max_frame_size = 3\nworkers = 3\nidle_timeout = 3\n").unwrap();
+        let vars = env(&[
+            ("URINGWS_MAX_FRAME_SIZE", "5"),
+            ("URINGWS_WORKERS", "5"),
+            ("PATH", "/bin"),
+        ]);
+        let c = Config::load(Some(&path), vars, overrides(&["--workers", "7"])).unwrap();
+        assert_eq!(c.max_frame_size, 5);
+        assert_eq!(c.engine().decoder.max_frame_size, 5);
+        assert_eq!(c.workers, 7);
+        assert_eq!(c.idle_timeout, 3.0);
+    }
+
+    #[test]
+    fn an_unknown_variable_is_refused_with_a_hint_and_the_valid_names() {
+        for (name, hint) in [
+            ("URINGWS_MAX_FRAME", "did you mean URINGWS_MAX_FRAME_SIZE?"),
+            ("URINGWS_LOG", "did you mean URINGWS_LOG_LEVEL?"),
+            (
+                "URINGWS_MAX_CONNECTIONS",
+                "URINGWS_MAX_CONNECTIONS_PER_WORKER or URINGWS_MAX_CONNECTIONS_PER_IP",
+            ),
+            ("URINGWS_WOKERS", "URINGWS_WOKERS\n"),
+        ] {
+            let e = Config::load(None, env(&[(name, "1")]), Overrides::default()).unwrap_err();
+            assert!(e.contains(name) && e.contains(hint), "{e}");
+            for s in SETTINGS {
+                assert!(e.contains(&s.variable()), "{} not listed: {e}", s.key);
+            }
+            assert!(e.contains(CONFIG_VARIABLE), "{e}");
+        }
+        let c = Config::load(
+            None,
+            env(&[(CONFIG_VARIABLE, "elsewhere.toml")]),
+            Overrides::default(),
+        );
+        assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
+    fn a_bad_value_names_where_it_came_from_the_key_and_the_type() {
+        for (vars, args, want) in [
+            (
+                &[("URINGWS_WORKERS", "many")][..],
+                &[][..],
+                r#"URINGWS_WORKERS "many": workers must be a whole number"#,
+            ),
+            (
+                &[],
+                &["--recv-buffers", "70000"],
+                r#"--recv-buffers "70000": recv_buffers must be a whole number from 0 to 65535"#,
+            ),
+            (
+                &[("URINGWS_PIN", "yes")],
+                &[],
+                r#"URINGWS_PIN "yes": pin must be true or false"#,
+            ),
+            (
+                &[],
+                &["--idle-timeout", "-1"],
+                r#"--idle-timeout "-1": idle_timeout must be a number, 0 or more"#,
+            ),
+            (
+                &[("URINGWS_PING_INTERVAL", "NaN")],
+                &[],
+                "ping_interval must be a number",
+            ),
+            (
+                &[],
+                &["--backpressure-policy", "block"],
+                "backpressure_policy must be drop or close",
+            ),
+            (
+                &[("URINGWS_LISTEN", "127.0.0.1:1,nowhere")],
+                &[],
+                r#"URINGWS_LISTEN "nowhere": listen must be an IP address and port"#,
+            ),
+        ] {
+            let e = Config::load(None, env(vars), overrides(args)).unwrap_err();
+            assert!(e.contains(want), "{vars:?} {args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn lists_split_and_repeat_and_an_empty_variable_clears_one() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("URINGWS_ORIGINS", "http://a:1,https://b"),
+                ("URINGWS_TOKENS", "a:x,y;b:z"),
+            ]),
+            overrides(&["--listen", "127.0.0.1:1,127.0.0.1:2", "--listen", "[::1]:3"]),
+        )
+        .unwrap();
+        assert_eq!(c.origins, ["http://a:1", "https://b"]);
+        let tokens: Vec<&str> = c.tokens.iter().map(StaticToken::expose).collect();
+        assert_eq!(tokens, ["a:x,y", "b:z"]);
+        assert_eq!(c.listen.len(), 3);
+        let dir = std::env::temp_dir().join(format!("uringws-config-list-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "origins = [\"http://a\"]\n").unwrap();
+        let c = Config::load(
+            Some(&path),
+            env(&[("URINGWS_ORIGINS", "")]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.origins.is_empty());
+    }
+
+    #[test]
+    fn shorthands_and_aliases_name_settings_and_beat_their_flag() {
+        for (flag, key) in flags::ALIASES {
+            assert!(SETTINGS.iter().any(|s| s.key == *key), "--{flag}: no {key}");
+        }
+        for (flag, key, _) in flags::SHORTHANDS {
+            assert!(SETTINGS.iter().any(|s| s.key == *key), "--{flag}: no {key}");
+        }
+        let c = Config::load(
+            None,
+            env(&[("URINGWS_PIN", "true")]),
+            overrides(&[
+                "--pin",
+                "true",
+                "--no-pin",
+                "--backpressure-policy",
+                "drop",
+                "--close-on-backpressure",
+            ]),
+        )
+        .unwrap();
+        assert!(!c.pin);
+        assert_eq!(c.backpressure_policy, Policy::Close);
+    }
+
+    #[test]
+    fn help_shows_every_default_from_the_code_and_every_variable() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        cmd.build();
+        let defaults = Config::default();
+        for s in SETTINGS {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(s.flag().as_str()))
+                .unwrap_or_else(|| panic!("no --{}", s.flag()));
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.contains(&format!("[env: {}]", s.variable())), "{help}");
+            match s.shown(&defaults) {
+                Some(default) => {
+                    assert!(help.ends_with(&format!("[default: {default}]")), "{help}")
+                }
+                None => assert!(!help.contains("[default:"), "{help}"),
+            }
+        }
+        assert!(by_key("ping_interval")
+            .help(&defaults)
+            .ends_with("[default: 30]"));
+        assert!(by_key("listen")
+            .help(&defaults)
+            .ends_with("[default: 127.0.0.1:9001]"));
+    }
+
+    #[test]
+    fn the_engine_gets_its_settings_and_its_defaults_are_the_engines() {
+        assert_eq!(
+            format!("{:?}", Config::default().engine()),
+            format!("{:?}", uringws_engine::EngineConfig::default())
+        );
+        let c = Config::load(
+            None,
+            no_env(),
+            overrides(&[
+                "--max-message-size",
+                "9",
+                "--handshake-timeout",
+                "0.25",
+                "--close-on-backpressure",
+                "--recv-buffers",
+                "64",
+            ]),
+        )
+        .unwrap();
+        let engine = c.engine();
+        assert_eq!(engine.decoder.max_message_size, 9);
+        assert_eq!(engine.handshake_timeout, Duration::from_millis(250));
+        assert_eq!(
+            engine.backpressure_policy,
+            uringws_engine::BackpressurePolicy::Close
+        );
+        assert_eq!(engine.recv_buffers, 64);
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_with_its_flag_variable_and_default() {
+        let readme = include_str!("../README.md");
+        let defaults = Config::default();
+        for s in SETTINGS {
+            let row = format!("| `{}` | `--{}` | `{}` | ", s.key, s.flag(), s.variable());
+            let line = readme
+                .lines()
+                .find(|line| line.starts_with(&row))
+                .unwrap_or_else(|| panic!("README has no row {row}"));
+            let default = match s.shown(&defaults) {
+                Some(shown) => format!("`{shown}`"),
+                None => "none".into(),
+            };
+            assert!(
+                line[row.len()..].starts_with(&format!("{default} |")),
+                "{line}"
+            );
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The `uringws` binary: echo on `/` and `/echo`, pub/sub on `/ws`, a health
 //! check on `/health`, the demo page on `GET /`, on the io_uring engine.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use config::{Config, Overrides};
 use mimalloc::MiMalloc;
@@ -23,12 +25,12 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 /// io_uring WebSocket server: echo on / and /echo, pub/sub on /ws, health
 /// on /health. Settings come from the --config file, then environment
-/// variables, then flags.
+/// variables, then flags; an unknown URINGWS_ variable is an error.
 #[derive(Debug, Parser)]
 #[command(name = "uringws", version)]
 struct Cli {
     /// TOML file with any of the settings below (see uringws.example.toml).
-    #[arg(long, env = "URINGWS_CONFIG")]
+    #[arg(long, env = config::CONFIG_VARIABLE)]
     config: Option<PathBuf>,
     /// Print the effective configuration as TOML (secrets redacted) and exit.
     #[arg(long)]
@@ -39,7 +41,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_ref(), cli.overrides) {
+    let config = match Config::load(cli.config.as_ref(), std::env::vars_os(), cli.overrides) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("uringws: {e}");
@@ -111,7 +113,7 @@ fn shared(config: &Config) -> Result<routes::Shared, String> {
             max_subscriptions: config.max_subscriptions,
         },
         auth: auth::Auth::new(
-            config.tokens.iter().map(config::Secret::expose),
+            config.tokens.iter().map(config::StaticToken::expose),
             expose(&config.jwt_secret).as_deref(),
             expose(&config.publish_key).as_deref(),
         )?,
@@ -123,4 +125,15 @@ fn shared(config: &Config) -> Result<routes::Shared, String> {
             config.handshakes_per_ip_per_second,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own checks: no two flags with one name, every id known.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }
