@@ -482,9 +482,8 @@ impl<S: Scenario> Worker<'_, S> {
         while Instant::now() < settle {
             completions.clear();
             self.ring.drain(&mut completions, 512);
-            for c in &completions {
-                self.ring.recycle(c);
-            }
+            // Receive buffers go back as these are dropped.
+            completions.clear();
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -492,7 +491,6 @@ impl<S: Scenario> Worker<'_, S> {
     fn handle(&mut self, c: &Completion, now: Instant) {
         let (op, id) = split(c.user_data);
         let Some(Some(conn)) = self.conns.get_mut(id) else {
-            self.ring.recycle(c);
             return;
         };
         match op {
@@ -615,10 +613,9 @@ impl<S: Scenario> Worker<'_, S> {
                         _ => self.fail(id, &why),
                     };
                 }
-                if let Some(data) = self.ring.received(c) {
+                if let Some(data) = c.received() {
                     conn.inbuf.extend_from_slice(data);
                 }
-                self.ring.recycle(c);
                 if !conn.recv_armed {
                     self.rearm.push(id);
                 }

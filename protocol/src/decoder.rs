@@ -215,6 +215,13 @@ impl Decoder {
         let Some((header, header_len)) = FrameHeader::parse(buf)? else {
             return Ok(None);
         };
+        let frame = self.check(header)?;
+        buf.advance(header_len);
+        Ok(Some(frame))
+    }
+
+    /// Checks a header against the connection's rules and limits.
+    fn check(&self, header: FrameHeader) -> Result<CurrentFrame, Error> {
         if header.rsv2 || header.rsv3 || (header.rsv1 && !self.allow_rsv1) {
             return Err(Error::ReservedBits);
         }
@@ -250,13 +257,61 @@ impl Decoder {
                 });
             }
         }
-        buf.advance(header_len);
-        Ok(Some(CurrentFrame {
+        Ok(CurrentFrame {
             header,
             len,
             done: 0,
             text,
-        }))
+        })
+    }
+
+    /// Takes the next message off the front of `input`, a buffer the
+    /// caller reuses (a receive buffer that goes back to the kernel), when
+    /// it holds a whole unfragmented message or control frame and nothing
+    /// is pending: the payload is copied out into a buffer of its own and
+    /// unmasked there, and the message comes back with the number of bytes
+    /// it took. `Ok(None)` takes nothing: the frame is not whole in
+    /// `input`, or it is a fragment; append `input` to the connection's
+    /// buffer and go on with [`decode`](Self::decode). Errors are those of
+    /// `decode`, found as early.
+    pub fn decode_slice(&mut self, input: &[u8]) -> Result<Option<(Message, usize)>, Error> {
+        if self.partial.is_some() {
+            return Ok(None);
+        }
+        let Some((header, header_len)) = FrameHeader::parse(input)? else {
+            return Ok(None);
+        };
+        let frame = self.check(header)?;
+        let end = header_len + frame.len;
+        let (false, Some(body)) = (
+            header.opcode == OpCode::Continuation || !header.fin,
+            input.get(header_len..end),
+        ) else {
+            return Ok(None);
+        };
+        let mut payload = BytesMut::from(body);
+        let mut utf8 = Utf8Validator::new();
+        unmask_and_check(&mut payload, &frame, &mut utf8)?;
+        if frame.text {
+            utf8.finish()?;
+        }
+        Ok(self
+            .finish_frame(header, payload)?
+            .map(|message| (message, end)))
+    }
+
+    /// How many bytes the frame at the front of `buf` (or, while a frame
+    /// is partly decoded, its payload) takes in all, if its header is
+    /// there: room to reserve so that its pieces are appended without the
+    /// buffer growing by steps. Not checked against the limits.
+    pub fn frame_len_hint(&self, buf: &[u8]) -> Option<usize> {
+        if let Some(frame) = self.partial.as_ref().and_then(|p| p.frame.as_ref()) {
+            return Some(frame.len);
+        }
+        let (header, header_len) = FrameHeader::parse(buf).ok()??;
+        usize::try_from(header.payload_len)
+            .ok()
+            .map(|len| len.saturating_add(header_len))
     }
 
     /// Turns a complete, unmasked payload into a message, or folds it into

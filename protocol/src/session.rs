@@ -74,6 +74,26 @@ impl Session {
         Ok(message)
     }
 
+    /// [`Decoder::decode_slice`] with the close handshake's rules, as
+    /// [`decode`](Self::decode).
+    pub fn decode_slice(&mut self, input: &[u8]) -> Result<Option<(Message, usize)>, Error> {
+        if matches!(self.state, CloseState::CloseReceived | CloseState::Closed) {
+            return if input.is_empty() {
+                Ok(None)
+            } else {
+                Err(Error::FrameAfterClose)
+            };
+        }
+        let decoded = self.decoder.decode_slice(input)?;
+        if let Some((Message::Close(_), _)) = decoded {
+            self.state = match self.state {
+                CloseState::CloseSent => CloseState::Closed,
+                _ => CloseState::CloseReceived,
+            };
+        }
+        Ok(decoded)
+    }
+
     /// A data or control frame to send. Fails once our close has been sent.
     /// Client frames are masked with a fresh random mask, which copies the
     /// payload; a server frame shares it.

@@ -158,8 +158,50 @@ fn decode_in_chunks(receiver: Role, wire: &[u8], chunks: &[usize]) -> Vec<Messag
     got
 }
 
+/// As a server reads from receive buffers it reuses: whole frames straight
+/// from each chunk (`decode_slice`), the rest through its own buffer.
+fn decode_from_slices(receiver: Role, wire: &[u8], chunks: &[usize]) -> Vec<Message> {
+    let mut decoder = Decoder::new(receiver, DecoderConfig::default());
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    let mut rest = wire;
+    let mut sizes = chunks.iter().cycle();
+    while !rest.is_empty() {
+        let n = (*sizes.next().unwrap_or(&usize::MAX)).clamp(1, rest.len());
+        let mut chunk = &rest[..n];
+        rest = &rest[n..];
+        if buf.is_empty() {
+            while let Some((m, used)) = decoder.decode_slice(chunk).unwrap() {
+                got.push(m);
+                chunk = &chunk[used..];
+            }
+        }
+        if let Some(hint) = decoder.frame_len_hint(if buf.is_empty() { chunk } else { &buf }) {
+            buf.reserve(hint.saturating_sub(buf.len()));
+        }
+        buf.extend_from_slice(chunk);
+        while let Some(m) = decoder.decode(&mut buf).unwrap() {
+            got.push(m);
+        }
+    }
+    assert!(buf.is_empty());
+    assert!(!decoder.is_mid_message());
+    got
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Reading whole frames from reused buffers gives what reading
+    /// everything through one buffer gives.
+    #[test]
+    fn client_to_server_from_slices(
+        inputs in proptest::collection::vec(input(), 1..6),
+        chunks in proptest::collection::vec(1usize..5000, 1..5),
+    ) {
+        let (wire, expected) = encode(Role::Client, &inputs);
+        prop_assert_eq!(decode_from_slices(Role::Server, &wire, &chunks), expected);
+    }
 
     #[test]
     fn client_to_server(
@@ -188,12 +230,32 @@ proptest! {
     ) {
         let mut decoder = Decoder::new(role, DecoderConfig { max_frame_size: 1 << 16, max_message_size: 1 << 17, allow_rsv1: false });
         let mut buf = BytesMut::from(&bytes[..]);
-        loop {
+        let by_buffer = loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(_)) => continue,
-                Ok(None) => break,
-                Err(e) => { prop_assert!(e.close_code().is_some(), "{:?}", e); break; }
+                Ok(None) => break None,
+                Err(e) => { prop_assert!(e.close_code().is_some(), "{:?}", e); break Some(e); }
             }
-        }
+        };
+        // The same bytes read in place fail with the same error.
+        let mut decoder = Decoder::new(role, DecoderConfig { max_frame_size: 1 << 16, max_message_size: 1 << 17, allow_rsv1: false });
+        let mut input = &bytes[..];
+        let in_place = loop {
+            match decoder.decode_slice(input) {
+                Ok(Some((_, used))) => input = &input[used..],
+                Ok(None) => {
+                    let mut buf = BytesMut::from(input);
+                    break loop {
+                        match decoder.decode(&mut buf) {
+                            Ok(Some(_)) => continue,
+                            Ok(None) => break None,
+                            Err(e) => break Some(e),
+                        }
+                    };
+                }
+                Err(e) => break Some(e),
+            }
+        };
+        prop_assert_eq!(by_buffer, in_place);
     }
 }

@@ -1,26 +1,82 @@
 //! A provided-buffer ring (`IORING_REGISTER_PBUF_RING`): the kernel picks a
 //! buffer from it for each multishot recv completion, so an idle connection
-//! holds no read buffer at all.
+//! holds no read buffer at all. A filled buffer is handed out as a
+//! [`Received`], which gives it back to the ring when dropped, so the
+//! caller can read it while it drives anything else, the ring included.
 
 use io_uring::{types::BufRingEntry, IoUring};
 use std::{
     alloc::{self, Layout},
+    cell::RefCell,
     io,
+    ops::Deref,
     ptr::NonNull,
+    rc::Rc,
     sync::atomic::{AtomicU16, Ordering},
 };
 
 const PAGE: usize = 4096;
 
+/// The buffers' memory, shared by the ring and the [`Received`]s out, so
+/// it outlives both; and the buffers given back since the ring last took
+/// them.
+struct Buffers {
+    ptr: NonNull<u8>,
+    layout: Layout,
+    buf_size: usize,
+    returned: RefCell<Vec<u16>>,
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `BufRing::new` with this layout; dropped
+        // only when neither the ring (which unregistered the group first)
+        // nor any `Received` uses it.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
 pub(crate) struct BufRing {
     entries: NonNull<BufRingEntry>,
     entries_layout: Layout,
-    buffers: NonNull<u8>,
-    buffers_layout: Layout,
-    buf_size: usize,
+    buffers: Rc<Buffers>,
     count: u16,
     tail: u16,
     bgid: u16,
+}
+
+/// The bytes one receive completion delivered, in a buffer of the ring.
+/// The kernel does not write to it while this lives; dropping it gives it
+/// back (at the ring's next submit).
+pub struct Received {
+    buffers: Rc<Buffers>,
+    bid: u16,
+    len: usize,
+}
+
+impl Deref for Received {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: bid < count and len ≤ buf_size (checked when made), so
+        // the range lies in the allocation, which `buffers` keeps alive;
+        // the kernel does not write a selected buffer until it is pushed
+        // back to the ring, which happens only after this is dropped.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.buffers
+                    .ptr
+                    .as_ptr()
+                    .add(usize::from(self.bid) * self.buffers.buf_size),
+                self.len,
+            )
+        }
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        self.buffers.returned.borrow_mut().push(self.bid);
+    }
 }
 
 impl BufRing {
@@ -61,9 +117,12 @@ impl BufRing {
         let mut this = BufRing {
             entries,
             entries_layout,
-            buffers,
-            buffers_layout,
-            buf_size,
+            buffers: Rc::new(Buffers {
+                ptr: buffers,
+                layout: buffers_layout,
+                buf_size,
+                returned: RefCell::new(Vec::new()),
+            }),
             count,
             tail: 0,
             bgid,
@@ -89,30 +148,33 @@ impl BufRing {
         self.bgid
     }
 
-    /// The first `len` bytes the kernel wrote into buffer `bid`.
-    ///
-    /// # Safety
-    /// `bid` must come from a completion that selected it and `len` must be
-    /// that completion's result, and the buffer must not have been given
-    /// back with [`recycle`](Self::recycle) since.
-    pub(crate) unsafe fn get(&self, bid: u16, len: usize) -> &[u8] {
-        debug_assert!(bid < self.count && len <= self.buf_size);
-        // SAFETY: bid < count and len ≤ buf_size (the kernel never writes
-        // more than the buffer's registered length), so the range lies in
-        // the buffers allocation; the kernel does not touch a selected
-        // buffer until it is recycled (caller's contract).
-        unsafe {
-            std::slice::from_raw_parts(
-                self.buffers.as_ptr().add(usize::from(bid) * self.buf_size),
-                len,
-            )
-        }
+    /// The first `len` bytes the kernel wrote into buffer `bid`, which a
+    /// completion selected; `None` for a buffer id or length the ring
+    /// cannot have given.
+    pub(crate) fn take(&self, bid: u16, len: usize) -> Option<Received> {
+        (bid < self.count && len <= self.buffers.buf_size).then(|| Received {
+            buffers: self.buffers.clone(),
+            bid,
+            len,
+        })
     }
 
-    /// Gives buffer `bid` back to the kernel.
-    pub(crate) fn recycle(&mut self, bid: u16) {
-        self.push(bid);
+    /// Hands the buffers given back since the last call to the kernel.
+    pub(crate) fn reclaim(&mut self) {
+        let returned = std::mem::take(&mut *self.buffers.returned.borrow_mut());
+        if returned.is_empty() {
+            return;
+        }
+        for &bid in &returned {
+            self.push(bid);
+        }
         self.publish();
+        // Keep the list's allocation for the next turn.
+        let mut list = self.buffers.returned.borrow_mut();
+        if list.is_empty() {
+            *list = returned;
+            list.clear();
+        }
     }
 
     fn push(&mut self, bid: u16) {
@@ -121,10 +183,11 @@ impl BufRing {
         // only reads entries between its head and our published tail, and
         // this slot is past the tail until `publish`.
         let entry = unsafe { &mut *self.entries.as_ptr().add(index) };
+        let size = self.buffers.buf_size;
         // SAFETY: bid < count, so the offset stays inside the allocation.
-        let addr = unsafe { self.buffers.as_ptr().add(usize::from(bid) * self.buf_size) };
+        let addr = unsafe { self.buffers.ptr.as_ptr().add(usize::from(bid) * size) };
         entry.set_addr(addr as u64);
-        entry.set_len(self.buf_size as u32);
+        entry.set_len(size as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
     }
@@ -142,12 +205,9 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with exactly these layouts; the owner
+        // SAFETY: allocated in `new` with this layout; the owner
         // unregistered the group (or dropped the ring) first, so the kernel
-        // no longer reads or writes them.
-        unsafe {
-            alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout);
-            alloc::dealloc(self.buffers.as_ptr(), self.buffers_layout);
-        }
+        // no longer reads it. The buffers go when their last user does.
+        unsafe { alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout) };
     }
 }

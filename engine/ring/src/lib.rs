@@ -38,6 +38,7 @@ pub use token::Token;
 
 use addr::RawAddr;
 use buf_ring::BufRing;
+pub use buf_ring::Received;
 use bytes::Bytes;
 use io_uring::{
     cqueue, opcode, squeue,
@@ -72,6 +73,7 @@ pub struct Completion {
     flags: u32,
     peer: Option<SocketAddr>,
     vectored: Option<Box<VectoredSend>>,
+    received: Option<Received>,
 }
 
 impl Completion {
@@ -93,6 +95,18 @@ impl Completion {
     /// The peer of a single-shot [`Ring::accept`].
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// The bytes a receive delivered, in a buffer of the ring.
+    pub fn received(&self) -> Option<&[u8]> {
+        self.received.as_deref()
+    }
+
+    /// Those bytes, to keep past the completion: the buffer goes back to
+    /// the kernel when the [`Received`] (or, untaken, the completion) is
+    /// dropped.
+    pub fn take_received(&mut self) -> Option<Received> {
+        self.received.take()
     }
 
     /// The buffer of a [`Ring::send_vectored`], back from the kernel: what
@@ -235,6 +249,7 @@ impl Ring {
     /// Hands queued entries to the kernel without waiting. No syscall when
     /// there is nothing to hand over and the kernel asks for nothing.
     pub fn submit(&mut self) -> io::Result<()> {
+        self.bufs.reclaim();
         let mut sq = self.ring.submission();
         sq.sync();
         if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
@@ -256,6 +271,7 @@ impl Ring {
     /// arrives or `timeout` passes: for threads that do not run tokio (the
     /// load generator's workers).
     pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        self.bufs.reclaim();
         let ts = Timespec::from(timeout);
         let args = SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
@@ -274,6 +290,7 @@ impl Ring {
 
     /// Moves up to `max` completions into `out`.
     pub fn drain(&mut self, out: &mut Vec<Completion>, max: usize) {
+        self.bufs.reclaim();
         let mut cq = self.ring.completion();
         cq.sync();
         for cqe in cq.take(max) {
@@ -283,7 +300,12 @@ impl Ring {
                 flags: cqe.flags(),
                 peer: None,
                 vectored: None,
+                received: None,
             };
+            if let Some(bid) = completion.buffer() {
+                let len = usize::try_from(completion.result).unwrap_or(0);
+                completion.received = self.bufs.take(bid, len);
+            }
             if completion.user_data & OWNED != 0 {
                 let key = (completion.user_data & !OWNED) as usize;
                 if let Some((owned, user_data)) = self.owned.try_remove(key) {
@@ -312,24 +334,6 @@ impl Ring {
         let mut cq = self.ring.completion();
         cq.sync();
         !cq.is_empty()
-    }
-
-    /// The bytes a receive completion delivered; give the buffer back with
-    /// [`recycle`](Self::recycle) once they are copied.
-    pub fn received(&self, completion: &Completion) -> Option<&[u8]> {
-        let bid = completion.buffer()?;
-        let len = usize::try_from(completion.result).ok()?;
-        // SAFETY: the buffer was selected by this completion, which reports
-        // `len` bytes written, and `recycle` (which takes `&mut self`, so
-        // not while this borrow lives) is what returns it to the kernel.
-        Some(unsafe { self.bufs.get(bid, len) })
-    }
-
-    /// Gives a completion's provided buffer back to the kernel.
-    pub fn recycle(&mut self, completion: &Completion) {
-        if let Some(bid) = completion.buffer() {
-            self.bufs.recycle(bid);
-        }
     }
 
     /// Accepts connections on `listener` into direct descriptors until

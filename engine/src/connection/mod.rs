@@ -158,6 +158,11 @@ impl Outbox {
     }
 }
 
+/// Most room reserved ahead of the bytes of a frame that is arriving in
+/// pieces: a header alone, which costs a peer 10 bytes, must not make us
+/// allocate its whole announced length.
+const RESERVE_AHEAD_MAX: usize = 64 << 10;
+
 fn ms(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
@@ -226,7 +231,6 @@ impl Connection {
     /// Bytes from the transport, to be read by [`poll_head`](Self::poll_head)
     /// or [`poll_event`](Self::poll_event).
     pub(crate) fn receive(&mut self, data: &[u8], ob: &mut Outbox) {
-        ob.counters.bytes_in += data.len() as u64;
         // After a close was received or a final answer queued nothing
         // more is read; a close we sent still waits for the peer's.
         let reading = match &self.state {
@@ -327,6 +331,15 @@ impl Connection {
     /// The next thing the handler is to hear of: a pending close report,
     /// drops, a drain, or the next message decoded from what was received.
     pub(crate) fn poll_event(&mut self, ob: &mut Outbox) -> Option<Event> {
+        self.poll_event_in(&mut &[][..], ob)
+    }
+
+    /// [`poll_event`](Self::poll_event), reading on into `input`: bytes
+    /// just received, in a buffer that goes back to the kernel after this
+    /// batch. Frames that are whole in it are decoded from it; only what
+    /// is left (a partial frame) is copied into the connection's buffer.
+    /// What it takes is cut off the front of `input`.
+    pub(crate) fn poll_event_in(&mut self, input: &mut &[u8], ob: &mut Outbox) -> Option<Event> {
         match &mut self.state {
             State::Handshake { .. } => return None,
             State::Open {
@@ -351,12 +364,12 @@ impl Connection {
                 }
                 // Our close is out: read on for the peer's answer, but the
                 // handler, told of the close, hears of nothing more.
+                self.receive(std::mem::take(input), ob);
                 return self.read_until_close(ob);
             }
             State::Closed { report } => return report.take().map(|r| Event::Closed(*r)),
         }
-        let io = self.output.io.as_mut()?;
-        let frame = match self.session.decode(&mut io.inbuf) {
+        let frame = match self.next_frame(input, ob) {
             Ok(Some(frame)) => frame,
             Ok(None) => return None,
             Err(error) => return Some(self.fail(&error, ob)),
@@ -401,6 +414,41 @@ impl Connection {
                 Event::Closed(Report { code, reason })
             }
         })
+    }
+
+    /// The next frame: straight from `input` when nothing is buffered and
+    /// it is whole there, else through the connection's buffer, into which
+    /// the rest of `input` is copied (with room for the whole frame, so a
+    /// large one arriving in pieces is not copied again as it grows).
+    fn next_frame(&mut self, input: &mut &[u8], ob: &mut Outbox) -> Result<Option<Frame>, Error> {
+        let buffered = self
+            .output
+            .io
+            .as_ref()
+            .is_some_and(|io| !io.inbuf.is_empty());
+        if !buffered && !input.is_empty() {
+            if let Some((frame, used)) = self.session.decode_slice(input)? {
+                *input = &input[used..];
+                return Ok(Some(frame));
+            }
+        }
+        if !input.is_empty() {
+            let io = self.output.io(&mut ob.pool);
+            let front = if io.inbuf.is_empty() {
+                *input
+            } else {
+                &io.inbuf[..]
+            };
+            if let Some(len) = self.session.decoder().frame_len_hint(front) {
+                let room = len.min(RESERVE_AHEAD_MAX).saturating_sub(io.inbuf.len());
+                io.inbuf.reserve(room.max(input.len()));
+            }
+            io.inbuf.extend_from_slice(std::mem::take(input));
+        }
+        match self.output.io.as_mut() {
+            Some(io) => self.session.decode(&mut io.inbuf),
+            None => Ok(None),
+        }
     }
 
     /// Decodes and drops frames until the peer's close, which ends the

@@ -14,7 +14,7 @@ use std::{
     sync::atomic::Ordering,
 };
 use uringws_protocol::{http::Response, Error};
-use uringws_ring::{Completion, Token};
+use uringws_ring::{Received, Token};
 
 /// What was decided about a complete request head.
 enum Decision<S> {
@@ -24,24 +24,37 @@ enum Decision<S> {
 }
 
 impl<H: Handler> Worker<H> {
-    pub(super) fn on_recv(&mut self, token: Token, c: &Completion) {
+    /// A receive completed: `result` bytes in `data` (the ring's buffer,
+    /// back to the kernel when dropped), or an error; `more` while the
+    /// multishot receive stays armed.
+    pub(super) fn on_recv(
+        &mut self,
+        token: Token,
+        result: i32,
+        more: bool,
+        data: Option<Received>,
+    ) {
         let slot = token.slot;
         let Some(s) = live(&mut self.slots, slot, token.gen) else {
-            self.ring.recycle(c);
             return;
         };
-        if !c.more() {
+        if !more {
             s.ops &= !ops::RECV_ARMED;
         }
-        match c.result {
+        match result {
             n if n > 0 => {
-                let Some(data) = self.ring.received(c) else {
+                let Some(data) = data else {
                     self.teardown(slot);
                     return self.try_free(slot);
                 };
-                s.conn.receive(data, &mut self.ctx.out);
-                self.ring.recycle(c);
-                self.on_input(slot);
+                self.ctx.out.counters.bytes_in += data.len() as u64;
+                if s.conn.is_handshake() {
+                    s.conn.receive(&data, &mut self.ctx.out);
+                    self.handshake(slot);
+                    self.drive(slot);
+                } else {
+                    self.drive_input(slot, &data);
+                }
                 self.want_rearm(slot);
             }
             0 => self.teardown(slot),
@@ -86,13 +99,6 @@ impl<H: Handler> Worker<H> {
                 self.teardown(slot);
             }
         }
-    }
-
-    fn on_input(&mut self, slot: u32) {
-        if self.slots[slot as usize].conn.is_handshake() {
-            self.handshake(slot);
-        }
-        self.drive(slot);
     }
 
     /// Decides on a complete request head: the protocol's checks, the

@@ -257,7 +257,10 @@ impl<H: Handler> Worker<H> {
         };
         match Kind::of(token) {
             Some(Kind::Accept) => self.on_accept(token, &c),
-            Some(Kind::Recv) => self.on_recv(token, &c),
+            Some(Kind::Recv) => {
+                let data = c.take_received();
+                self.on_recv(token, c.result, c.more(), data);
+            }
             Some(Kind::Send) => {
                 let returned = c.take_vectored();
                 self.on_send(token, c.result, returned);
@@ -276,11 +279,17 @@ impl<H: Handler> Worker<H> {
     /// the handler, then shuts its transport if it is done, or schedules
     /// its next deadline.
     fn drive(&mut self, slot: u32) {
+        self.drive_input(slot, &[]);
+    }
+
+    /// [`drive`](Self::drive), reading `input` (bytes just received) as it
+    /// goes: frames whole in it are decoded from it in place.
+    fn drive_input(&mut self, slot: u32, mut input: &[u8]) {
         loop {
             let Some(s) = self.slots.get_mut(slot as usize) else {
                 return;
             };
-            let Some(event) = s.conn.poll_event(&mut self.ctx.out) else {
+            let Some(event) = s.conn.poll_event_in(&mut input, &mut self.ctx.out) else {
                 break;
             };
             self.dispatch(slot, event);
