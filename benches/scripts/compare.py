@@ -10,7 +10,7 @@ that saturates before the server does not hide the server's cost.
 
     benches/scripts/compare.py [--rounds 3] [--seconds 5] [--server-cpus 0] [--load-cpus 1]
         [--echo 64x1,64x100,64x1000,16384x1,16384x100,16384x1000] [--hold 19000]
-        [--fanout 1000x100,10000x10]
+        [--fanout 1000x100,10000x10] [--baseline OLD_BUILD/uringws]
 
 Fan-out (`--fanout CONNSxRATE`) runs `uringws-load fanout --mode broadcast`
 against the servers with a broadcast endpoint: one publisher among CONNS
@@ -33,10 +33,17 @@ TICK = os.sysconf("SC_CLK_TCK")
 UWS = os.path.join(ROOT, "benches", "peers", "uws")
 
 
-def servers(threads):
-    return {
-        "uringws": [f"{BIN}/uringws", "--workers", str(threads), "--no-pin", "--log-level", "warn",
-                    "--idle-timeout", "0", "--ping-interval", "0"],
+def uringws(binary, threads):
+    return [binary, "--workers", str(threads), "--no-pin", "--log-level", "warn",
+            "--idle-timeout", "0", "--ping-interval", "0"]
+
+
+def servers(threads, baseline=None):
+    table = {"uringws": uringws(f"{BIN}/uringws", threads)}
+    if baseline:
+        # An earlier build of uringws, for before/after in the same run.
+        table["uringws-baseline"] = uringws(os.path.abspath(baseline), threads)
+    return table | {
         "tokio-tungstenite": [f"{BIN}/peer-tungstenite", "--threads", str(threads)],
         "fastwebsockets": [f"{BIN}/peer-fastwebsockets", "--threads", str(threads)],
         "tokio-websockets": [f"{BIN}/peer-tokio-websockets", "--threads", str(threads)],
@@ -217,6 +224,8 @@ def main():
     p.add_argument("--hold-seconds", type=float, default=8)
     p.add_argument("--fanout", default="", help="CONNSxRATE,... broadcast fan-out cases")
     p.add_argument("--only", default="", help="comma-separated server names, e.g. uringws,uws")
+    p.add_argument("--baseline", default="", help="another uringws binary (an earlier build), "
+                   "measured as uringws-baseline")
     a = p.parse_args()
     fan_table = broadcasters(a.threads)
     if a.only:
@@ -227,7 +236,7 @@ def main():
             print(f"skipping {name} fan-out: {why}", file=sys.stderr)
             del fan_table[name]
     fan_cases = [tuple(int(x) for x in c.split("x")) for c in a.fanout.split(",") if c]
-    table = servers(a.threads)
+    table = servers(a.threads, a.baseline)
     if a.only:
         table = {k: v for k, v in table.items() if k in a.only.split(",")}
     for name, cmd in list(table.items()):

@@ -102,6 +102,18 @@ impl VectoredSend {
         self.chunks.iter().map(Chunk::len).sum::<usize>() - self.offset
     }
 
+    /// A copy of the bytes not yet sent, in order: what the next
+    /// submission would write (for tests and diagnostics; a cross-crate
+    /// caller's tests cannot see a `#[cfg(test)]` item of this crate).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let bytes = chunk.as_slice();
+            out.extend_from_slice(if i == 0 { &bytes[self.offset..] } else { bytes });
+        }
+        out
+    }
+
     /// Accounts `sent` bytes: what is left is sent by the next submission.
     pub fn advance(&mut self, mut sent: usize) {
         let mut done = 0;
@@ -191,8 +203,10 @@ mod tests {
         // SAFETY: `msg` points into `send`, alive and unchanged here.
         let first = unsafe { *(*msg).msg_iov };
         assert_eq!(first.iov_len, 4, "the rest of \"defgh\"");
+        assert_eq!(send.to_vec(), [&b"efgh"[..], &[b'x'; 40]].concat());
         send.advance(44);
         assert!(send.is_empty());
+        assert!(send.to_vec().is_empty());
         assert_eq!(send.len(), 0);
     }
 }

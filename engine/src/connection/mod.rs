@@ -6,6 +6,7 @@
 //! handler, so it is tested without either (`tests.rs`); the worker only
 //! moves bytes between it and the ring.
 
+mod layer;
 mod output;
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ use crate::{
     stats::Counters,
 };
 use bytes::Bytes;
+use layer::ByteLayer;
 use output::Output;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use uringws_protocol::{
@@ -177,6 +179,7 @@ pub(crate) struct Connection {
     last_activity: u64,
     /// Listed in [`Outbox::ready`] this turn.
     listed: bool,
+    layer: ByteLayer,
 }
 
 impl Connection {
@@ -197,6 +200,7 @@ impl Connection {
             since: ob.now,
             last_activity: ob.now,
             listed: false,
+            layer: ByteLayer::Plain,
         }
     }
 
@@ -231,6 +235,7 @@ impl Connection {
     /// Bytes from the transport, to be read by [`poll_head`](Self::poll_head)
     /// or [`poll_event`](Self::poll_event).
     pub(crate) fn receive(&mut self, data: &[u8], ob: &mut Outbox) {
+        let data = self.layer.incoming(data);
         // After a close was received or a final answer queued nothing
         // more is read; a close we sent still waits for the peer's.
         let reading = match &self.state {
@@ -340,6 +345,7 @@ impl Connection {
     /// is left (a partial frame) is copied into the connection's buffer.
     /// What it takes is cut off the front of `input`.
     pub(crate) fn poll_event_in(&mut self, input: &mut &[u8], ob: &mut Outbox) -> Option<Event> {
+        *input = self.layer.incoming(input);
         match &mut self.state {
             State::Handshake { .. } => return None,
             State::Open {
@@ -499,7 +505,7 @@ impl Connection {
     /// After a batch of input: a lone small reply goes out as a direct
     /// send, and buffers left empty go back to the pool.
     pub(crate) fn after_input(&mut self, ob: &mut Outbox) {
-        if self.is_open() {
+        if self.is_open() && self.layer.sends_as_is() {
             if let Some(frame) = self.output.take_direct_reply(&mut ob.pool) {
                 ob.direct.push((self.id.slot, self.id.gen, frame));
                 return;
@@ -536,7 +542,7 @@ impl Connection {
             Err(status) => return status,
         };
         ob.counters.messages_out += 1;
-        if self.output.can_send_direct() {
+        if self.output.can_send_direct() && self.layer.sends_as_is() {
             self.output.queued += frame.len();
             self.output.sending = Sending::DirectQueued;
             ob.direct.push((self.id.slot, self.id.gen, frame));
@@ -626,7 +632,8 @@ impl Connection {
         if self.is_closed() {
             return None;
         }
-        self.output.poll_vectored()
+        let send = self.output.poll_vectored()?;
+        Some(self.layer.outgoing(send))
     }
 
     /// A direct frame from [`Outbox::direct`] is about to be submitted;
