@@ -15,7 +15,9 @@
 //! the connection (and every other) keeps being served.
 
 use std::time::Duration;
-use uringws_engine::{protocol::handshake::Upgrade, Accept, Conn, Engine, Handler, Message, Peer, Reject};
+use uringws_engine::{
+    protocol::handshake::Upgrade, Accept, Conn, Engine, Handler, Message, Peer, Reject,
+};
 
 struct Lookup;
 

@@ -292,7 +292,8 @@ pub fn test_config() -> EngineConfig {
     }
 }
 
-/// An engine with two unpinned workers on 127.0.0.1 and a fresh port.
+/// An engine with unpinned workers (two unless said) on 127.0.0.1 and a
+/// fresh port.
 pub struct TestServer {
     engine: Option<Engine>,
     pub addr: SocketAddr,
@@ -301,15 +302,19 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(config: EngineConfig, hooks: Hooks) -> TestServer {
+        TestServer::start_with_workers(config, hooks, 2)
+    }
+
+    pub fn start_with_workers(config: EngineConfig, hooks: Hooks, workers: usize) -> TestServer {
         let recorder = Arc::new(Recorder::default());
         let rec = recorder.clone();
         let engine = Engine::builder()
             .listen("127.0.0.1:0".parse().unwrap())
-            .workers(2)
+            .workers(workers)
             .pin(false)
             .config(config)
             .start(move |context: &WorkerContext| {
-                assert_eq!(context.engine.workers(), 2);
+                assert_eq!(context.engine.workers(), workers);
                 Echo {
                     worker: context.worker,
                     recorder: rec.clone(),
