@@ -63,9 +63,8 @@ pub(crate) enum State {
     Open {
         /// A ping went out at `since` and no frame came since.
         ping_out: bool,
-        /// A send was queued behind others or refused: tell the handler
-        /// when the queue falls under half the limit.
-        wants_drain: bool,
+        /// Whether the handler is to hear when the queue drains.
+        drain: Drain,
         /// Messages refused by backpressure since the handler last heard.
         dropped: u32,
     },
@@ -78,6 +77,16 @@ pub(crate) enum State {
     },
     /// The transport is shut or to be shut now.
     Closed { report: Option<Box<Report>> },
+}
+
+/// A drain callback's progress: wanted after a send was queued behind
+/// others or refused, due once a send completes with the queue under half
+/// the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drain {
+    Idle,
+    Wanted,
+    Due,
 }
 
 /// How an opened connection ended, for the handler's `close`: reported
@@ -236,6 +245,11 @@ impl Connection {
     /// or [`poll_event`](Self::poll_event).
     pub(crate) fn receive(&mut self, data: &[u8], ob: &mut Outbox) {
         let data = self.layer.incoming(data);
+        self.buffer_input(data, ob);
+    }
+
+    /// Appends bytes that went through the byte layer to the buffer.
+    fn buffer_input(&mut self, data: &[u8], ob: &mut Outbox) {
         // After a close was received or a final answer queued nothing
         // more is read; a close we sent still waits for the peer's.
         let reading = match &self.state {
@@ -324,7 +338,7 @@ impl Connection {
         self.enter(
             State::Open {
                 ping_out: false,
-                wants_drain: false,
+                drain: Drain::Idle,
                 dropped: 0,
             },
             ob,
@@ -348,16 +362,12 @@ impl Connection {
         *input = self.layer.incoming(input);
         match &mut self.state {
             State::Handshake { .. } => return None,
-            State::Open {
-                dropped,
-                wants_drain,
-                ..
-            } => {
+            State::Open { dropped, drain, .. } => {
                 if *dropped > 0 {
                     return Some(Event::Dropped(std::mem::take(dropped)));
                 }
-                if *wants_drain && self.output.queued < ob.config.backpressure_limit / 2 {
-                    *wants_drain = false;
+                if *drain == Drain::Due {
+                    *drain = Drain::Idle;
                     return Some(Event::Drain);
                 }
             }
@@ -370,7 +380,7 @@ impl Connection {
                 }
                 // Our close is out: read on for the peer's answer, but the
                 // handler, told of the close, hears of nothing more.
-                self.receive(std::mem::take(input), ob);
+                self.buffer_input(std::mem::take(input), ob);
                 return self.read_until_close(ob);
             }
             State::Closed { report } => return report.take().map(|r| Event::Closed(*r)),
@@ -395,7 +405,7 @@ impl Connection {
             }
             Frame::Ping(payload) => {
                 if ob.config.auto_pong && self.session.state() == CloseState::Open {
-                    self.send(OpCode::Pong, payload.clone(), ob);
+                    self.send_control(OpCode::Pong, payload.clone(), ob);
                 }
                 Event::Ping(payload)
             }
@@ -511,7 +521,9 @@ impl Connection {
                 return;
             }
         }
-        self.output.release_io(&mut ob.pool, self.is_handshake());
+        // Mid-frame, the buffer holds room reserved for the frame's rest.
+        let keep = self.is_handshake() || self.session.decoder().is_mid_message();
+        self.output.release_io(&mut ob.pool, keep);
     }
 
     // ---- sends ----
@@ -535,6 +547,20 @@ impl Connection {
         }
     }
 
+    /// Queues a ping or pong of the engine's own (auto-pong, keep-alive),
+    /// outside the handler's backpressure bookkeeping: no drop is reported
+    /// and no drain wanted. Over the limit it is not queued, so a peer that
+    /// pings without reading cannot grow the queue.
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes, ob: &mut Outbox) {
+        if !self.is_open() || self.output.queued >= ob.config.backpressure_limit {
+            return;
+        }
+        if let Ok(frame) = self.session.encode(opcode, true, payload) {
+            self.output.push_frame(frame, &mut ob.pool);
+            list(&mut self.listed, self.id, ob);
+        }
+    }
+
     /// Queues a frame that is already encoded (a publication).
     pub(crate) fn send_encoded(&mut self, frame: Bytes, ob: &mut Outbox) -> SendStatus {
         let status = match self.admit(ob) {
@@ -555,16 +581,11 @@ impl Connection {
 
     /// Whether a new message may be queued, and with what status.
     fn admit(&mut self, ob: &mut Outbox) -> Result<SendStatus, SendStatus> {
-        let State::Open {
-            wants_drain,
-            dropped,
-            ..
-        } = &mut self.state
-        else {
+        let State::Open { drain, dropped, .. } = &mut self.state else {
             return Err(SendStatus::Dropped);
         };
         if self.output.queued >= ob.config.backpressure_limit {
-            *wants_drain = true;
+            *drain = Drain::Wanted;
             ob.counters.backpressure_drops += 1;
             if ob.config.backpressure_policy == BackpressurePolicy::Close {
                 ob.counters.backpressure_closes += 1;
@@ -580,7 +601,7 @@ impl Connection {
         if self.output.queued == 0 {
             Ok(SendStatus::Sent)
         } else {
-            *wants_drain = true;
+            *drain = Drain::Wanted;
             Ok(SendStatus::Queued)
         }
     }
@@ -680,18 +701,31 @@ impl Connection {
             // The rest of a short send, or what was queued meanwhile.
             list(&mut self.listed, self.id, ob);
         }
-        if matches!(
-            self.state,
-            State::Open {
-                wants_drain: true,
-                ..
+        if let State::Open { drain, .. } = &mut self.state {
+            if *drain == Drain::Wanted && self.output.queued < ob.config.backpressure_limit / 2 {
+                // The next event: the worker polls right after a send.
+                *drain = Drain::Due;
             }
-        ) {
-            ob.wake.push(self.id.slot);
         }
     }
 
-    /// The transport is gone (end of stream, an error, a teardown): an
+    /// The peer shut its side of the stream. An answer being written (a
+    /// final HTTP response, our close reply) still goes out; anything else
+    /// ends here, as the peer can send nothing more.
+    pub(crate) fn on_end_of_stream(&mut self, ob: &mut Outbox) {
+        if !matches!(
+            self.state,
+            State::Closing {
+                wait_peer: false,
+                ..
+            }
+        ) {
+            self.on_transport_closed(ob);
+        }
+    }
+
+    /// The transport is gone (an error, a teardown, or the end of a stream
+    /// with nothing left to write): an
     /// open connection reports 1006; nothing more is read or written.
     pub(crate) fn on_transport_closed(&mut self, ob: &mut Outbox) {
         let report = match &mut self.state {
@@ -724,20 +758,22 @@ impl Connection {
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub(crate) fn poll_timeout(&self, config: &EngineConfig) -> Option<u64> {
         match &self.state {
-            State::Handshake { .. } => Some(self.since + ms(config.handshake_timeout)),
+            State::Handshake { .. } => {
+                Some(self.since.saturating_add(ms(config.handshake_timeout)))
+            }
             State::Open { ping_out, .. } => {
                 let idle = (!config.idle_timeout.is_zero())
-                    .then(|| self.last_activity + ms(config.idle_timeout));
+                    .then(|| self.last_activity.saturating_add(ms(config.idle_timeout)));
                 let ping = (!config.ping_interval.is_zero()).then(|| match ping_out {
-                    true => self.since + ms(config.ping_interval),
-                    false => self.last_activity + ms(config.ping_interval),
+                    true => self.since.saturating_add(ms(config.ping_interval)),
+                    false => self.last_activity.saturating_add(ms(config.ping_interval)),
                 });
                 match (idle, ping) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 }
             }
-            State::Closing { .. } => Some(self.since + ms(config.close_timeout)),
+            State::Closing { .. } => Some(self.since.saturating_add(ms(config.close_timeout))),
             State::Closed { .. } => None,
         }
     }
@@ -762,7 +798,7 @@ impl Connection {
             }
             State::Open { ping_out, .. } => {
                 let idle = !config.idle_timeout.is_zero()
-                    && now >= self.last_activity + ms(config.idle_timeout);
+                    && now >= self.last_activity.saturating_add(ms(config.idle_timeout));
                 if idle {
                     self.close(CloseCode::GOING_AWAY, "idle timeout", ob);
                     Expired::Idle
@@ -770,7 +806,7 @@ impl Connection {
                     self.close(CloseCode::GOING_AWAY, "ping timeout", ob);
                     Expired::Ping
                 } else {
-                    self.send(OpCode::Ping, Bytes::new(), ob);
+                    self.send_control(OpCode::Ping, Bytes::new(), ob);
                     if let State::Open { ping_out, .. } = &mut self.state {
                         *ping_out = true;
                     }

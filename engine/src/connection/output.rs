@@ -214,10 +214,11 @@ impl Output {
         true
     }
 
-    /// Gives the [`Io`] back to the pool when it holds nothing; during the
-    /// handshake it is kept (it carries the peer's address).
-    pub(crate) fn release_io(&mut self, pool: &mut IoPool, handshake: bool) {
-        let idle = !handshake
+    /// Gives the [`Io`] back to the pool when it holds nothing, unless
+    /// told to `keep` it (during the handshake it carries the peer's
+    /// address; mid-frame, room for the rest of the frame).
+    pub(crate) fn release_io(&mut self, pool: &mut IoPool, keep: bool) {
+        let idle = !keep
             && self.sending != Sending::Vectored
             && self.io.as_ref().is_some_and(|io| io.is_idle());
         if idle {
@@ -241,5 +242,7 @@ impl Output {
             io.out.clear();
             io.inbuf = BytesMut::new();
         }
+        // What is in flight is no longer waited for either.
+        self.queued = 0;
     }
 }

@@ -57,7 +57,10 @@ impl<H: Handler> Worker<H> {
                 }
                 self.want_rearm(slot);
             }
-            0 => self.teardown(slot),
+            0 => {
+                s.conn.on_end_of_stream(&mut self.ctx.out);
+                self.drive(slot);
+            }
             e if e == -libc::ENOBUFS => {
                 // The ring ran dry: the data waits in the socket until the
                 // buffers of this batch are recycled and recv is re-armed.
