@@ -11,6 +11,7 @@ use crate::{
     close::CloseFrame,
     frame::{FrameHeader, OpCode},
     mask::apply_mask,
+    session::CloseState,
     utf8::{Utf8Bytes, Utf8Validator},
     Error, Role,
 };
@@ -94,6 +95,9 @@ pub struct Decoder {
     allow_rsv1: bool,
     role: Role,
     partial: Option<Box<Partial>>,
+    /// The close handshake of the [`Session`](crate::Session) that owns
+    /// this decoder, kept here where it costs no room; unused otherwise.
+    pub(crate) close: CloseState,
 }
 
 /// Unmasks payload bytes that just arrived and, for text, feeds them to
@@ -123,6 +127,7 @@ impl Decoder {
             allow_rsv1: config.allow_rsv1,
             role,
             partial: None,
+            close: CloseState::Open,
         }
     }
 

@@ -28,15 +28,16 @@ pub enum CloseState {
 /// The protocol side of one connection.
 #[derive(Debug)]
 pub struct Session {
+    // The close state lives in the decoder's padding (`Decoder::close`):
+    // a server holds one session per connection, and this keeps it at
+    // three words.
     decoder: Decoder,
-    state: CloseState,
 }
 
 impl Session {
     pub fn new(role: Role, config: DecoderConfig) -> Self {
         Session {
             decoder: Decoder::new(role, config),
-            state: CloseState::Open,
         }
     }
 
@@ -45,7 +46,7 @@ impl Session {
     }
 
     pub fn state(&self) -> CloseState {
-        self.state
+        self.decoder.close
     }
 
     pub fn decoder(&self) -> &Decoder {
@@ -57,7 +58,10 @@ impl Session {
     /// [`Session::reply_to_close`]. Anything the peer sends after its close
     /// is a protocol error.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
-        if matches!(self.state, CloseState::CloseReceived | CloseState::Closed) {
+        if matches!(
+            self.decoder.close,
+            CloseState::CloseReceived | CloseState::Closed
+        ) {
             return if buf.is_empty() {
                 Ok(None)
             } else {
@@ -66,7 +70,7 @@ impl Session {
         }
         let message = self.decoder.decode(buf)?;
         if let Some(Message::Close(_)) = message {
-            self.state = match self.state {
+            self.decoder.close = match self.decoder.close {
                 CloseState::CloseSent => CloseState::Closed,
                 _ => CloseState::CloseReceived,
             };
@@ -77,7 +81,10 @@ impl Session {
     /// [`Decoder::decode_slice`] with the close handshake's rules, as
     /// [`decode`](Self::decode).
     pub fn decode_slice(&mut self, input: &[u8]) -> Result<Option<(Message, usize)>, Error> {
-        if matches!(self.state, CloseState::CloseReceived | CloseState::Closed) {
+        if matches!(
+            self.decoder.close,
+            CloseState::CloseReceived | CloseState::Closed
+        ) {
             return if input.is_empty() {
                 Ok(None)
             } else {
@@ -86,7 +93,7 @@ impl Session {
         }
         let decoded = self.decoder.decode_slice(input)?;
         if let Some((Message::Close(_), _)) = decoded {
-            self.state = match self.state {
+            self.decoder.close = match self.decoder.close {
                 CloseState::CloseSent => CloseState::Closed,
                 _ => CloseState::CloseReceived,
             };
@@ -104,7 +111,10 @@ impl Session {
             CloseFrame::parse(payload.clone())?;
             return self.encode_close_payload(payload);
         }
-        if matches!(self.state, CloseState::CloseSent | CloseState::Closed) {
+        if matches!(
+            self.decoder.close,
+            CloseState::CloseSent | CloseState::Closed
+        ) {
             return Err(Error::SendAfterClose);
         }
         self.frame(opcode, fin, payload)
@@ -120,7 +130,7 @@ impl Session {
     /// empty close if it sent none). `None` when there is nothing to answer
     /// (no close received, or already answered).
     pub fn reply_to_close(&mut self, received: Option<&CloseFrame>) -> Option<Frame> {
-        if self.state != CloseState::CloseReceived {
+        if self.decoder.close != CloseState::CloseReceived {
             return None;
         }
         let payload = match received {
@@ -134,20 +144,23 @@ impl Session {
     /// peer's doing and our close has not been sent yet.
     pub fn fail(&mut self, error: &Error) -> Option<Frame> {
         let code = error.close_code()?;
-        if !matches!(self.state, CloseState::Open | CloseState::CloseReceived) {
+        if !matches!(
+            self.decoder.close,
+            CloseState::Open | CloseState::CloseReceived
+        ) {
             return None;
         }
         self.close(code, "").ok()
     }
 
     fn encode_close_payload(&mut self, payload: Bytes) -> Result<Frame, Error> {
-        let next = match self.state {
+        let next = match self.decoder.close {
             CloseState::Open => CloseState::CloseSent,
             CloseState::CloseReceived => CloseState::Closed,
             CloseState::CloseSent | CloseState::Closed => return Err(Error::SendAfterClose),
         };
         let frame = self.frame(OpCode::Close, true, payload)?;
-        self.state = next;
+        self.decoder.close = next;
         Ok(frame)
     }
 

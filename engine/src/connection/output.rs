@@ -86,9 +86,13 @@ pub(crate) enum Sending {
 
 /// The write side of one connection.
 pub(crate) struct Output {
-    /// Bytes queued or in flight: what backpressure is measured by.
-    pub queued: usize,
+    /// Bytes queued or in flight: what backpressure is measured by. Four
+    /// bytes, as every idle connection carries it: a message that would
+    /// take it past 4 GiB is refused ([`Output::has_room`]).
+    queued: u32,
     pub sending: Sending,
+    /// Listed in [`Outbox::ready`](super::Outbox::ready) this turn.
+    pub listed: bool,
     pub io: Option<Box<Io>>,
 }
 
@@ -97,8 +101,24 @@ impl Output {
         Output {
             queued: 0,
             sending: Sending::Nothing,
+            listed: false,
             io,
         }
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queued as usize
+    }
+
+    /// Whether `len` more bytes fit the count of what is queued.
+    pub(crate) fn has_room(&self, len: usize) -> bool {
+        u32::try_from(len).is_ok_and(|len| self.queued.checked_add(len).is_some())
+    }
+
+    /// Counts `len` bytes queued; callers checked [`has_room`](Self::has_room).
+    pub(crate) fn count(&mut self, len: usize) {
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        self.queued = self.queued.saturating_add(len);
     }
 
     pub(crate) fn io(&mut self, pool: &mut IoPool) -> &mut Io {
@@ -106,7 +126,7 @@ impl Output {
     }
 
     pub(crate) fn push_frame(&mut self, frame: Frame, pool: &mut IoPool) {
-        self.queued += frame.wire_len();
+        self.count(frame.wire_len());
         let out = &mut self.io(pool).out;
         // A frame header is at most 14 bytes: it always fits inline.
         out.extend(Chunk::inline(frame.header.as_slice()));
@@ -116,7 +136,7 @@ impl Output {
     }
 
     pub(crate) fn push_bytes(&mut self, bytes: Bytes, pool: &mut IoPool) {
-        self.queued += bytes.len();
+        self.count(bytes.len());
         self.io(pool).out.push_back(Chunk::Shared(bytes));
     }
 
@@ -198,11 +218,12 @@ impl Output {
                 .io
                 .as_ref()
                 .map_or(0, |io| io.out.iter().map(Chunk::len).sum());
-            if sent + after != self.queued {
+            if sent + after != self.queued() {
                 return false;
             }
         }
-        self.queued = self.queued.saturating_sub(sent);
+        let sent_u32 = u32::try_from(sent).unwrap_or(u32::MAX);
+        self.queued = self.queued.saturating_sub(sent_u32);
         if let Some(mut send) = returned {
             send.advance(sent);
             match self.io.as_mut() {

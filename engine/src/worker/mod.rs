@@ -365,7 +365,7 @@ impl<H: Handler> Worker<H> {
             // another connection's publications.
             self.ctx.topics.remove_conn(slot);
             let s = self.slots.remove(slot as usize);
-            s.conn.free(&mut self.ctx.out.pool);
+            s.conn.free(&mut self.ctx.out);
         }
     }
 }

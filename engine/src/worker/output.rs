@@ -51,8 +51,9 @@ impl<H: Handler> Worker<H> {
         let Some(s) = live(&mut self.slots, slot, token.gen) else {
             return;
         };
-        s.conn.on_sent(result, returned, &mut self.ctx.out);
-        self.drive(slot);
+        if s.conn.on_sent(result, returned, &mut self.ctx.out) {
+            self.drive(slot);
+        }
         self.try_free(slot);
     }
 }
