@@ -1,13 +1,14 @@
 //! A provided-buffer ring (`IORING_REGISTER_PBUF_RING`): the kernel picks a
 //! buffer from it for each multishot recv completion, so an idle connection
 //! holds no read buffer at all. A filled buffer is handed out as a
-//! [`Received`], which gives it back to the ring when dropped, so the
-//! caller can read it while it drives anything else, the ring included.
+//! [`Received`], which puts it back in the ring the moment it is dropped,
+//! so the caller can read it while it drives anything else, the ring
+//! included.
 
 use io_uring::{types::BufRingEntry, IoUring};
 use std::{
     alloc::{self, Layout},
-    cell::RefCell,
+    cell::Cell,
     io,
     ops::Deref,
     ptr::NonNull,
@@ -17,39 +18,68 @@ use std::{
 
 const PAGE: usize = 4096;
 
-/// The buffers' memory, shared by the ring and the [`Received`]s out, so
-/// it outlives both; and the buffers given back since the ring last took
-/// them.
-struct Buffers {
-    ptr: NonNull<u8>,
-    layout: Layout,
+/// The ring's entries and buffers, shared by the ring and the
+/// [`Received`]s out, so the memory outlives both.
+struct Shared {
+    entries: NonNull<BufRingEntry>,
+    entries_layout: Layout,
+    buffers: NonNull<u8>,
+    buffers_layout: Layout,
     buf_size: usize,
-    returned: RefCell<Vec<u16>>,
+    count: u16,
+    tail: Cell<u16>,
 }
 
-impl Drop for Buffers {
+impl Shared {
+    /// Gives buffer `bid` back to the kernel at once: a buffer returned
+    /// late leaves the ring short while the kernel fills others, and a dry
+    /// ring stops multishot receives (`ENOBUFS`).
+    fn give_back(&self, bid: u16) {
+        let tail = self.tail.get();
+        let index = usize::from(tail & (self.count - 1));
+        // SAFETY: index < count, inside the entries allocation; the kernel
+        // only reads entries between its head and our published tail, and
+        // this slot is past the tail until the store below.
+        let entry = unsafe { &mut *self.entries.as_ptr().add(index) };
+        // SAFETY: bid < count, so the offset stays inside the allocation.
+        let addr = unsafe { self.buffers.as_ptr().add(usize::from(bid) * self.buf_size) };
+        entry.set_addr(addr as u64);
+        entry.set_len(self.buf_size as u32);
+        entry.set_bid(bid);
+        let tail = tail.wrapping_add(1);
+        self.tail.set(tail);
+        // SAFETY: the tail field lives in the first entry, inside the
+        // allocation, is u16-aligned, and the kernel reads it only
+        // atomically; the Release store orders the entry writes before it.
+        unsafe {
+            let field = BufRingEntry::tail(self.entries.as_ptr()) as *mut u16;
+            AtomicU16::from_ptr(field).store(tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Shared {
     fn drop(&mut self) {
-        // SAFETY: allocated in `BufRing::new` with this layout; dropped
+        // SAFETY: allocated in `BufRing::new` with these layouts; dropped
         // only when neither the ring (which unregistered the group first)
-        // nor any `Received` uses it.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+        // nor any `Received` uses them.
+        unsafe {
+            alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout);
+            alloc::dealloc(self.buffers.as_ptr(), self.buffers_layout);
+        }
     }
 }
 
 pub(crate) struct BufRing {
-    entries: NonNull<BufRingEntry>,
-    entries_layout: Layout,
-    buffers: Rc<Buffers>,
-    count: u16,
-    tail: u16,
+    shared: Rc<Shared>,
     bgid: u16,
 }
 
 /// The bytes one receive completion delivered, in a buffer of the ring.
 /// The kernel does not write to it while this lives; dropping it gives it
-/// back (at the ring's next submit).
+/// back.
 pub struct Received {
-    buffers: Rc<Buffers>,
+    shared: Rc<Shared>,
     bid: u16,
     len: usize,
 }
@@ -58,15 +88,15 @@ impl Deref for Received {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: bid < count and len ≤ buf_size (checked when made), so
-        // the range lies in the allocation, which `buffers` keeps alive;
-        // the kernel does not write a selected buffer until it is pushed
-        // back to the ring, which happens only after this is dropped.
+        // the range lies in the allocation, which `shared` keeps alive;
+        // the kernel does not write a selected buffer until it is given
+        // back, which happens only when this is dropped.
         unsafe {
             std::slice::from_raw_parts(
-                self.buffers
-                    .ptr
+                self.shared
+                    .buffers
                     .as_ptr()
-                    .add(usize::from(self.bid) * self.buffers.buf_size),
+                    .add(usize::from(self.bid) * self.shared.buf_size),
                 self.len,
             )
         }
@@ -75,7 +105,7 @@ impl Deref for Received {
 
 impl Drop for Received {
     fn drop(&mut self) {
-        self.buffers.returned.borrow_mut().push(self.bid);
+        self.shared.give_back(self.bid);
     }
 }
 
@@ -114,25 +144,21 @@ impl BufRing {
                 return Err(io::ErrorKind::OutOfMemory.into());
             }
         };
-        let mut this = BufRing {
+        let shared = Rc::new(Shared {
             entries,
             entries_layout,
-            buffers: Rc::new(Buffers {
-                ptr: buffers,
-                layout: buffers_layout,
-                buf_size,
-                returned: RefCell::new(Vec::new()),
-            }),
+            buffers,
+            buffers_layout,
+            buf_size,
             count,
-            tail: 0,
-            bgid,
-        };
+            tail: Cell::new(0),
+        });
         for bid in 0..count {
-            this.push(bid);
+            shared.give_back(bid);
         }
-        this.publish();
-        // SAFETY: the entries stay allocated until `Drop`, and the owner
-        // (`Uring`) unregisters the group before dropping this ring.
+        // SAFETY: the entries stay allocated while `shared` lives, past
+        // the owner (`Ring`), which unregisters the group before dropping
+        // this ring.
         unsafe {
             ring.submitter().register_buf_ring_with_flags(
                 entries.as_ptr() as u64,
@@ -141,7 +167,7 @@ impl BufRing {
                 0,
             )?;
         }
-        Ok(this)
+        Ok(BufRing { shared, bgid })
     }
 
     pub(crate) fn bgid(&self) -> u16 {
@@ -152,62 +178,10 @@ impl BufRing {
     /// completion selected; `None` for a buffer id or length the ring
     /// cannot have given.
     pub(crate) fn take(&self, bid: u16, len: usize) -> Option<Received> {
-        (bid < self.count && len <= self.buffers.buf_size).then(|| Received {
-            buffers: self.buffers.clone(),
+        (bid < self.shared.count && len <= self.shared.buf_size).then(|| Received {
+            shared: self.shared.clone(),
             bid,
             len,
         })
-    }
-
-    /// Hands the buffers given back since the last call to the kernel.
-    pub(crate) fn reclaim(&mut self) {
-        let returned = std::mem::take(&mut *self.buffers.returned.borrow_mut());
-        if returned.is_empty() {
-            return;
-        }
-        for &bid in &returned {
-            self.push(bid);
-        }
-        self.publish();
-        // Keep the list's allocation for the next turn.
-        let mut list = self.buffers.returned.borrow_mut();
-        if list.is_empty() {
-            *list = returned;
-            list.clear();
-        }
-    }
-
-    fn push(&mut self, bid: u16) {
-        let index = usize::from(self.tail & (self.count - 1));
-        // SAFETY: index < count, inside the entries allocation; the kernel
-        // only reads entries between its head and our published tail, and
-        // this slot is past the tail until `publish`.
-        let entry = unsafe { &mut *self.entries.as_ptr().add(index) };
-        let size = self.buffers.buf_size;
-        // SAFETY: bid < count, so the offset stays inside the allocation.
-        let addr = unsafe { self.buffers.ptr.as_ptr().add(usize::from(bid) * size) };
-        entry.set_addr(addr as u64);
-        entry.set_len(size as u32);
-        entry.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&self) {
-        // SAFETY: the tail field lives in the first entry, inside the
-        // allocation, is u16-aligned, and the kernel reads it only
-        // atomically; the Release store orders the entry writes before it.
-        unsafe {
-            let tail = BufRingEntry::tail(self.entries.as_ptr()) as *mut u16;
-            AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
-        }
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout; the owner
-        // unregistered the group (or dropped the ring) first, so the kernel
-        // no longer reads it. The buffers go when their last user does.
-        unsafe { alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout) };
     }
 }

@@ -249,7 +249,6 @@ impl Ring {
     /// Hands queued entries to the kernel without waiting. No syscall when
     /// there is nothing to hand over and the kernel asks for nothing.
     pub fn submit(&mut self) -> io::Result<()> {
-        self.bufs.reclaim();
         let mut sq = self.ring.submission();
         sq.sync();
         if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
@@ -271,7 +270,6 @@ impl Ring {
     /// arrives or `timeout` passes: for threads that do not run tokio (the
     /// load generator's workers).
     pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        self.bufs.reclaim();
         let ts = Timespec::from(timeout);
         let args = SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
@@ -290,7 +288,6 @@ impl Ring {
 
     /// Moves up to `max` completions into `out`.
     pub fn drain(&mut self, out: &mut Vec<Completion>, max: usize) {
-        self.bufs.reclaim();
         let mut cq = self.ring.completion();
         cq.sync();
         for cqe in cq.take(max) {

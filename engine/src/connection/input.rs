@@ -209,7 +209,11 @@ impl Connection {
             .io
             .as_ref()
             .is_some_and(|io| !io.inbuf.is_empty());
-        if !buffered && !input.is_empty() {
+        if !buffered {
+            // Nothing buffered and nothing new: no frame can be complete.
+            if input.is_empty() {
+                return Ok(None);
+            }
             if let Some((frame, used)) = self.session.decode_slice(input)? {
                 *input = &input[used..];
                 return Ok(Some(frame));
