@@ -58,47 +58,48 @@ impl Session {
     /// [`Session::reply_to_close`]. Anything the peer sends after its close
     /// is a protocol error.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
-        if matches!(
-            self.decoder.close,
-            CloseState::CloseReceived | CloseState::Closed
-        ) {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(Error::FrameAfterClose)
-            };
+        if self.peer_closed() {
+            return Self::after_close(buf.is_empty()).map(|()| None);
         }
         let message = self.decoder.decode(buf)?;
-        if let Some(Message::Close(_)) = message {
-            self.decoder.close = match self.decoder.close {
-                CloseState::CloseSent => CloseState::Closed,
-                _ => CloseState::CloseReceived,
-            };
-        }
+        self.saw(message.as_ref());
         Ok(message)
     }
 
     /// [`Decoder::decode_slice`] with the close handshake's rules, as
     /// [`decode`](Self::decode).
     pub fn decode_slice(&mut self, input: &[u8]) -> Result<Option<(Message, usize)>, Error> {
-        if matches!(
-            self.decoder.close,
-            CloseState::CloseReceived | CloseState::Closed
-        ) {
-            return if input.is_empty() {
-                Ok(None)
-            } else {
-                Err(Error::FrameAfterClose)
-            };
+        if self.peer_closed() {
+            return Self::after_close(input.is_empty()).map(|()| None);
         }
         let decoded = self.decoder.decode_slice(input)?;
-        if let Some((Message::Close(_), _)) = decoded {
+        self.saw(decoded.as_ref().map(|(message, _)| message));
+        Ok(decoded)
+    }
+
+    fn peer_closed(&self) -> bool {
+        matches!(
+            self.decoder.close,
+            CloseState::CloseReceived | CloseState::Closed
+        )
+    }
+
+    /// Once the peer has closed, any byte more is a protocol error.
+    fn after_close(empty: bool) -> Result<(), Error> {
+        match empty {
+            true => Ok(()),
+            false => Err(Error::FrameAfterClose),
+        }
+    }
+
+    /// A received close moves the close handshake on.
+    fn saw(&mut self, message: Option<&Message>) {
+        if let Some(Message::Close(_)) = message {
             self.decoder.close = match self.decoder.close {
                 CloseState::CloseSent => CloseState::Closed,
                 _ => CloseState::CloseReceived,
             };
         }
-        Ok(decoded)
     }
 
     /// A data or control frame to send. Fails once our close has been sent.
