@@ -211,3 +211,42 @@ async fn dropped_reports_how_many_messages_backpressure_refused() {
         .unwrap()
         .unwrap();
 }
+
+/// Joins "room" on open and says so to the room.
+struct Announcer;
+
+impl Handler for Announcer {
+    type State = ();
+    fn upgrade(&mut self, _: &Upgrade<'_>, _: Peer) -> Result<Accept<()>, Reject> {
+        Ok(Accept::new(()))
+    }
+    fn open(&mut self, conn: &mut Conn<'_, ()>) {
+        conn.subscribe("room");
+        let joined = format!("joined {}", conn.id());
+        conn.publish_to_others("room", &uringws_engine::Publication::text(&joined));
+    }
+    fn message(&mut self, _: &mut Conn<'_, ()>, _: Message) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_from_open_reaches_the_workers_subscribers_at_once() {
+    // One worker, so the subscriber is local to the publisher; nobody
+    // sends a frame, so nothing but the open itself can deliver it.
+    let engine = Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(1)
+        .pin(false)
+        .config(test_config())
+        .start(|_| Announcer)
+        .unwrap();
+    let addr = engine.local_addrs()[0];
+    let mut first = RawClient::upgrade(addr).await;
+    let _second = RawClient::upgrade(addr).await;
+    let frame = first.read_frame().await.unwrap();
+    assert!(frame.text().starts_with("joined 0."), "{frame}");
+    engine.shutdown();
+    tokio::task::spawn_blocking(move || engine.join())
+        .await
+        .unwrap()
+        .unwrap();
+}

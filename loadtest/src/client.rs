@@ -1,5 +1,5 @@
 //! The client runtime: one worker thread with one io_uring ring
-//! ([`uringws_engine::ring`]) drives many WebSocket client connections —
+//! ([`uringws_ring`]) drives many WebSocket client connections —
 //! socket, optional bind to a source address, connect, upgrade, then
 //! whatever the scenario does with them. Sockets are direct descriptors, so
 //! a worker is not bound by the process's open-files limit.

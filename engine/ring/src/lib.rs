@@ -149,7 +149,8 @@ enum Owned {
 
 /// One io_uring with its provided buffers and direct-descriptor table.
 pub struct Ring {
-    // Dropped before `bufs`: the kernel must let go of the buffers first.
+    // `Drop` unregisters the buffer ring before `bufs` goes, so the kernel
+    // lets go of its entries first.
     ring: IoUring,
     bufs: BufRing,
     /// Memory of operations in flight, keyed by the tagged user_data; each

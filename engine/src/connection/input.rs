@@ -10,6 +10,12 @@ impl Connection {
         self.buffer_input(data, ob);
     }
 
+    /// Received bytes through the connection's byte layer, once, before
+    /// [`poll_event_in`](Self::poll_event_in) reads them.
+    pub(crate) fn incoming<'a>(&mut self, received: &'a [u8]) -> &'a [u8] {
+        self.layer.incoming(received)
+    }
+
     /// Appends bytes that went through the byte layer to the buffer.
     pub(super) fn buffer_input(&mut self, data: &[u8], ob: &mut Outbox) {
         // After a close was received or a final answer queued nothing
@@ -116,12 +122,12 @@ impl Connection {
     }
 
     /// [`poll_event`](Self::poll_event), reading on into `input`: bytes
-    /// just received, in a buffer that goes back to the kernel after this
-    /// batch. Frames that are whole in it are decoded from it; only what
-    /// is left (a partial frame) is copied into the connection's buffer.
-    /// What it takes is cut off the front of `input`.
+    /// just received (through [`incoming`](Self::incoming)), in a buffer
+    /// that goes back to the kernel after this batch. A frame whole in it
+    /// is read from it (its payload copied out and unmasked in one pass);
+    /// only what is left (a partial frame) is copied into the
+    /// connection's buffer. What it takes is cut off the front of `input`.
     pub(crate) fn poll_event_in(&mut self, input: &mut &[u8], ob: &mut Outbox) -> Option<Event> {
-        *input = self.layer.incoming(input);
         match &mut self.state {
             State::Handshake { .. } => return None,
             State::Open { dropped, drain, .. } => {

@@ -12,8 +12,8 @@ use uringws_ring::VectoredSend;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ByteLayer {
     /// As they are: received bytes go to the codec where they lie (a frame
-    /// whole in a receive buffer is decoded in place), queued frames go to
-    /// the socket as they are. Costs no byte of connection state.
+    /// whole in a receive buffer is read from it), queued frames go to the
+    /// socket as they are. Costs no byte of connection state.
     #[default]
     Plain,
 }

@@ -3,7 +3,7 @@
 //! ([`Connection::poll_transmit`]), events for the handler
 //! ([`Connection::poll_event`]) and the next deadline
 //! ([`Connection::poll_timeout`]) come out. It owns no socket and calls no
-//! handler, so it is tested without either (`tests.rs`); the worker only
+//! handler, so it is tested without either (`tests/`); the worker only
 //! moves bytes between it and the ring.
 
 mod input;

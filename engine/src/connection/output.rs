@@ -42,6 +42,8 @@ pub(crate) struct IoPool(Vec<Box<Io>>);
 
 /// Spares kept; more would be memory held by a past burst.
 const IO_POOL: usize = 256;
+/// Queue slots a spare keeps.
+const SPARE_QUEUE: usize = 64;
 
 impl IoPool {
     pub(crate) fn take(&mut self) -> Box<Io> {
@@ -61,6 +63,10 @@ impl IoPool {
             // them own it rather than reuse it.
             io.inbuf = BytesMut::new();
             io.out.clear();
+            // A burst's queue is not kept for the next user.
+            if io.out.capacity() > SPARE_QUEUE {
+                io.out = VecDeque::new();
+            }
             if let Some(send) = io.send.as_mut() {
                 send.clear();
             }
@@ -108,6 +114,14 @@ impl Output {
 
     pub(crate) fn queued(&self) -> usize {
         self.queued as usize
+    }
+
+    /// What the queue costs in memory, as the backpressure limit is held
+    /// to: its bytes, and each piece at least the size of its slot, so a
+    /// flood of empty frames (pongs to empty pings) is bounded like bytes.
+    pub(crate) fn load(&self) -> usize {
+        let pieces = self.io.as_ref().map_or(0, |io| io.out.len());
+        self.queued() + pieces * std::mem::size_of::<Chunk>()
     }
 
     /// Whether `len` more bytes fit the count of what is queued.

@@ -30,7 +30,7 @@ impl Connection {
     /// pings without reading cannot grow the queue.
     pub(super) fn send_control(&mut self, opcode: OpCode, payload: Bytes, ob: &mut Outbox) {
         let room = self.output.has_room(payload.len() + 14);
-        if !self.is_open() || !room || self.output.queued() >= ob.config.backpressure_limit {
+        if !self.is_open() || !room || self.output.load() >= ob.config.backpressure_limit {
             return;
         }
         if let Ok(frame) = self.session.encode(opcode, true, payload) {
@@ -66,7 +66,7 @@ impl Connection {
         let State::Open { drain, dropped, .. } = &mut self.state else {
             return Err(SendStatus::Dropped);
         };
-        if self.output.queued() >= ob.config.backpressure_limit {
+        if self.output.load() >= ob.config.backpressure_limit {
             *drain = Drain::Wanted;
             ob.counters.backpressure_drops += 1;
             if ob.config.backpressure_policy == BackpressurePolicy::Close {

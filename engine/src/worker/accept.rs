@@ -71,7 +71,12 @@ impl<H: Handler> Worker<H> {
 
     pub(super) fn on_accept(&mut self, token: Token, c: &Completion) {
         if let Some(socket) = c.socket() {
-            self.accepted(socket, c.peer());
+            if self.accept.accepting {
+                self.accepted(socket, c.peer());
+            } else {
+                // Accepted as the shutdown began: nothing will serve it.
+                let _ = self.ring.close_now(socket);
+            }
         } else if c.result != -libc::ECANCELED {
             tracing::warn!(worker = self.id, error = %io::Error::from_raw_os_error(-c.result), "accept failed");
         }
@@ -133,7 +138,12 @@ impl<H: Handler> Worker<H> {
         for listener in &self.accept.listeners {
             let _ = self.ring.cancel_fd(listener.as_raw_fd());
         }
-        // The cancellations reference the listeners by token only.
+        // A cancellation by fd finds its requests when the kernel runs it:
+        // submit before the listeners close, or it would find no fd and
+        // leave the accepts (and the listening sockets they hold) alive.
+        if let Err(e) = self.ring.submit() {
+            tracing::error!(worker = self.id, error = %e, "cannot cancel the accepts");
+        }
         self.accept.listeners.clear();
     }
 }

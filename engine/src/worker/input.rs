@@ -53,7 +53,8 @@ impl<H: Handler> Worker<H> {
                     self.handshake(slot);
                     self.drive(slot);
                 } else {
-                    self.drive_input(slot, &data);
+                    let input = s.conn.incoming(&data);
+                    self.drive_input(slot, input);
                 }
                 self.want_rearm(slot);
             }
@@ -138,6 +139,9 @@ impl<H: Handler> Worker<H> {
                 self.stats.set_open(self.open);
                 self.stats.count_request(RequestOutcome::Handshake(101));
                 self.call(slot, |handler, conn| handler.open(conn));
+                // What `open` published reaches this worker's subscribers
+                // now, not with the next frame anyone sends.
+                self.deliver_published();
             }
         }
     }

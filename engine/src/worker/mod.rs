@@ -283,7 +283,8 @@ impl<H: Handler> Worker<H> {
     }
 
     /// [`drive`](Self::drive), reading `input` (bytes just received) as it
-    /// goes: frames whole in it are decoded from it in place.
+    /// goes: frames whole in it are read from it without going through the
+    /// connection's buffer.
     fn drive_input(&mut self, slot: u32, mut input: &[u8]) {
         loop {
             let Some(s) = self.slots.get_mut(slot as usize) else {

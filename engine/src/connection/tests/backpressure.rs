@@ -2,9 +2,13 @@
 
 use super::*;
 
+/// What each queued piece counts towards the limit beside its bytes.
+const PIECE: usize = std::mem::size_of::<uringws_ring::Chunk>();
+
 #[test]
 fn send_status_is_sent_then_queued_then_dropped_at_the_limit() {
-    let (mut conn, mut ob) = open_with(|c| c.backpressure_limit = 100);
+    // 100 bytes in six pieces (a header and a payload per frame).
+    let (mut conn, mut ob) = open_with(|c| c.backpressure_limit = 100 + 6 * PIECE);
     let ten = Bytes::from_static(b"0123456789");
     assert_eq!(
         conn.send(OpCode::Text, ten.clone(), &mut ob),
@@ -108,7 +112,9 @@ fn close_policy_closes_with_1008_over_the_limit() {
 
 #[test]
 fn drain_is_reported_once_the_queue_falls_under_half_the_limit() {
-    let (mut conn, mut ob) = open_with(|c| c.backpressure_limit = 100);
+    // Room for two 60-byte frames with their pieces; half of it is 80.
+    const { assert!(62 + 2 * PIECE < 160) };
+    let (mut conn, mut ob) = open_with(|c| c.backpressure_limit = 160);
     let sixty = Bytes::from(vec![6; 60]);
     assert_eq!(
         conn.send(OpCode::Binary, sixty.clone(), &mut ob),
@@ -123,7 +129,7 @@ fn drain_is_reported_once_the_queue_falls_under_half_the_limit() {
     assert_eq!(send.len(), 124);
     conn.on_sent(30, Some(send), &mut ob);
     assert_eq!(conn.queued(), 94);
-    assert_eq!(events(&mut conn, &mut ob), [], "94 is over half of 100");
+    assert_eq!(events(&mut conn, &mut ob), [], "94 is over half of 160");
     let send = conn.poll_transmit().unwrap();
     conn.on_sent(45, Some(send), &mut ob);
     assert_eq!(conn.queued(), 49);
@@ -192,4 +198,27 @@ fn auto_pong_behind_queued_data_reports_no_drain() {
         [Wire::Text("first".into()), Wire::Pong(b"p".to_vec())]
     );
     assert_eq!(events(&mut conn, &mut ob), []);
+}
+
+#[test]
+fn empty_pings_from_a_peer_that_never_reads_hold_no_more_than_the_limit() {
+    let limit = 4096;
+    let (mut conn, mut ob) = open_with(|c| c.backpressure_limit = limit);
+    let ping = client(OpCode::Ping, true, b"");
+    for _ in 0..20 {
+        let pings: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * 500)
+            .collect();
+        assert_eq!(feed(&mut conn, &mut ob, &pings).len(), 500);
+    }
+    // Each pong is 2 bytes on the wire but a whole piece in the queue.
+    assert!(
+        conn.output.load() < limit + 2 * PIECE,
+        "{}",
+        conn.output.load()
+    );
+    assert!(conn.queued() < 2 * limit / PIECE);
 }
