@@ -22,8 +22,8 @@ pub enum Message {
 }
 
 /// A connection's identity: unique among the engine's live connections,
-/// and never equal to that of a connection that has closed on the same
-/// worker since (until its slot's generation wraps after 16 million reuses).
+/// and not equal to that of any connection that closed on the same worker
+/// within the last 4 billion accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     pub(crate) worker: u32,

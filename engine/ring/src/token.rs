@@ -43,9 +43,10 @@ impl Token {
         })
     }
 
-    /// The generation after `gen`; generations wrap at 24 bits.
-    pub fn next_gen(gen: u32) -> u32 {
-        gen.wrapping_add(1) & GEN_MASK
+    /// Whether this token was made for a slot of generation `gen`, which
+    /// the caller may count in more bits than a token carries (24).
+    pub fn is_for(self, gen: u32) -> bool {
+        self.gen == gen & GEN_MASK
     }
 }
 
@@ -57,8 +58,9 @@ mod tests {
     fn round_trip_and_wrap() {
         let t = Token::new(3, GEN_MASK, u32::MAX);
         assert_eq!(Token::decode(t.encode()), Some(t));
-        assert_eq!(Token::next_gen(GEN_MASK), 0);
         assert_eq!(Token::new(1, GEN_MASK + 5, 0).gen, 4);
+        assert!(Token::new(1, 7, 0).is_for(7 + (1 << 24)));
+        assert!(!Token::new(1, 7, 0).is_for(8));
     }
 
     #[test]

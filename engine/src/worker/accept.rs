@@ -97,7 +97,10 @@ impl<H: Handler> Worker<H> {
 
     fn accepted(&mut self, socket: Socket, peer: Option<SocketAddr>) {
         let gen = self.next_gen;
-        self.next_gen = Token::next_gen(gen);
+        // 32 bits here (a `ConnId` or `ConnRef` outlives its connection by
+        // 4 billion accepts before it could name another), 24 in the ring's
+        // tokens, whose completions arrive while the slot is still held.
+        self.next_gen = gen.wrapping_add(1);
         let entry = self.slots.vacant_entry();
         let slot = entry.key() as u32;
         entry.insert(Slot {

@@ -1,7 +1,7 @@
 //! Receiving: multishot receive completions into the connection, the HTTP
 //! request head and the upgrade decision.
 
-use super::{live, ops, Worker};
+use super::{live_token, ops, Worker};
 use crate::{
     connection::Head,
     handler::{Accept, Handler, Peer},
@@ -35,7 +35,7 @@ impl<H: Handler> Worker<H> {
         data: Option<Received>,
     ) {
         let slot = token.slot;
-        let Some(s) = live(&mut self.slots, slot, token.gen) else {
+        let Some(s) = live_token(&mut self.slots, token) else {
             return;
         };
         if !more {

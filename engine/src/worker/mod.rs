@@ -266,7 +266,7 @@ impl<H: Handler> Worker<H> {
                 self.on_send(token, c.result, returned);
             }
             Some(Kind::Close) => {
-                if let Some(slot) = live(&mut self.slots, token.slot, token.gen) {
+                if let Some(slot) = live_token(&mut self.slots, token) {
                     slot.ops &= !ops::CLOSING_FD;
                     self.try_free(token.slot);
                 }
@@ -376,6 +376,13 @@ fn live<S>(slots: &mut Slab<Slot<S>>, slot: u32, gen: u32) -> Option<&mut Slot<S
     slots
         .get_mut(slot as usize)
         .filter(|s| s.conn.id.gen == gen)
+}
+
+/// The slot a completion's token names, if it still holds that connection.
+fn live_token<S>(slots: &mut Slab<Slot<S>>, token: Token) -> Option<&mut Slot<S>> {
+    slots
+        .get_mut(token.slot as usize)
+        .filter(|s| token.is_for(s.conn.id.gen))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,7 +1,7 @@
 //! Sending: once per loop turn, one submission per connection with
 //! something queued; direct frames first, as they were queued first.
 
-use super::{live, Kind, Worker};
+use super::{live, live_token, Kind, Worker};
 use crate::handler::Handler;
 use std::io;
 use uringws_ring::{Token, VectoredSend};
@@ -48,7 +48,7 @@ impl<H: Handler> Worker<H> {
         returned: Option<Box<VectoredSend>>,
     ) {
         let slot = token.slot;
-        let Some(s) = live(&mut self.slots, slot, token.gen) else {
+        let Some(s) = live_token(&mut self.slots, token) else {
             return;
         };
         if s.conn.on_sent(result, returned, &mut self.ctx.out) {
