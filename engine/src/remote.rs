@@ -6,22 +6,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use uringws_protocol::{CloseCode, OpCode, Utf8Bytes};
 
 pub(crate) enum Command {
-    Send {
-        slot: u32,
-        gen: u32,
-        opcode: OpCode,
-        payload: Bytes,
-    },
-    SendEncoded {
-        slot: u32,
-        gen: u32,
-        frame: Bytes,
-    },
-    Close {
-        slot: u32,
-        gen: u32,
-        code: CloseCode,
-        reason: Utf8Bytes,
+    /// For one connection, dropped if it has gone.
+    Conn {
+        id: ConnId,
+        op: ConnOp,
     },
     /// A publication for this worker's subscribers of `topic`.
     Publish {
@@ -29,6 +17,13 @@ pub(crate) enum Command {
         frame: Bytes,
     },
     Shutdown,
+}
+
+/// What a [`ConnRef`] asks of its connection.
+pub(crate) enum ConnOp {
+    Send { opcode: OpCode, payload: Bytes },
+    SendEncoded(Bytes),
+    Close { code: CloseCode, reason: Utf8Bytes },
 }
 
 /// A `Send + Clone` handle to one connection. Sends are carried out on the
@@ -68,34 +63,20 @@ impl ConnRef {
 
     /// A frame encoded once for many connections.
     pub fn send_encoded(&self, frame: Bytes) -> Result<(), Gone> {
-        self.tx
-            .send(Command::SendEncoded {
-                slot: self.id.slot,
-                gen: self.id.gen,
-                frame,
-            })
-            .map_err(|_| Gone)
+        self.ask(ConnOp::SendEncoded(frame))
     }
 
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Gone> {
-        self.tx
-            .send(Command::Close {
-                slot: self.id.slot,
-                gen: self.id.gen,
-                code,
-                reason: Utf8Bytes::from(reason),
-            })
-            .map_err(|_| Gone)
+        let reason = Utf8Bytes::from(reason);
+        self.ask(ConnOp::Close { code, reason })
     }
 
     fn send(&self, opcode: OpCode, payload: Bytes) -> Result<(), Gone> {
-        self.tx
-            .send(Command::Send {
-                slot: self.id.slot,
-                gen: self.id.gen,
-                opcode,
-                payload,
-            })
-            .map_err(|_| Gone)
+        self.ask(ConnOp::Send { opcode, payload })
+    }
+
+    fn ask(&self, op: ConnOp) -> Result<(), Gone> {
+        let id = self.id;
+        self.tx.send(Command::Conn { id, op }).map_err(|_| Gone)
     }
 }

@@ -467,16 +467,6 @@ impl Ring {
         unsafe { self.push_owned(Owned::Vectored(send), user_data, entry) }
     }
 
-    /// Cancels every request submitted with `user_data` (not those whose
-    /// memory the ring keeps: cancel those by socket or fd).
-    pub fn cancel(&mut self, user_data: u64) -> io::Result<()> {
-        let entry = opcode::AsyncCancel::new(user_data)
-            .build()
-            .user_data(IGNORED);
-        // SAFETY: a cancellation refers to no memory of ours.
-        unsafe { self.push(entry) }
-    }
-
     /// Cancels every request on `socket`.
     pub fn cancel_socket(&mut self, socket: Socket) -> io::Result<()> {
         let entry = opcode::AsyncCancel2::new(CancelBuilder::fd(Fixed(socket.0)).all())

@@ -100,7 +100,8 @@ impl Connection {
             return;
         }
         let io = self.output.io(&mut ob.pool);
-        let _ = io.inbuf.split_to(head_len.min(io.inbuf.len()));
+        let head_len = head_len.min(io.inbuf.len());
+        bytes::Buf::advance(&mut io.inbuf, head_len);
         io.peer = None;
         self.output.push_bytes(response, &mut ob.pool);
         self.enter(

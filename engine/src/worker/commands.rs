@@ -2,7 +2,10 @@
 //! publications from other workers, shutdown) and the shutdown itself.
 
 use super::{live, Worker};
-use crate::{handler::Handler, remote::Command};
+use crate::{
+    handler::Handler,
+    remote::{Command, ConnOp},
+};
 
 /// After the shutdown deadline, how long cancelled operations get to
 /// complete before the ring is dropped.
@@ -35,42 +38,25 @@ impl Shutdown {
 
 impl<H: Handler> Worker<H> {
     pub(super) fn command(&mut self, command: Command) {
-        let slot = match command {
-            Command::Send {
-                slot,
-                gen,
-                opcode,
-                payload,
-            } => match live(&mut self.slots, slot, gen) {
-                Some(s) => {
-                    s.conn.send(opcode, payload, &mut self.ctx.out);
-                    slot
-                }
-                None => return,
-            },
-            Command::SendEncoded { slot, gen, frame } => match live(&mut self.slots, slot, gen) {
-                Some(s) => {
-                    s.conn.send_encoded(frame, &mut self.ctx.out);
-                    slot
-                }
-                None => return,
-            },
-            Command::Close {
-                slot,
-                gen,
-                code,
-                reason,
-            } => match live(&mut self.slots, slot, gen) {
-                Some(s) => {
-                    s.conn.close(code, &reason, &mut self.ctx.out);
-                    slot
-                }
-                None => return,
-            },
+        let (id, op) = match command {
+            Command::Conn { id, op } => (id, op),
             Command::Publish { topic, frame } => return self.deliver(&topic, &frame, None),
             Command::Shutdown => return self.begin_shutdown(),
         };
-        self.drive(slot);
+        let Some(s) = live(&mut self.slots, id.slot, id.gen) else {
+            return;
+        };
+        let out = &mut self.ctx.out;
+        match op {
+            ConnOp::Send { opcode, payload } => {
+                s.conn.send(opcode, payload, out);
+            }
+            ConnOp::SendEncoded(frame) => {
+                s.conn.send_encoded(frame, out);
+            }
+            ConnOp::Close { code, reason } => s.conn.close(code, &reason, out),
+        }
+        self.drive(id.slot);
     }
 
     /// No new connections, 503 to new upgrades, close 1001 to every open

@@ -52,9 +52,13 @@ enum Kind {
 
 impl Kind {
     fn of(token: Token) -> Option<Kind> {
-        [Kind::Accept, Kind::Recv, Kind::Send, Kind::Close]
-            .into_iter()
-            .find(|k| *k as u8 == token.kind)
+        match token.kind {
+            1 => Some(Kind::Accept),
+            2 => Some(Kind::Recv),
+            3 => Some(Kind::Send),
+            4 => Some(Kind::Close),
+            _ => None,
+        }
     }
 
     fn token(self, gen: u32, slot: u32) -> u64 {

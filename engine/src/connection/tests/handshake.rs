@@ -177,12 +177,7 @@ fn body_over_max_body_is_invalid_with_413() {
 
 #[test]
 fn respond_closes_once_the_answer_is_written() {
-    let mut ob = outbox(|_| {});
-    let mut conn = accepted(&mut ob);
-    conn.receive(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", &mut ob);
-    assert!(poll_head(&mut conn, &mut ob).is_some());
-    let response = Bytes::from_static(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-    conn.respond(response.clone(), &mut ob);
+    let (mut conn, mut ob, response) = answering_a_plain_request();
     assert_eq!(drive(&mut conn, &mut ob), []);
     assert!(!conn.is_done(), "done before the answer is written");
     conn.receive(b"GET /more HTTP/1.1\r\n\r\n", &mut ob);

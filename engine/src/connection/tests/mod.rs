@@ -118,6 +118,17 @@ fn handshake(conn: &mut Connection, ob: &mut Outbox) {
     assert!(conn.is_open());
 }
 
+/// A plain request answered with a 200 that is not written yet.
+fn answering_a_plain_request() -> (Connection, Outbox, Bytes) {
+    let mut ob = outbox(|_| {});
+    let mut conn = accepted(&mut ob);
+    conn.receive(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", &mut ob);
+    assert!(poll_head(&mut conn, &mut ob).is_some());
+    let response = Bytes::from_static(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    conn.respond(response.clone(), &mut ob);
+    (conn, ob, response)
+}
+
 /// An open connection with its 101 written, counters and lists cleared.
 fn open_with(configure: impl FnOnce(&mut EngineConfig)) -> (Connection, Outbox) {
     let mut ob = outbox(configure);

@@ -140,12 +140,7 @@ fn shutdown_drops_a_connection_in_its_handshake() {
 
 #[test]
 fn an_answer_being_written_when_the_peer_shuts_its_side_still_goes_out() {
-    let mut ob = outbox(|_| {});
-    let mut conn = accepted(&mut ob);
-    conn.receive(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", &mut ob);
-    assert!(poll_head(&mut conn, &mut ob).is_some());
-    let response = Bytes::from_static(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-    conn.respond(response.clone(), &mut ob);
+    let (mut conn, mut ob, response) = answering_a_plain_request();
     conn.on_end_of_stream(&mut ob);
     assert!(!conn.is_done(), "the answer is not written yet");
     assert_eq!(written(&mut conn, &mut ob), response);
