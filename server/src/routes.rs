@@ -24,9 +24,12 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Echo,
-    /// `/ws` without a token where none is required: everything allowed;
-    /// an `auth` first message may still bring a token's grant.
+    /// `/ws` without a token where none is required: every topic to
+    /// subscribe to, publishing as `anonymous_publish` says; an `auth`
+    /// first message may still bring a token's grant.
     Anonymous,
+    /// `Anonymous` after its first message, which was not `auth`.
+    Guest,
     /// `/ws` without a token where one is required: only `auth` until the
     /// auth deadline.
     Unauthenticated,
@@ -42,6 +45,7 @@ pub struct Shared {
     pub limits: Limits,
     pub auth: Auth,
     pub auth_required: bool,
+    pub anonymous_publish: bool,
     pub auth_timeout: Duration,
     pub origins: Origins,
     pub per_ip: Option<PerIp>,
@@ -110,7 +114,10 @@ impl Routes {
         pubsub: bool,
     ) -> Result<(Endpoint, Option<Arc<Grant>>), Reject> {
         let shared = &*self.shared;
-        if !shared.origins.allows(upgrade.origin()) {
+        if !shared
+            .origins
+            .allows(upgrade.origin(), upgrade.request().header("host"))
+        {
             return Err(Reject::new(403, "this Origin is not allowed"));
         }
         let ip = peer.addr.map(|addr| IpKey::of(addr.ip()));
@@ -296,7 +303,10 @@ impl Handler for Routes {
                 };
                 return;
             }
-            Endpoint::Anonymous | Endpoint::All => Access::All,
+            Endpoint::All => Access::All,
+            Endpoint::Anonymous | Endpoint::Guest => Access::Anonymous {
+                publish: self.shared.anonymous_publish,
+            },
             Endpoint::Unauthenticated => Access::Unauthenticated,
             Endpoint::Granted => Access::Only(
                 self.grants
@@ -327,7 +337,7 @@ impl Handler for Routes {
         }
         // `auth` is taken only as the first message.
         if *conn.state() == Endpoint::Anonymous {
-            *conn.state() = Endpoint::All;
+            *conn.state() = Endpoint::Guest;
         }
     }
 
@@ -340,7 +350,7 @@ impl Handler for Routes {
                 self.grants.remove(&key);
                 self.binary_topics.forget(key);
             }
-            Endpoint::Anonymous | Endpoint::All => self.binary_topics.forget(key),
+            Endpoint::Anonymous | Endpoint::Guest | Endpoint::All => self.binary_topics.forget(key),
         }
         if let Some(ip) = self.peers.get_mut(key.index()) {
             let ip = std::mem::replace(ip, IpKey::NONE);
