@@ -19,6 +19,7 @@ pub struct EngineBuilder {
     addrs: Vec<SocketAddr>,
     workers: Option<usize>,
     pin: bool,
+    raise_open_files_limit: bool,
     config: EngineConfig,
 }
 
@@ -28,6 +29,7 @@ impl Default for EngineBuilder {
             addrs: Vec::new(),
             workers: None,
             pin: true,
+            raise_open_files_limit: true,
             config: EngineConfig::default(),
         }
     }
@@ -53,6 +55,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Raise the process's soft open-files limit to its hard limit at
+    /// start (default on), as Go's runtime does: the soft limit (often
+    /// 1,024) caps each worker's file table, so it caps connections.
+    pub fn raise_open_files_limit(mut self, raise: bool) -> Self {
+        self.raise_open_files_limit = raise;
+        self
+    }
+
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
         self
@@ -74,6 +84,7 @@ impl EngineBuilder {
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let limit = open_files_limit(self.raise_open_files_limit);
         let (addrs, mut listeners) = bind_all(&self.addrs, workers, self.config.backlog)?;
         let cores = if self.pin {
             core_affinity::get_core_ids().unwrap_or_default()
@@ -145,11 +156,61 @@ impl EngineBuilder {
             }
             threads.push(thread);
         }
+        log_capacity(&handle, limit, config.max_connections_per_worker);
         Ok(Engine {
             addrs,
             handle,
             threads,
         })
+    }
+}
+
+/// The open-files limit (soft, hard) after raising the soft one if asked;
+/// None where it cannot be read.
+fn open_files_limit(raise: bool) -> Option<(u64, u64)> {
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
+    if !raise || soft >= hard {
+        return Some((soft, hard));
+    }
+    match rlimit::increase_nofile_limit(hard) {
+        Ok(raised) => {
+            tracing::debug!(from = soft, to = raised, "raised the soft open-files limit");
+            Some((raised, hard))
+        }
+        Err(error) => {
+            tracing::warn!(%error, soft, hard, "cannot raise the soft open-files limit");
+            Some((soft, hard))
+        }
+    }
+}
+
+/// Once at start: how many connections this process can hold, and, when
+/// the open-files limit is what bounds it, how to raise it.
+fn log_capacity(handle: &EngineHandle, limit: Option<(u64, u64)>, configured: usize) {
+    let per_worker: Vec<usize> = handle.stats().iter().map(|s| s.capacity()).collect();
+    let total: usize = per_worker.iter().sum();
+    let (soft, hard) = limit.unwrap_or((0, 0));
+    let bounded = per_worker.iter().any(|&c| c < configured);
+    if bounded {
+        tracing::warn!(
+            capacity = total,
+            workers = per_worker.len(),
+            per_worker = per_worker.first().copied().unwrap_or(0),
+            open_files_soft = soft,
+            open_files_hard = hard,
+            "connection capacity {total}, bounded by the open-files limit ({soft}); to hold \
+             more, raise it: LimitNOFILE= in a systemd unit, --ulimit nofile= with docker run, \
+             ulimit -n in a shell"
+        );
+    } else {
+        tracing::info!(
+            capacity = total,
+            workers = per_worker.len(),
+            per_worker = per_worker.first().copied().unwrap_or(0),
+            open_files_soft = soft,
+            open_files_hard = hard,
+            "connection capacity {total} (max_connections_per_worker)"
+        );
     }
 }
 
@@ -278,8 +339,13 @@ impl Engine {
             }
             io::Result::Ok(())
         })?;
-        tracing::info!("shutting down");
+        tracing::info!("signal received: shutting down");
         self.shutdown();
-        self.join()
+        let result = self.join();
+        match &result {
+            Ok(()) => tracing::info!("every worker stopped; exiting"),
+            Err(error) => tracing::error!(%error, "a worker failed; exiting"),
+        }
+        result
     }
 }

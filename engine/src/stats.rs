@@ -38,6 +38,8 @@ pub(crate) struct Counters {
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     open: AtomicUsize,
+    /// Upgraded connections the worker will hold, set once at its start.
+    capacity: AtomicUsize,
     /// Times a recv found the provided-buffer ring empty.
     pub(crate) buffer_exhaustions: AtomicU64,
     /// Publications fanned out by this worker (one per topic per publish).
@@ -59,6 +61,10 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
+    pub(crate) fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_open(&self, open: usize) {
         self.open.store(open, Ordering::Relaxed);
     }
@@ -82,6 +88,13 @@ impl WorkerStats {
     /// Upgraded connections on this worker.
     pub fn connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Upgraded connections this worker holds at most: the configured
+    /// `max_connections_per_worker`, or less where the open-files limit
+    /// bounds its ring's file table. Past it, upgrades get 503.
+    pub fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
     }
 
     pub fn buffer_exhaustions(&self) -> u64 {

@@ -52,14 +52,10 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    let filter = match tracing_subscriber::EnvFilter::try_new(&config.log_level) {
-        Ok(filter) => filter,
-        Err(e) => {
-            eprintln!("uringws: bad log_level {:?}: {e}", config.log_level);
-            return ExitCode::from(2);
-        }
-    };
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if let Err(e) = init_logs(&config) {
+        eprintln!("uringws: {e}");
+        return ExitCode::from(2);
+    }
     let mut builder = Engine::builder().config(config.engine()).pin(config.pin);
     for addr in &config.listen {
         builder = builder.listen(*addr);
@@ -74,15 +70,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(
-        auth_required = config.auth_required,
-        static_tokens = config.tokens.len(),
-        jwt = config.jwt_secret.is_some(),
-        origins = config.origins.len(),
-        max_connections_per_ip = config.max_connections_per_ip,
-        handshakes_per_ip_per_second = config.handshakes_per_ip_per_second,
-        "access"
-    );
+    log_start(&config);
     let engine = match builder.start(move |context| routes::Routes::new(context, shared.clone())) {
         Ok(engine) => engine,
         Err(e) => {
@@ -94,8 +82,16 @@ fn main() -> ExitCode {
         tracing::info!(
             "listening on ws://{addr} (echo on / and /echo, pub/sub on /ws, health on /health)"
         );
-        tracing::info!("demo page on http://{addr}/");
     }
+    tracing::info!(
+        "routes: GET / demo page; / and /echo echo; /ws pub/sub (uringws.v1); GET /health; \
+         GET /metrics; POST /publish ({})",
+        if config.publish_key.is_some() {
+            "with the publish key"
+        } else {
+            "off: no publish_key"
+        }
+    );
     match engine.run_until_signal() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -103,6 +99,62 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Text for people (coloured only on a terminal that wants colour) or
+/// JSON for collectors; on stdout either way.
+fn init_logs(config: &Config) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .map_err(|e| format!("bad log_level {:?}: {e}", config.log_level))?;
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        config::LogFormat::Text => {
+            // https://no-color.org: set and not empty.
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            logs.with_ansi(std::io::stdout().is_terminal() && !no_color)
+                .init();
+        }
+        config::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+/// Once at start: what runs, with which limits and access rules.
+fn log_start(config: &Config) {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        workers = config.workers,
+        "uringws starting"
+    );
+    tracing::info!(
+        max_head = config.max_head,
+        max_body = config.max_body,
+        max_frame_size = config.max_frame_size,
+        max_message_size = config.max_message_size,
+        max_connections_per_worker = config.max_connections_per_worker,
+        backpressure_limit = config.backpressure_limit,
+        backpressure_policy = ?config.backpressure_policy,
+        handshake_timeout = config.handshake_timeout,
+        idle_timeout = config.idle_timeout,
+        ping_interval = config.ping_interval,
+        shutdown_timeout = config.shutdown_timeout,
+        max_subscriptions = config.max_subscriptions,
+        "limits"
+    );
+    tracing::info!(
+        auth_required = config.auth_required,
+        anonymous_publish = config.anonymous_publish,
+        static_tokens = config.tokens.len(),
+        jwt = config.jwt_secret.is_some(),
+        origins = origins::Origins::new(&config.origins)
+            .map(|o| o.describe())
+            .unwrap_or_default(),
+        max_connections_per_ip = config.max_connections_per_ip,
+        handshakes_per_ip_per_second = config.handshakes_per_ip_per_second,
+        "access"
+    );
 }
 
 /// What the workers share, from a checked configuration.
@@ -118,6 +170,7 @@ fn shared(config: &Config) -> Result<routes::Shared, String> {
             expose(&config.publish_key).as_deref(),
         )?,
         auth_required: config.auth_required,
+        anonymous_publish: config.anonymous_publish,
         auth_timeout: config.auth_timeout(),
         origins: origins::Origins::new(&config.origins)?,
         per_ip: per_ip::PerIp::new(

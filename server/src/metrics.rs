@@ -20,6 +20,12 @@ const FAMILIES: &[Family] = &[
         value: |s| s.connections() as u64,
     },
     Family {
+        name: "uringws_connection_capacity",
+        kind: "gauge",
+        help: "Open WebSocket connections a worker holds at most (503 past it): max_connections_per_worker, or what the open-files limit leaves.",
+        value: |s| s.capacity() as u64,
+    },
+    Family {
         name: "uringws_messages_received_total",
         kind: "counter",
         help: "Text and binary messages received.",

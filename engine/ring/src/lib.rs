@@ -166,7 +166,8 @@ impl Ring {
             .setup_single_issuer()
             .setup_coop_taskrun()
             .setup_taskrun_flag()
-            .build(config.entries)?;
+            .build(config.entries)
+            .map_err(unavailable)?;
         let files = config.files.min(open_files_limit()).max(1);
         ring.submitter().register_files_sparse(files)?;
         let bufs = BufRing::new(&ring, config.recv_buffers, config.recv_buffer_size, 0)?;
@@ -518,6 +519,24 @@ impl Drop for Ring {
             std::mem::forget(std::mem::take(&mut self.owned));
         }
     }
+}
+
+/// `io_uring_setup` refused: say what usually refuses it, since the bare
+/// "Operation not permitted" names no cause.
+fn unavailable(error: io::Error) -> io::Error {
+    let why = match error.raw_os_error() {
+        Some(libc::EPERM) => {
+            "io_uring is blocked: a seccomp profile refuses it (the default ones of \
+             Docker 25+, containerd and Kubernetes do) or the kernel disables it \
+             (sysctl kernel.io_uring_disabled)"
+        }
+        Some(libc::ENOSYS) => {
+            "io_uring is missing: the kernel is built without it, or a sandbox \
+             (gVisor, a seccomp profile) hides it"
+        }
+        _ => return error,
+    };
+    io::Error::new(error.kind(), format!("io_uring_setup: {error}: {why}"))
 }
 
 /// The soft limit on open files, which also caps a ring's file table.

@@ -14,6 +14,8 @@ const ACCEPT_BACKOFF_MS: u64 = 100;
 /// Single-shot accepts kept in flight per listener when peer addresses are
 /// wanted: enough that a connection storm never waits for a re-arm.
 const ACCEPTS_PER_LISTENER: u32 = 8;
+/// Entries kept free for what a cancelled multishot accept still takes.
+const MULTISHOT_MARGIN: u32 = 32;
 
 pub(super) struct Accepts {
     listeners: Vec<socket2::Socket>,
@@ -21,6 +23,10 @@ pub(super) struct Accepts {
     /// multishot accept per listener.
     peer_addresses: bool,
     accepting: bool,
+    /// Paused because the file table is about full: an accept the kernel
+    /// completes without a free entry takes the connection off the
+    /// backlog and closes it, so the client would get nothing at all.
+    full: bool,
     retry_at: Option<u64>,
     /// Accepts that stopped on a full file table, re-armed after a pause.
     paused: Vec<Token>,
@@ -32,6 +38,7 @@ impl Accepts {
             listeners,
             peer_addresses,
             accepting: true,
+            full: false,
             retry_at: None,
             paused: Vec::new(),
         }
@@ -39,6 +46,15 @@ impl Accepts {
 
     pub(super) fn retry_at(&self) -> Option<u64> {
         self.retry_at
+    }
+
+    /// File-table entries that accepts in flight may take at once.
+    fn in_flight(&self) -> u32 {
+        match self.peer_addresses {
+            true => ACCEPTS_PER_LISTENER * self.listeners.len() as u32,
+            // A multishot accept goes on until its cancellation runs.
+            false => MULTISHOT_MARGIN,
+        }
     }
 }
 
@@ -77,10 +93,30 @@ impl<H: Handler> Worker<H> {
                 // Accepted as the shutdown began: nothing will serve it.
                 let _ = self.ring.close_now(socket);
             }
-        } else if c.result != -libc::ECANCELED {
-            tracing::warn!(worker = self.id, error = %io::Error::from_raw_os_error(-c.result), "accept failed");
+        } else if c.result != -libc::ECANCELED && self.logs.accept.admit(self.ctx.out.now) {
+            let error = io::Error::from_raw_os_error(-c.result);
+            tracing::warn!(
+                worker = self.id,
+                %error,
+                open = self.open,
+                files = self.ring.files(),
+                "accept failed"
+            );
+        }
+        if self.accept.accepting && !self.accept.full && !self.room_for_accepts(1) {
+            self.accept.full = true;
+            if !self.accept.peer_addresses {
+                for listener in &self.accept.listeners {
+                    let _ = self.ring.cancel_fd(listener.as_raw_fd());
+                }
+            }
         }
         if c.more() || !self.accept.accepting {
+            return;
+        }
+        if self.accept.full {
+            // Re-armed when connections leave room (`freed`).
+            self.accept.paused.push(token);
             return;
         }
         let out_of_room =
@@ -119,9 +155,25 @@ impl<H: Handler> Worker<H> {
         self.schedule(slot);
     }
 
+    /// Whether the file table has room for every accept in flight, with
+    /// `factor` times that to spare.
+    fn room_for_accepts(&self, factor: u32) -> bool {
+        let needed = self.accept.in_flight() * factor;
+        (self.slots.len() as u32).saturating_add(needed) < self.ring.files()
+    }
+
+    /// A slot was freed: accepts paused on an about full table resume once
+    /// there is room for twice what they take (so they do not flap).
+    pub(super) fn freed(&mut self) {
+        if self.accept.full && self.room_for_accepts(2) {
+            self.accept.full = false;
+            self.accept.retry_at.get_or_insert(self.ctx.out.now);
+        }
+    }
+
     /// Accepts paused on a full file table are due again.
     pub(super) fn retry_accepts(&mut self) {
-        if self.accept.retry_at.is_none_or(|at| at > self.ctx.out.now) {
+        if self.accept.full || self.accept.retry_at.is_none_or(|at| at > self.ctx.out.now) {
             return;
         }
         self.accept.retry_at = None;

@@ -18,8 +18,9 @@ use uringws_ring::{Received, Token};
 
 /// What was decided about a complete request head.
 enum Decision<S> {
-    /// Answer and close: the response and how it is counted.
-    Respond(Bytes, RequestOutcome),
+    /// Answer and close: the response, how it is counted and, for a
+    /// refused upgrade or a request the protocol refused, why (for the log).
+    Respond(Bytes, RequestOutcome, Option<Box<str>>),
     Upgrade(Bytes, S),
 }
 
@@ -110,7 +111,7 @@ impl<H: Handler> Worker<H> {
     fn handshake(&mut self, slot: u32) {
         let refusal = if self.shutdown.started() {
             Some(Refusal::ShuttingDown)
-        } else if self.open >= self.config().max_connections_per_worker {
+        } else if self.open >= self.capacity {
             Some(Refusal::AtCapacity)
         } else {
             None
@@ -128,9 +129,15 @@ impl<H: Handler> Worker<H> {
             return;
         };
         match decision {
-            Decision::Respond(response, outcome) => {
+            Decision::Respond(response, outcome, refused) => {
                 self.stats.count_request(outcome);
                 s.conn.respond(response, &mut self.ctx.out);
+                if let (Some(reason), RequestOutcome::Handshake(status)) = (refused, outcome) {
+                    if self.logs.refused.admit(self.ctx.out.now) {
+                        let peer = peer.addr.map(|a| a.to_string()).unwrap_or_default();
+                        tracing::info!(worker, status, reason, peer = %peer, "request refused");
+                    }
+                }
             }
             Decision::Upgrade(response, state) => {
                 s.conn.upgrade(response, head_len, &mut self.ctx.out);
@@ -158,12 +165,19 @@ fn decide<H: Handler>(
 ) -> Decision<H::State> {
     let refuse = |response: Response| {
         let status = response.status();
-        Decision::Respond(response.encode(), RequestOutcome::Handshake(status))
+        let reason = String::from_utf8_lossy(response.body());
+        let reason = reason.chars().take(200).collect::<String>().into();
+        Decision::Respond(
+            response.encode(),
+            RequestOutcome::Handshake(status),
+            Some(reason),
+        )
     };
     match head {
         Head::Invalid(error) => Decision::Respond(
             Response::from(&error).encode(),
             RequestOutcome::Handshake(error.http_status().unwrap_or(500)),
+            Some(error.to_string().into()),
         ),
         Head::Http { request, body } => {
             let response = catch_unwind(AssertUnwindSafe(|| handler.http(request, body, peer)))
@@ -172,7 +186,7 @@ fn decide<H: Handler>(
                     Refusal::HandlerPanicked.response()
                 });
             let status = response.status();
-            Decision::Respond(response.encode(), RequestOutcome::Http(status))
+            Decision::Respond(response.encode(), RequestOutcome::Http(status), None)
         }
         Head::Upgrade(upgrade) => {
             if let Some(refusal) = refusal {

@@ -12,6 +12,7 @@ mod accept;
 mod commands;
 mod events;
 mod input;
+mod log;
 mod output;
 mod timers;
 
@@ -107,9 +108,24 @@ pub(crate) struct Worker<H: Handler> {
     next_gen: u32,
     /// Upgraded connections not yet reported closed.
     open: usize,
+    /// Upgraded connections held at most; the rest of the file table is
+    /// for handshakes, so a client past it gets a 503, not a wait.
+    capacity: usize,
     started: Instant,
     shutdown: commands::Shutdown,
     stats: Arc<WorkerStats>,
+    logs: log::Logs,
+}
+
+/// File-table entries kept beyond the upgraded connections, at most: for
+/// connections in their handshake or closing, and for answering 503 when
+/// the worker is full rather than leaving clients in the listen backlog.
+const MAX_RESERVE: u32 = 1024;
+
+/// Upgraded connections a ring of `files` direct descriptors holds.
+fn capacity(files: u32, max_connections: usize) -> usize {
+    let reserve = (files / 16).clamp(8, MAX_RESERVE).min(files / 2);
+    ((files - reserve) as usize).min(max_connections)
 }
 
 impl<H: Handler> Worker<H> {
@@ -123,10 +139,10 @@ impl<H: Handler> Worker<H> {
         stats: Arc<WorkerStats>,
     ) -> io::Result<Self> {
         // Room for every allowed connection plus some still in their
-        // handshake or closing; the kernel caps it at the open-files limit.
+        // handshake or closing; the ring caps it at the open-files limit.
         let files = config
             .max_connections_per_worker
-            .saturating_add(1024)
+            .saturating_add(MAX_RESERVE as usize)
             .min(u32::MAX as usize) as u32;
         let ring = Ring::new(&RingConfig {
             entries: config.ring_entries,
@@ -134,9 +150,12 @@ impl<H: Handler> Worker<H> {
             recv_buffer_size: config.recv_buffer_size,
             files,
         })?;
+        let capacity = capacity(ring.files(), config.max_connections_per_worker);
+        stats.set_capacity(capacity);
         tracing::debug!(
             worker = id,
             files = ring.files(),
+            capacity,
             slot_bytes = std::mem::size_of::<Slot<H::State>>(),
             "ring ready"
         );
@@ -164,9 +183,11 @@ impl<H: Handler> Worker<H> {
             rearm: Vec::new(),
             next_gen: 0,
             open: 0,
+            capacity,
             started: Instant::now(),
             shutdown: commands::Shutdown::default(),
             stats,
+            logs: log::Logs::default(),
         })
     }
 
@@ -371,6 +392,7 @@ impl<H: Handler> Worker<H> {
             self.ctx.topics.remove_conn(slot);
             let s = self.slots.remove(slot as usize);
             s.conn.free(&mut self.ctx.out);
+            self.freed();
         }
     }
 }

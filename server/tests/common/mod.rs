@@ -9,6 +9,7 @@ use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
     process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 use tokio::net::TcpStream;
@@ -22,32 +23,90 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// Every line it logged so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_uringws"))
-            .args(["--listen", "127.0.0.1:0", "--workers", "2", "--no-pin"])
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_uringws"));
+        command.args(["--listen", "127.0.0.1:0", "--workers", "2", "--no-pin"]);
+        Server::spawn(command.args(args))
+    }
+
+    /// One worker, started by a shell that first sets the open-files
+    /// limits (`ulimit -H`/`-S`; None leaves one as it is).
+    pub fn start_with_open_files(soft: Option<u64>, hard: Option<u64>, args: &[&str]) -> Server {
+        // The soft limit first: a hard one below the soft one is refused.
+        let mut script = String::new();
+        if let Some(soft) = soft.or(hard) {
+            script += &format!("ulimit -Sn {soft} && ");
+        }
+        if let Some(hard) = hard {
+            script += &format!("ulimit -Hn {hard} && ");
+        }
+        script += "exec \"$@\"";
+        let mut command = Command::new("sh");
+        command.args(["-c", &script, "sh", env!("CARGO_BIN_EXE_uringws")]);
+        command.args(["--listen", "127.0.0.1:0", "--workers", "1", "--no-pin"]);
+        Server::spawn(command.args(args))
+    }
+
+    fn spawn(command: &mut Command) -> Server {
+        let mut child = command
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .spawn()
             .expect("uringws starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let log = Arc::new(Mutex::new(Vec::new()));
         let addr = loop {
             let line = lines
                 .next()
                 .expect("uringws printed its address")
                 .expect("stdout readable");
-            if let Some(rest) = line.split("listening on ws://").nth(1) {
+            let addr = line.split("listening on ws://").nth(1).map(|rest| {
                 let addr = rest.split_whitespace().next().expect("address");
-                break addr.parse().expect("a socket address");
+                addr.parse().expect("a socket address")
+            });
+            log.lock().unwrap().push(line);
+            if let Some(addr) = addr {
+                break addr;
             }
         };
         // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
+        Server { child, addr, log }
+    }
+
+    /// The lines logged so far that contain `text`.
+    pub fn logged(&self, text: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(text)).cloned().collect()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "uringws did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
