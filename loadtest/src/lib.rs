@@ -19,6 +19,8 @@
 //!   and reordering, counted exactly across workers.
 //! - [`report`]: HdrHistogram percentiles, counts, errors and the client's
 //!   own CPU time, as a table and as JSON.
+//! - [`duration`]: duration flags as load tools take them (`10s`, `2m`,
+//!   `1m30s`; a bare number is seconds).
 //!
 //! ```
 //! use uringws_load::{report::Latency, target::{SourceRange, Target}};
@@ -37,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod duration;
 pub mod fanout;
 pub mod report;
 pub mod scenarios;

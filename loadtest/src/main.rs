@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uringws_load::client::{self, Live, Measured, Outcome, Plan, Scenario};
+use uringws_load::duration;
 use uringws_load::fanout::{Fanout, FanoutConfig, Phase};
 use uringws_load::report::{CpuTime, Latency, Summary};
 use uringws_load::scenarios::{Churn, Connect, Echo, Hold};
@@ -19,6 +20,9 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 /// Load-test a WebSocket server: connection storms, idle holds, echo,
 /// churn, pub/sub fan-out.
+///
+/// Durations take units: 500ms, 10s, 2m, 1h, 1m30s; a bare number is
+/// seconds.
 #[derive(Parser)]
 #[command(name = "uringws-load", version)]
 struct Cli {
@@ -30,10 +34,10 @@ struct Cli {
     /// its own ~28k ephemeral ports towards one target.
     #[arg(long, global = true)]
     connect_from: Option<String>,
-    /// Seconds allowed for connect + upgrade (fanout in uringws mode: also
+    /// Time allowed for connect + upgrade (fanout in uringws mode: also
     /// for each subscribe's ack).
-    #[arg(long, global = true, default_value_t = 10.0)]
-    timeout: f64,
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+    timeout: Duration,
     /// Write the summary as JSON to this file.
     #[arg(long, global = true)]
     json: Option<std::path::PathBuf>,
@@ -73,21 +77,21 @@ enum Command {
     Hold {
         #[command(flatten)]
         common: Common,
-        /// Seconds to hold.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Seconds between pings per connection (0: none).
-        #[arg(long, default_value_t = 5.0)]
-        ping_interval: f64,
+        /// How long to hold.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+        duration: Duration,
+        /// Time between pings per connection (0: none).
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration::parse)]
+        ping_interval: Duration,
     },
     /// Closed-loop echo: messages in flight per connection, every echo
     /// checked; round-trip latency.
     Echo {
         #[command(flatten)]
         common: Common,
-        /// Seconds to run.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
+        /// How long to run.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+        duration: Duration,
         /// Message size in bytes (at least 16).
         #[arg(long, default_value_t = 64)]
         size: usize,
@@ -109,12 +113,12 @@ enum Command {
     Churn {
         #[command(flatten)]
         common: Common,
-        /// Seconds to run (at most -n connections).
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Seconds each connection stays open.
-        #[arg(long, default_value_t = 1.0)]
-        hold_for: f64,
+        /// How long to run (at most -n connections).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+        duration: Duration,
+        /// How long each connection stays open.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration::parse)]
+        hold_for: Duration,
     },
     /// Publishers and subscribers through a pub/sub server: delivery
     /// latency (from the intended send time), reach, loss, duplicates,
@@ -168,17 +172,17 @@ struct FanoutArgs {
     /// whatever the server does (open loop).
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
-    /// Seconds of publishing.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Seconds after publishing during which deliveries may still arrive;
+    /// How long to publish.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+    duration: Duration,
+    /// Time after publishing during which deliveries may still arrive;
     /// what has not arrived by then is lost.
-    #[arg(long, default_value_t = 2.0)]
-    drain: f64,
-    /// Seconds from the start for every connection to be ready; publishing
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration::parse)]
+    drain: Duration,
+    /// Time from the start for every connection to be ready; publishing
     /// then starts with those that are, and later ones are failures.
-    #[arg(long, default_value_t = 30.0)]
-    ready_timeout: f64,
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration::parse)]
+    ready_timeout: Duration,
     /// New connections per second while connecting (0: as fast as
     /// possible).
     #[arg(long, default_value_t = 0.0)]
@@ -216,9 +220,9 @@ impl FanoutArgs {
         config.topics = self.topics;
         config.size = self.size;
         config.rate = self.rate;
-        config.duration = seconds("duration", self.duration)?;
-        config.drain = seconds("drain", self.drain)?;
-        config.ready_timeout = seconds("ready-timeout", self.ready_timeout)?;
+        config.duration = self.duration;
+        config.drain = self.drain;
+        config.ready_timeout = self.ready_timeout;
         config.ack_timeout = ack_timeout;
         config.validate()?;
         Ok(config)
@@ -234,11 +238,6 @@ impl FanoutArgs {
     }
 }
 
-fn seconds(name: &str, value: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
-}
-
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -250,35 +249,23 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
-    let timeout = seconds("timeout", cli.timeout)?;
+    let timeout = cli.timeout;
     let mut fanout = None;
     let (common, name, duration) = match &cli.command {
         Command::Connect { common } => (common.clone(), "connect", None),
         Command::Hold {
             common, duration, ..
-        } => (
-            common.clone(),
-            "hold",
-            Some(seconds("duration", *duration)?),
-        ),
+        } => (common.clone(), "hold", Some(*duration)),
         Command::Echo {
             common, duration, ..
-        } => (
-            common.clone(),
-            "echo",
-            Some(seconds("duration", *duration)?),
-        ),
+        } => (common.clone(), "echo", Some(*duration)),
         Command::Churn {
             common, duration, ..
         } => {
             if common.rate <= 0.0 {
                 return Err("churn needs --rate (connections per second)".into());
             }
-            (
-                common.clone(),
-                "churn",
-                Some(seconds("duration", *duration)?),
-            )
+            (common.clone(), "churn", Some(*duration))
         }
         Command::Fanout(args) => {
             let config = args.config(timeout)?;
@@ -341,13 +328,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         let (live, stop) = (live.clone(), stop.clone());
         let handle = match &cli.command {
             Command::Connect { .. } => spawn(plan, Connect, live, stop, w),
-            Command::Hold { ping_interval, .. } => spawn(
-                plan,
-                Hold::new(seconds("ping-interval", *ping_interval)?),
-                live,
-                stop,
-                w,
-            ),
+            Command::Hold { ping_interval, .. } => {
+                spawn(plan, Hold::new(*ping_interval), live, stop, w)
+            }
             Command::Echo {
                 size,
                 binary,
@@ -364,13 +347,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 };
                 spawn(plan, echo, live, stop, w)
             }
-            Command::Churn { hold_for, .. } => spawn(
-                plan,
-                Churn::new(seconds("hold-for", *hold_for)?),
-                live,
-                stop,
-                w,
-            ),
+            Command::Churn { hold_for, .. } => spawn(plan, Churn::new(*hold_for), live, stop, w),
             Command::Fanout(_) => match &fanout {
                 Some(fanout) => {
                     let scenario = fanout.worker(&plan);
