@@ -304,8 +304,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
             .map_err(|e| e.to_string())?;
     }
-    let live = Arc::new(Live::default());
     let started = Instant::now();
+    let live = Arc::new(Live::new(started));
     let cpu_start = CpuTime::now().unwrap_or_default();
     // `connect` ends when every connection was tried and closed, `fanout`
     // after its phases; the others after their duration.
@@ -372,11 +372,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let mut last_deliveries = (Instant::now(), 0u64);
     while threads.iter().any(|t| !t.is_finished()) {
         std::thread::sleep(Duration::from_millis(200));
-        let (opened, failed, open, messages) = (
+        let (opened, failed, open) = (
             live.opened.load(Ordering::Relaxed),
             live.failed.load(Ordering::Relaxed),
             live.open_now.load(Ordering::Relaxed),
-            live.messages.load(Ordering::Relaxed),
         );
         if let Some(bar) = &progress {
             let message = match &fanout {
@@ -400,10 +399,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     )
                 }
                 None => {
-                    let secs = started.elapsed().as_secs_f64().max(0.001);
+                    // The last whole second, not the average since the
+                    // start, which a connecting phase drags down.
+                    let received = live.series().seconds().last().map_or(0, |s| s.received);
                     format!(
-                        "opened {opened}/{total}  open {open}  failed {failed}  messages {messages} ({:.0}/s)",
-                        messages as f64 / secs
+                        "opened {opened}/{total}  open {open}  failed {failed}  received {received}/s"
                     )
                 }
             };

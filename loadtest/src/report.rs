@@ -40,6 +40,11 @@ impl Latency {
         self.0.len()
     }
 
+    /// Empties it, keeping its memory for the next interval.
+    pub fn clear(&mut self) {
+        self.0.reset();
+    }
+
     pub fn percentiles(&self) -> Option<Percentiles> {
         if self.0.is_empty() {
             return None;
@@ -333,6 +338,8 @@ mod tests {
             assert!((got - want).abs() <= want * 0.001, "{got} vs {want}");
         }
         assert!(Latency::default().percentiles().is_none());
+        a.clear();
+        assert!(a.percentiles().is_none());
     }
 
     #[test]
