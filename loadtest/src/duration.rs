@@ -31,6 +31,16 @@ pub fn parse(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{e}; {FORMS}"))
 }
 
+/// [`parse`], for how often a progress line comes: its figures are kept
+/// per second, so a shorter interval could only repeat them.
+pub fn parse_at_least_a_second(value: &str) -> Result<Duration, String> {
+    let duration = parse(value)?;
+    if duration < Duration::from_secs(1) {
+        return Err("must be at least 1s: the figures behind it are per second".into());
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +84,12 @@ mod tests {
             let err = parse(text).expect_err(text);
             assert!(err.contains("500ms, 10s, 2m, 1h, 1m30s"), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn progress_interval_is_whole_seconds_at_least() {
+        assert_eq!(parse_at_least_a_second("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_at_least_a_second("500ms").is_err());
+        assert!(parse_at_least_a_second("0").is_err());
     }
 }

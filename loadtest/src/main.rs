@@ -4,6 +4,8 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mimalloc::MiMalloc;
 use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use uringws_load::duration;
 use uringws_load::fanout::{Fanout, FanoutConfig, Phase};
 use uringws_load::report::{CpuTime, Latency, Summary};
 use uringws_load::scenarios::{Churn, Connect, Echo, Hold};
+use uringws_load::series::Window;
 use uringws_load::target::{SourceRange, Target};
 
 #[global_allocator]
@@ -40,10 +43,15 @@ struct Cli {
     timeout: Duration,
     /// Write the summary as JSON to this file.
     #[arg(long, global = true)]
-    json: Option<std::path::PathBuf>,
-    /// No live progress line.
+    json: Option<PathBuf>,
+    /// No progress on stderr. Otherwise a live line on a terminal, and
+    /// elsewhere (CI, a log file) a plain line every --progress-interval.
     #[arg(long, global = true)]
     quiet: bool,
+    /// How often the plain progress line comes when stderr is not a
+    /// terminal; each shows the figures of that interval alone.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = duration::parse_at_least_a_second)]
+    progress_interval: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -274,6 +282,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             (common, "fanout", None)
         }
     };
+    // The latency the per-second series and progress line follow: the
+    // scenario's own, or the handshake where that is all there is.
+    let series_latency = match name {
+        "hold" => "ping to pong",
+        "echo" => "round trip",
+        "fanout" => "delivery",
+        _ => "handshake",
+    };
     let targets = common
         .urls
         .iter()
@@ -358,60 +374,74 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         };
         threads.push(handle);
     }
-    let progress = (!cli.quiet).then(|| {
+    let mut progress = if cli.quiet {
+        Progress::Off
+    } else if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {elapsed} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        bar
-    });
+        Progress::Live(bar)
+    } else {
+        let every = cli.progress_interval.as_secs_f64();
+        Progress::Plain { every, next: every }
+    };
     let total = common.connections as u64;
-    // Fan-out deliveries per second over the last interval: the run has a
-    // connecting phase, so an average since the start would understate it.
-    let mut last_deliveries = (Instant::now(), 0u64);
+    let phase = || {
+        fanout.as_ref().map(|f| match f.progress().0 {
+            Phase::Ready(ready) => format!("ready {ready}/{total}"),
+            Phase::Publishing => "publishing".into(),
+            Phase::Draining => "draining".into(),
+            Phase::Over => "over".into(),
+        })
+    };
     while threads.iter().any(|t| !t.is_finished()) {
         std::thread::sleep(Duration::from_millis(200));
-        let (opened, failed, open) = (
-            live.opened.load(Ordering::Relaxed),
-            live.failed.load(Ordering::Relaxed),
-            live.open_now.load(Ordering::Relaxed),
-        );
-        if let Some(bar) = &progress {
-            let message = match &fanout {
-                Some(fanout) => {
-                    let (phase, delivered) = fanout.progress();
-                    let now = Instant::now();
-                    let rate = (delivered - last_deliveries.1.min(delivered)) as f64
-                        / now
-                            .duration_since(last_deliveries.0)
-                            .as_secs_f64()
-                            .max(0.001);
-                    last_deliveries = (now, delivered);
-                    let phase = match phase {
-                        Phase::Ready(ready) => format!("getting ready {ready}/{total}"),
-                        Phase::Publishing => "publishing".into(),
-                        Phase::Draining => "draining".into(),
-                        Phase::Over => "over".into(),
-                    };
-                    format!(
-                        "{phase}  open {open}  failed {failed}  deliveries {delivered} ({rate:.0}/s)"
-                    )
+        match &mut progress {
+            Progress::Off => {}
+            Progress::Live(bar) => {
+                let last = live.series().seconds().last().cloned();
+                let mut message = format!(
+                    "opened {}/{total}  open {}  failed {}",
+                    live.opened.load(Ordering::Relaxed),
+                    live.open_now.load(Ordering::Relaxed),
+                    live.failed.load(Ordering::Relaxed),
+                );
+                if let Some(phase) = phase() {
+                    message = format!("{phase}  {message}");
                 }
-                None => {
-                    // The last whole second, not the average since the
-                    // start, which a connecting phase drags down.
-                    let received = live.series().seconds().last().map_or(0, |s| s.received);
-                    format!(
-                        "opened {opened}/{total}  open {open}  failed {failed}  received {received}/s"
-                    )
+                // The last whole second, not the average since the start:
+                // a run has a connecting phase that would drag it down.
+                if let Some(s) = last {
+                    message += &format!("  sent {}/s  received {}/s", s.sent, s.received);
+                    if let Some(p99) = s.p99_ms {
+                        message += &format!("  {series_latency} p99 {p99:.3} ms");
+                    }
                 }
-            };
-            bar.set_message(message);
-            bar.tick();
+                bar.set_message(message);
+                bar.tick();
+            }
+            Progress::Plain { every, next } => {
+                let mut series = live.series();
+                let settled = series.seconds().len() as f64;
+                if settled < *next {
+                    continue;
+                }
+                let window = series.take_window();
+                drop(series);
+                while *next <= settled {
+                    *next += *every;
+                }
+                if let Some(window) = window {
+                    let line = plain_line(name, series_latency, phase().as_deref(), &window);
+                    // A closed stderr is no reason to stop a run.
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                }
+            }
         }
     }
-    if let Some(bar) = progress {
+    if let Progress::Live(bar) = progress {
         bar.finish_and_clear();
     }
     let mut merged = Outcome::default();
@@ -477,6 +507,49 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Progress on stderr.
+enum Progress {
+    Off,
+    /// A terminal: one line redrawn in place.
+    Live(ProgressBar),
+    /// Anything else: a plain line every `every` seconds of the run, when
+    /// the seconds up to `next` are in.
+    Plain {
+        every: f64,
+        next: f64,
+    },
+}
+
+/// One plain progress line: what happened in `window` alone, as
+/// `key=value` pairs a log search or a script can pick out.
+fn plain_line(scenario: &str, latency: &str, phase: Option<&str>, w: &Window) -> String {
+    let rate = |n: u64| {
+        let r = w.rate(n);
+        if r >= 100.0 || r == r.trunc() {
+            format!("{r:.0}/s")
+        } else {
+            format!("{r:.1}/s")
+        }
+    };
+    let key = latency.replace(' ', "_");
+    let ms = |p: Option<f64>| p.map_or_else(|| "-".to_string(), |p| format!("{p:.3}ms"));
+    let mut line = format!("uringws-load {scenario} t={}s-{}s", w.from_s, w.to_s);
+    if let Some(phase) = phase {
+        line += &format!(" phase={}", phase.replace(' ', ":"));
+    }
+    line += &format!(
+        " alive={} opened={} sent={} received={} errors={} {key}_p50={} {key}_p99={}",
+        w.connections,
+        rate(w.opened),
+        rate(w.sent),
+        rate(w.received),
+        w.errors,
+        ms(w.latency.as_ref().map(|p| p.p50_ms)),
+        ms(w.latency.as_ref().map(|p| p.p99_ms)),
+    );
+    line
 }
 
 fn spawn<S: Scenario>(
