@@ -41,6 +41,11 @@ pub fn parse_at_least_a_second(value: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Seconds as a JSON number, for a report's copy of the options.
+pub fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

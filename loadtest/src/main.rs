@@ -3,17 +3,18 @@
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mimalloc::MiMalloc;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use uringws_load::client::{self, Live, Measured, Outcome, Plan, Scenario};
-use uringws_load::duration;
+use uringws_load::duration::{self, serialize_secs as secs};
 use uringws_load::fanout::{Fanout, FanoutConfig, Phase};
-use uringws_load::report::{CpuTime, Latency, Summary};
+use uringws_load::report::{self, CpuTime, Latency, Summary};
 use uringws_load::scenarios::{Churn, Connect, Echo, Hold};
 use uringws_load::series::Window;
 use uringws_load::target::{SourceRange, Target};
@@ -26,7 +27,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 ///
 /// Durations take units: 500ms, 10s, 2m, 1h, 1m30s; a bare number is
 /// seconds.
-#[derive(Parser)]
+#[derive(Parser, Serialize)]
 #[command(name = "uringws-load", version)]
 struct Cli {
     /// Worker threads, each with its own io_uring and pinned to its own
@@ -40,9 +41,11 @@ struct Cli {
     /// Time allowed for connect + upgrade (fanout in uringws mode: also
     /// for each subscribe's ack).
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+    #[serde(rename = "timeout_s", serialize_with = "secs")]
     timeout: Duration,
     /// Write the summary as JSON to this file.
     #[arg(long, global = true)]
+    #[serde(serialize_with = "lossy_path")]
     json: Option<PathBuf>,
     /// No progress on stderr. Otherwise a live line on a terminal, and
     /// elsewhere (CI, a log file) a plain line every --progress-interval.
@@ -51,12 +54,21 @@ struct Cli {
     /// How often the plain progress line comes when stderr is not a
     /// terminal; each shows the figures of that interval alone.
     #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = duration::parse_at_least_a_second)]
+    #[serde(rename = "progress_interval_s", serialize_with = "secs")]
     progress_interval: Duration,
     #[command(subcommand)]
+    #[serde(flatten)]
     command: Command,
 }
 
-#[derive(Args, Clone)]
+fn lossy_path<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => s.serialize_str(&path.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Args, Clone, Serialize)]
 struct Common {
     /// ws:// URLs; connections are spread over them.
     #[arg(required = true)]
@@ -72,33 +84,40 @@ struct Common {
     concurrency: usize,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Serialize)]
+#[serde(tag = "command", rename_all = "lowercase")]
 enum Command {
     /// Open connections as fast as allowed, upgrade, close: handshake
     /// latency and failures by reason.
     Connect {
         #[command(flatten)]
+        #[serde(flatten)]
         common: Common,
     },
     /// Hold upgraded idle connections, pinging each periodically; reports
     /// how many are alive at the end.
     Hold {
         #[command(flatten)]
+        #[serde(flatten)]
         common: Common,
         /// How long to hold.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+        #[serde(rename = "duration_s", serialize_with = "secs")]
         duration: Duration,
         /// Time between pings per connection (0: none).
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration::parse)]
+        #[serde(rename = "ping_interval_s", serialize_with = "secs")]
         ping_interval: Duration,
     },
     /// Closed-loop echo: messages in flight per connection, every echo
     /// checked; round-trip latency.
     Echo {
         #[command(flatten)]
+        #[serde(flatten)]
         common: Common,
         /// How long to run.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+        #[serde(rename = "duration_s", serialize_with = "secs")]
         duration: Duration,
         /// Message size in bytes (at least 16).
         #[arg(long, default_value_t = 64)]
@@ -120,12 +139,15 @@ enum Command {
     /// and go.
     Churn {
         #[command(flatten)]
+        #[serde(flatten)]
         common: Common,
         /// How long to run (at most -n connections).
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+        #[serde(rename = "duration_s", serialize_with = "secs")]
         duration: Duration,
         /// How long each connection stays open.
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration::parse)]
+        #[serde(rename = "hold_for_s", serialize_with = "secs")]
         hold_for: Duration,
     },
     /// Publishers and subscribers through a pub/sub server: delivery
@@ -137,7 +159,8 @@ enum Command {
     Fanout(FanoutArgs),
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 enum ModeArg {
     /// Any server that sends each message to every other connection.
     Broadcast,
@@ -146,7 +169,7 @@ enum ModeArg {
     Uringws,
 }
 
-#[derive(Args)]
+#[derive(Args, Serialize)]
 struct FanoutArgs {
     /// ws:// URLs; connections are spread over them (uringws mode: the
     /// server's /ws).
@@ -182,14 +205,17 @@ struct FanoutArgs {
     rate: f64,
     /// How long to publish.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+    #[serde(rename = "duration_s", serialize_with = "secs")]
     duration: Duration,
     /// Time after publishing during which deliveries may still arrive;
     /// what has not arrived by then is lost.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration::parse)]
+    #[serde(rename = "drain_s", serialize_with = "secs")]
     drain: Duration,
     /// Time from the start for every connection to be ready; publishing
     /// then starts with those that are, and later ones are failures.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration::parse)]
+    #[serde(rename = "ready_timeout_s", serialize_with = "secs")]
     ready_timeout: Duration,
     /// New connections per second while connecting (0: as fast as
     /// possible).
@@ -256,7 +282,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, String> {
+fn run(mut cli: Cli) -> Result<ExitCode, String> {
     let timeout = cli.timeout;
     let mut fanout = None;
     let (common, name, duration) = match &cli.command {
@@ -314,12 +340,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    cli.workers = Some(workers);
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
             .map_err(|e| e.to_string())?;
     }
+    let started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let started = Instant::now();
     let live = Arc::new(Live::new(started));
     let cpu_start = CpuTime::now().unwrap_or_default();
@@ -484,16 +512,29 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             latency.insert("delivery".to_string(), p.clone());
         }
     }
+    let elapsed = started.elapsed();
+    let duration_s = elapsed.as_secs_f64();
+    let mut options = serde_json::to_value(&cli).map_err(|e| e.to_string())?;
+    if let Some(options) = options.as_object_mut() {
+        let args = std::env::args_os().skip(1);
+        let args = args.map(|a| a.to_string_lossy().into_owned());
+        options.insert("args".into(), args.collect::<Vec<_>>().into());
+    }
     let summary = Summary {
         scenario: name.to_string(),
+        started_at,
         targets: targets.iter().map(|t| t.url.clone()).collect(),
-        duration_s: started.elapsed().as_secs_f64(),
+        duration_s,
+        rates_per_second: report::per_second(&merged.counts, duration_s),
         counts: merged.counts,
         errors: merged.errors,
         latency,
         client_cpu: CpuTime::now().unwrap_or_default().since(cpu_start),
         workers,
         fanout,
+        options,
+        series_latency: series_latency.to_string(),
+        series: live.series().finish(elapsed),
     };
     print!("{}", summary.table());
     if let Some(path) = &cli.json {
