@@ -8,7 +8,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::{
     io,
     net::SocketAddr,
-    sync::{mpsc, Arc},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
     thread::JoinHandle,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -100,6 +103,7 @@ impl EngineBuilder {
                 .map(|(tx, _)| (tx.clone(), Arc::new(WorkerStats::default())))
                 .collect(),
             publisher: Publisher::new(channels.iter().map(|(tx, _)| tx.clone()).collect()),
+            shutting_down: Arc::new(AtomicBool::new(false)),
         };
         let mut threads = Vec::with_capacity(workers);
         for (id, (tx, rx)) in channels.into_iter().enumerate() {
@@ -266,6 +270,7 @@ pub struct Engine {
 pub struct EngineHandle {
     workers: Vec<(UnboundedSender<Command>, Arc<WorkerStats>)>,
     publisher: Publisher,
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl EngineHandle {
@@ -274,9 +279,15 @@ impl EngineHandle {
     /// then the workers exit when all are closed or the shutdown timeout
     /// passed.
     pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
         for (tx, _) in &self.workers {
             let _ = tx.send(Command::Shutdown);
         }
+    }
+
+    /// Whether a shutdown began (the workers may still be draining).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
     }
 
     /// Counters of each worker.

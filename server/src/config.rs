@@ -88,6 +88,10 @@ settings! {
     /// WebSocket handshakes per second per IP, burst as many (at least 1);
     /// 0: no limit.
     handshakes_per_ip_per_second: f64 = 0.0;
+    /// Address of a separate listener for `/health` and `/metrics` (then
+    /// not served on `listen`), e.g. `127.0.0.1:9090`; none: both on
+    /// `listen`.
+    admin_listen: Option<SocketAddr> = None;
     /// Log filter, e.g. `info` or `uringws_engine=debug`.
     log_level: String = "info".into();
     /// Log lines as `text` (coloured only on a terminal, and never with

@@ -6,13 +6,15 @@
 use clap::Parser;
 use config::{Config, Overrides};
 use mimalloc::MiMalloc;
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 use uringws_engine::Engine;
 
+mod admin;
 mod auth;
 mod config;
 mod deadlines;
 mod demo;
+mod health;
 mod http_publish;
 mod metrics;
 mod origins;
@@ -63,7 +65,8 @@ fn main() -> ExitCode {
     if config.workers > 0 {
         builder = builder.workers(config.workers);
     }
-    let shared = match shared(&config) {
+    let started = Instant::now();
+    let shared = match shared(&config, started) {
         Ok(shared) => Arc::new(shared),
         Err(e) => {
             eprintln!("uringws: {e}");
@@ -71,6 +74,13 @@ fn main() -> ExitCode {
         }
     };
     log_start(&config);
+    let admin = match config.admin_listen.map(admin::Admin::bind).transpose() {
+        Ok(admin) => admin,
+        Err(e) => {
+            eprintln!("uringws: cannot listen on admin_listen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let engine = match builder.start(move |context| routes::Routes::new(context, shared.clone())) {
         Ok(engine) => engine,
         Err(e) => {
@@ -82,6 +92,17 @@ fn main() -> ExitCode {
         tracing::info!(
             "listening on ws://{addr} (echo on / and /echo, pub/sub on /ws, health on /health)"
         );
+    }
+    if let Some(admin) = admin {
+        let addr = admin
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        if let Err(e) = admin.serve(engine.handle(), started) {
+            eprintln!("uringws: cannot start the admin listener: {e}");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!("admin listener on http://{addr} (/health, /metrics)");
     }
     tracing::info!(
         "routes: GET / demo page; / and /echo echo; /ws pub/sub (uringws.v1); GET /health; \
@@ -158,7 +179,7 @@ fn log_start(config: &Config) {
 }
 
 /// What the workers share, from a checked configuration.
-fn shared(config: &Config) -> Result<routes::Shared, String> {
+fn shared(config: &Config, started: Instant) -> Result<routes::Shared, String> {
     let expose = |s: &Option<config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
     Ok(routes::Shared {
         limits: pubsub::Limits {
@@ -177,6 +198,8 @@ fn shared(config: &Config) -> Result<routes::Shared, String> {
             config.max_connections_per_ip,
             config.handshakes_per_ip_per_second,
         ),
+        admin_listen: config.admin_listen.is_some(),
+        started,
     })
 }
 

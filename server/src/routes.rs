@@ -49,6 +49,9 @@ pub struct Shared {
     pub auth_timeout: Duration,
     pub origins: Origins,
     pub per_ip: Option<PerIp>,
+    /// `/health` and `/metrics` are on the admin listener, not here.
+    pub admin_listen: bool,
+    pub started: std::time::Instant,
 }
 
 /// What `upgrade` accepted, for `open` to file under the connection's id:
@@ -192,24 +195,6 @@ impl Routes {
             Err(refusal) => conn.close(CloseCode::POLICY_VIOLATION, refusal.reason()),
         }
     }
-
-    fn health(&self) -> String {
-        let stats = self.engine.stats();
-        let list = |f: &dyn Fn(&uringws_engine::WorkerStats) -> u64| {
-            stats
-                .iter()
-                .map(|s| f(s).to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let total: usize = stats.iter().map(|s| s.connections()).sum();
-        format!(
-            "{{\"status\":\"ok\",\"workers\":{},\"connections\":{total},\"connections_per_worker\":[{}],\"buffer_exhaustions_per_worker\":[{}]}}",
-            stats.len(),
-            list(&|s| s.connections() as u64),
-            list(&|s| s.buffer_exhaustions()),
-        )
-    }
 }
 
 fn granted(grant: Arc<Grant>) -> (Endpoint, Option<Arc<Grant>>) {
@@ -260,14 +245,12 @@ impl Handler for Routes {
                 &self.shared.auth,
                 &self.engine.publisher(),
             ),
-            ("GET", "/health") => Response::bytes(200, "application/json", self.health()),
-            (_, "/health") => Response::text(405, "use GET"),
-            ("GET", "/metrics") => Response::bytes(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                crate::metrics::render(&self.engine),
-            ),
-            (_, "/metrics") => Response::text(405, "use GET"),
+            (_, "/health" | "/metrics") if self.shared.admin_listen => {
+                Response::text(404, "served on the admin listener (admin_listen)")
+            }
+            ("GET", "/health") => crate::health::response(&self.engine, self.shared.started),
+            ("GET", "/metrics") => crate::metrics::response(&self.engine),
+            (_, "/health" | "/metrics") => Response::text(405, "use GET"),
             _ => Response::text(404, "not found"),
         }
     }

@@ -262,6 +262,36 @@ async fn metrics_count_what_happened() {
         "{page}"
     );
     assert!(page.contains("# TYPE uringws_connections gauge"));
+    assert_eq!(metric(&page, "uringws_subscriptions", ""), 2, "{page}");
+    assert!(metric(&page, "uringws_topics", "") >= 1, "{page}");
+    assert_eq!(
+        metric(&page, "uringws_handshake_duration_seconds_count", ""),
+        2,
+        "{page}"
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "uringws_handshake_duration_seconds_bucket",
+            "le=\"+Inf\""
+        ),
+        2,
+        "{page}"
+    );
+    assert!(page.contains("# TYPE uringws_publish_delay_seconds histogram"));
+    assert!(page.contains(&format!(
+        "uringws_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(page.contains(&format!("\n{family} ")), "{family}: {page}");
+    }
     // What the log said at start.
     let capacity = metric(&page, "uringws_connection_capacity", "");
     let logged = server.logged("connection capacity");

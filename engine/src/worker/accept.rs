@@ -146,6 +146,7 @@ impl<H: Handler> Worker<H> {
             ops: ops::RECV_ARMED,
             timer_at: 0,
         });
+        self.accepted_at.insert(slot, std::time::Instant::now());
         if let Err(e) = self.ring.recv_multi(socket, Kind::Recv.token(gen, slot)) {
             tracing::error!(worker = self.id, error = %e, "cannot arm recv");
             self.slots[slot as usize].ops &= !ops::RECV_ARMED;

@@ -42,7 +42,11 @@ impl<H: Handler> Worker<H> {
     pub(super) fn command(&mut self, command: Command) {
         let (id, op) = match command {
             Command::Conn { id, op } => (id, op),
-            Command::Publish { topic, frame } => return self.deliver(&topic, &frame, None),
+            Command::Publish { topic, frame, at } => {
+                self.deliver(&topic, &frame, None);
+                self.stats.publish_delay.record(at.elapsed());
+                return;
+            }
             Command::Shutdown => return self.begin_shutdown(),
         };
         let Some(s) = live(&mut self.slots, id.slot, id.gen) else {

@@ -145,6 +145,9 @@ impl<H: Handler> Worker<H> {
                 self.open += 1;
                 self.stats.set_open(self.open);
                 self.stats.count_request(RequestOutcome::Handshake(101));
+                if let Some(at) = self.accepted_at.remove(&slot) {
+                    self.stats.handshake_duration.record(at.elapsed());
+                }
                 self.call(slot, |handler, conn| handler.open(conn));
                 // What `open` published reaches this worker's subscribers
                 // now, not with the next frame anyone sends.

@@ -28,7 +28,7 @@ use crate::{
 use slab::Slab;
 use std::{
     cmp::Reverse,
-    collections::BinaryHeap,
+    collections::{BinaryHeap, HashMap},
     io,
     sync::Arc,
     time::{Duration, Instant},
@@ -111,6 +111,9 @@ pub(crate) struct Worker<H: Handler> {
     /// Upgraded connections held at most; the rest of the file table is
     /// for handshakes, so a client past it gets a 503, not a wait.
     capacity: usize,
+    /// When each connection still in its handshake was accepted: a side
+    /// table, so an upgraded connection carries no timestamp.
+    accepted_at: HashMap<u32, Instant>,
     started: Instant,
     shutdown: commands::Shutdown,
     stats: Arc<WorkerStats>,
@@ -184,6 +187,7 @@ impl<H: Handler> Worker<H> {
             next_gen: 0,
             open: 0,
             capacity,
+            accepted_at: HashMap::new(),
             started: Instant::now(),
             shutdown: commands::Shutdown::default(),
             stats,
@@ -259,6 +263,7 @@ impl<H: Handler> Worker<H> {
             self.wake_all();
             self.rearm_recvs();
             self.stats.sync(&self.ctx.out.counters);
+            self.stats.set_topics(self.ctx.topics.sizes());
         }
         Ok(())
     }
@@ -269,6 +274,10 @@ impl<H: Handler> Worker<H> {
     fn trim(&mut self) {
         const KEEP: usize = 4096;
         self.ring.trim(KEEP);
+        // A connection storm's handshakes are over.
+        if self.accepted_at.capacity() > KEEP && self.accepted_at.len() < KEEP / 4 {
+            self.accepted_at.shrink_to(KEEP / 4);
+        }
         let direct = &mut self.ctx.out.direct;
         if direct.is_empty() && direct.capacity() > KEEP {
             *direct = Vec::with_capacity(KEEP);
@@ -392,6 +401,7 @@ impl<H: Handler> Worker<H> {
             self.ctx.topics.remove_conn(slot);
             let s = self.slots.remove(slot as usize);
             s.conn.free(&mut self.ctx.out);
+            self.accepted_at.remove(&slot);
             self.freed();
         }
     }

@@ -85,6 +85,10 @@ impl Server {
         Server { child, addr, log }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The lines logged so far that contain `text`.
     pub fn logged(&self, text: &str) -> Vec<String> {
         let log = self.log.lock().unwrap();
