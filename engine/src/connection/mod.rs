@@ -23,7 +23,7 @@ use crate::{
     handler::Message,
     stats::Counters,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use layer::ByteLayer;
 use output::Output;
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
@@ -153,6 +153,9 @@ pub(crate) struct Outbox {
     /// publication reaches most subscribers this way, so a fan-out to idle
     /// connections allocates nothing per subscriber.
     pub direct: Vec<(u32, u32, Bytes)>,
+    /// Where small frames for [`direct`](Self::direct) are copied whole:
+    /// one allocation for many echoes and acks instead of one each.
+    arena: BytesMut,
     /// Connections with an event for the handler that no input brought
     /// (a backpressure drop or close while another connection's callback
     /// ran).
@@ -171,11 +174,31 @@ impl Outbox {
             pool: IoPool::default(),
             ready: Vec::new(),
             direct: Vec::new(),
+            arena: BytesMut::new(),
             wake: Vec::new(),
             reports: HashMap::new(),
             counters: Counters::default(),
             now: 0,
         }
+    }
+}
+
+impl Outbox {
+    /// `frame` in one piece, for a single send of its bytes.
+    pub(crate) fn contiguous(&mut self, frame: &uringws_protocol::encoder::Frame) -> Bytes {
+        const ARENA: usize = 64 << 10;
+        let len = frame.wire_len();
+        if self.arena.capacity() - self.arena.len() < len {
+            self.arena = BytesMut::with_capacity(ARENA.max(len));
+        }
+        self.arena.extend_from_slice(frame.header.as_slice());
+        self.arena.extend_from_slice(&frame.payload);
+        self.arena.split().freeze()
+    }
+
+    /// About to sleep: the arena's block goes back once its frames are sent.
+    pub(crate) fn trim(&mut self) {
+        self.arena = BytesMut::new();
     }
 }
 

@@ -16,8 +16,19 @@ impl Connection {
                 if !opcode.is_control() {
                     ob.counters.messages_out += 1;
                 }
-                self.output.push_frame(frame, &mut ob.pool);
-                list(&mut self.output.listed, self.id, ob);
+                let small = frame.wire_len() <= output::DIRECT_COPY_MAX;
+                if small && self.output.can_send_direct() && self.layer.sends_as_is() {
+                    // An echo or an ack to a connection with nothing else
+                    // queued: one send of a copy, no Io and no queue
+                    // taken for it (the copy is cheaper than both).
+                    let bytes = ob.contiguous(&frame);
+                    self.output.count(bytes.len());
+                    self.output.sending = Sending::DirectQueued;
+                    ob.direct.push((self.id.slot, self.id.gen, bytes));
+                } else {
+                    self.output.push_frame(frame, &mut ob.pool);
+                    list(&mut self.output.listed, self.id, ob);
+                }
                 status
             }
             Err(_) => SendStatus::Dropped,

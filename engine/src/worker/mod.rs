@@ -278,6 +278,7 @@ impl<H: Handler> Worker<H> {
         if self.accepted_at.capacity() > KEEP && self.accepted_at.len() < KEEP / 4 {
             self.accepted_at.shrink_to(KEEP / 4);
         }
+        self.ctx.out.trim();
         let direct = &mut self.ctx.out.direct;
         if direct.is_empty() && direct.capacity() > KEEP {
             *direct = Vec::with_capacity(KEEP);
