@@ -69,9 +69,23 @@ pub enum RequestOutcome {
     HandshakeTimeout,
 }
 
+impl Counters {
+    /// `bytes` left a connection's queue (sent, or dropped with it).
+    pub(crate) fn unqueue(&mut self, bytes: u32) {
+        debug_assert!(
+            self.queued_bytes >= u64::from(bytes),
+            "queued_bytes out of step"
+        );
+        self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(bytes));
+    }
+}
+
 /// The worker-side tallies of [`WorkerStats`].
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Counters {
+    /// A gauge among the counters: bytes queued or in flight on every
+    /// connection of the worker.
+    pub queued_bytes: u64,
     pub messages_in: u64,
     pub messages_out: u64,
     pub bytes_in: u64,
@@ -100,6 +114,7 @@ pub struct WorkerStats {
     /// Messages not queued to a subscriber over its backpressure limit (or
     /// closing).
     pub(crate) deliveries_dropped: AtomicU64,
+    queued_bytes: AtomicU64,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
     bytes_in: AtomicU64,
@@ -126,6 +141,7 @@ impl WorkerStats {
     }
 
     pub(crate) fn sync(&self, c: &Counters) {
+        self.queued_bytes.store(c.queued_bytes, Ordering::Relaxed);
         self.messages_in.store(c.messages_in, Ordering::Relaxed);
         self.messages_out.store(c.messages_out, Ordering::Relaxed);
         self.bytes_in.store(c.bytes_in, Ordering::Relaxed);
@@ -188,6 +204,11 @@ impl WorkerStats {
 
     pub fn deliveries_dropped(&self) -> u64 {
         self.deliveries_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued or in flight on this worker's connections.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes.load(Ordering::Relaxed)
     }
 
     /// Text and binary messages received.

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use std::{collections::BTreeMap, time::Duration};
-use uringws_engine::{EngineConfig, RequestOutcome};
+use uringws_engine::{protocol::OpCode, EngineConfig, RequestOutcome};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_match_the_traffic() {
@@ -61,4 +61,36 @@ async fn counters_match_the_traffic() {
     assert_eq!(requests, want);
     assert_eq!(sum(&|s| s.backpressure_drops()), 0);
     server.stop().await;
+}
+
+/// `queued_bytes` is a gauge: it rises while a client does not read what
+/// is echoed to it, stays under the backpressure limit, and falls back to
+/// nothing when the client goes, whatever was still queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_bytes_follow_a_reader_that_stops_and_leaves() {
+    let config = EngineConfig {
+        backpressure_limit: 1 << 20,
+        ..test_config()
+    };
+    let server = TestServer::echo(config);
+    let queued = || -> u64 {
+        server
+            .handle()
+            .stats()
+            .iter()
+            .map(|s| s.queued_bytes())
+            .sum()
+    };
+    let mut client = RawClient::upgrade(server.addr).await;
+    // 16 MiB echoed to a client that reads none of it: the kernel's socket
+    // buffers fill, then the connection's queue does.
+    let payload = vec![7u8; 64 << 10];
+    for _ in 0..256 {
+        client.send_frame(OpCode::Binary, true, &payload).await;
+    }
+    wait_until(WAIT, "bytes queued", || queued() > 256 << 10).await;
+    let most = queued();
+    assert!(most <= (1 << 20) + (128 << 10), "over the limit: {most}");
+    drop(client);
+    wait_until(WAIT, "the queue let go", || queued() == 0).await;
 }

@@ -49,6 +49,12 @@ const FAMILIES: &[Family] = &[
         value: |s| s.subscriptions() as u64,
     },
     Family {
+        name: "uringws_queued_bytes",
+        kind: "gauge",
+        help: "Bytes queued or in flight to a worker's connections (backpressure_limit bounds each).",
+        value: WorkerStats::queued_bytes,
+    },
+    Family {
         name: "uringws_messages_received_total",
         kind: "counter",
         help: "Text and binary messages received.",

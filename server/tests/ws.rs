@@ -263,6 +263,8 @@ async fn metrics_count_what_happened() {
     );
     assert!(page.contains("# TYPE uringws_connections gauge"));
     assert_eq!(metric(&page, "uringws_subscriptions", ""), 2, "{page}");
+    // Everything was sent: nothing left queued.
+    assert_eq!(metric(&page, "uringws_queued_bytes", ""), 0, "{page}");
     assert!(metric(&page, "uringws_topics", "") >= 1, "{page}");
     assert_eq!(
         metric(&page, "uringws_handshake_duration_seconds_count", ""),

@@ -270,7 +270,9 @@ impl Connection {
     }
 
     /// Gives back the buffers of a connection that is gone.
-    pub(crate) fn free(self, ob: &mut Outbox) {
+    pub(crate) fn free(mut self, ob: &mut Outbox) {
+        // Whatever path ended it, its queue leaves the worker's gauge.
+        self.output.discard(&mut ob.counters);
         if let Some(io) = self.output.io {
             ob.pool.give(io);
         }

@@ -22,11 +22,11 @@ impl Connection {
                     // queued: one send of a copy, no Io and no queue
                     // taken for it (the copy is cheaper than both).
                     let bytes = ob.contiguous(&frame);
-                    self.output.count(bytes.len());
+                    self.output.count(bytes.len(), &mut ob.counters);
                     self.output.sending = Sending::DirectQueued;
                     ob.direct.push((self.id.slot, self.id.gen, bytes));
                 } else {
-                    self.output.push_frame(frame, &mut ob.pool);
+                    self.output.push_frame(frame, ob);
                     list(&mut self.output.listed, self.id, ob);
                 }
                 status
@@ -45,7 +45,7 @@ impl Connection {
             return;
         }
         if let Ok(frame) = self.session.encode(opcode, true, payload) {
-            self.output.push_frame(frame, &mut ob.pool);
+            self.output.push_frame(frame, ob);
             list(&mut self.output.listed, self.id, ob);
         }
     }
@@ -58,11 +58,11 @@ impl Connection {
         };
         ob.counters.messages_out += 1;
         if self.output.can_send_direct() && self.layer.sends_as_is() {
-            self.output.count(frame.len());
+            self.output.count(frame.len(), &mut ob.counters);
             self.output.sending = Sending::DirectQueued;
             ob.direct.push((self.id.slot, self.id.gen, frame));
         } else {
-            self.output.push_bytes(frame, &mut ob.pool);
+            self.output.push_bytes(frame, ob);
             list(&mut self.output.listed, self.id, ob);
         }
         status
@@ -112,7 +112,7 @@ impl Connection {
         let reason = truncate_reason(reason);
         match self.session.close(code, reason) {
             Ok(frame) => {
-                self.output.push_frame(frame, &mut ob.pool);
+                self.output.push_frame(frame, ob);
                 list(&mut self.output.listed, self.id, ob);
             }
             Err(_) => return self.on_transport_closed(ob),

@@ -46,12 +46,12 @@ impl Connection {
     ) -> bool {
         let Ok(sent) = usize::try_from(result) else {
             // Let go of the buffer (the pool takes Ios with one only).
-            self.output.sent(0, returned);
+            self.output.sent(0, returned, &mut ob.counters);
             self.on_transport_closed(ob);
             return true;
         };
         ob.counters.bytes_out += sent as u64;
-        if !self.output.sent(sent, returned) {
+        if !self.output.sent(sent, returned, &mut ob.counters) {
             self.on_transport_closed(ob);
             return true;
         }
@@ -106,7 +106,7 @@ impl Connection {
             State::Closed { .. } => return,
             State::Handshake { .. } => false,
         };
-        self.output.discard();
+        self.output.discard(&mut ob.counters);
         self.enter(State::Closed { report }, ob);
     }
 

@@ -18,6 +18,7 @@ fn short_vectored_send_sends_the_rest_next() {
     assert!(conn.poll_transmit().is_none(), "two sends in flight");
     conn.on_sent(5, Some(send), &mut ob);
     assert_eq!(conn.queued(), LARGE + 4 - 5);
+    assert_eq!(ob.counters.queued_bytes, conn.queued() as u64, "the gauge");
     assert_eq!(
         std::mem::take(&mut ob.ready),
         [SLOT],
@@ -26,7 +27,7 @@ fn short_vectored_send_sends_the_rest_next() {
     let send = conn.poll_transmit().unwrap();
     assert_eq!(send.to_vec(), all[5..]);
     conn.on_sent(send.len() as i32, Some(send), &mut ob);
-    assert_eq!(conn.queued(), 0);
+    assert_eq!((conn.queued(), ob.counters.queued_bytes), (0, 0));
     assert!(
         conn.output.io.is_none(),
         "an idle connection holds its buffers"
@@ -118,8 +119,13 @@ fn send_error_ends_the_connection() {
             }
             None => Some(conn.poll_transmit().unwrap()),
         };
+        // Queued behind the send that fails: dropped with it, and from
+        // the worker's gauge.
+        conn.send(OpCode::Text, "y".into(), &mut ob);
+        assert!(ob.counters.queued_bytes > 0);
         conn.on_sent(-libc::ECONNRESET, send, &mut ob);
         assert!(conn.is_closed() && conn.is_done(), "{payload}");
+        assert_eq!(ob.counters.queued_bytes, 0, "{payload}");
         assert_eq!(
             events(&mut conn, &mut ob),
             [closed(1006, "connection lost")]
