@@ -193,27 +193,39 @@ fn open_files_limit(raise: bool) -> Option<(u64, u64)> {
 fn log_capacity(handle: &EngineHandle, limit: Option<(u64, u64)>, configured: usize) {
     let per_worker: Vec<usize> = handle.stats().iter().map(|s| s.capacity()).collect();
     let total: usize = per_worker.iter().sum();
-    let (soft, hard) = limit.unwrap_or((0, 0));
-    let bounded = per_worker.iter().any(|&c| c < configured);
+    let (soft, hard) = limit.unwrap_or((u64::MAX, u64::MAX));
+    // The table a worker asks for, which the kernel caps at 1 << 20.
+    let wanted = configured.saturating_add(1024).min(1 << 20) as u64;
+    let bounded = soft < wanted;
+    let why = if bounded {
+        format!(
+            ", bounded by the open-files limit ({soft}); to hold more, raise it: \
+             LimitNOFILE= in a systemd unit, --ulimit nofile= with docker run, ulimit -n \
+             in a shell"
+        )
+    } else {
+        String::new()
+    };
+    let message = format!("connection capacity {total}{why}");
+    let per_worker = per_worker.first().copied().unwrap_or(0);
+    let workers = handle.workers();
     if bounded {
         tracing::warn!(
             capacity = total,
-            workers = per_worker.len(),
-            per_worker = per_worker.first().copied().unwrap_or(0),
-            open_files_soft = soft,
-            open_files_hard = hard,
-            "connection capacity {total}, bounded by the open-files limit ({soft}); to hold \
-             more, raise it: LimitNOFILE= in a systemd unit, --ulimit nofile= with docker run, \
-             ulimit -n in a shell"
+            workers,
+            per_worker,
+            soft,
+            hard,
+            "{message}"
         );
     } else {
         tracing::info!(
             capacity = total,
-            workers = per_worker.len(),
-            per_worker = per_worker.first().copied().unwrap_or(0),
-            open_files_soft = soft,
-            open_files_hard = hard,
-            "connection capacity {total} (max_connections_per_worker)"
+            workers,
+            per_worker,
+            soft,
+            hard,
+            "{message}"
         );
     }
 }

@@ -216,6 +216,20 @@ mod tests {
         let example: Config =
             toml::from_str(include_str!("../uringws.example.toml")).expect("example parses");
         assert_eq!(example, Config::default());
+        // Defaults would hide a setting the file forgot: each is there,
+        // set or commented out.
+        let text = include_str!("../uringws.example.toml");
+        for s in SETTINGS {
+            let line = |l: &str| {
+                let l = l.trim_start_matches("# ");
+                l.starts_with(&format!("{} =", s.key))
+            };
+            assert!(
+                text.lines().any(line),
+                "{} is not in the example file",
+                s.key
+            );
+        }
         let printed: Config = toml::from_str(&Config::default().to_toml()).unwrap();
         assert_eq!(printed, Config::default());
     }

@@ -73,7 +73,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    log_start(&config);
+    log_start(&config, &shared.origins);
     let admin = match config.admin_listen.map(admin::Admin::bind).transpose() {
         Ok(admin) => admin,
         Err(e) => {
@@ -89,9 +89,7 @@ fn main() -> ExitCode {
         }
     };
     for addr in engine.local_addrs() {
-        tracing::info!(
-            "listening on ws://{addr} (echo on / and /echo, pub/sub on /ws, health on /health)"
-        );
+        tracing::info!("listening on ws://{addr} (echo on / and /echo, pub/sub on /ws)");
     }
     if let Some(admin) = admin {
         let addr = admin
@@ -142,7 +140,7 @@ fn init_logs(config: &Config) -> Result<(), String> {
 }
 
 /// Once at start: what runs, with which limits and access rules.
-fn log_start(config: &Config) {
+fn log_start(config: &Config, origins: &origins::Origins) {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),
@@ -169,13 +167,18 @@ fn log_start(config: &Config) {
         anonymous_publish = config.anonymous_publish,
         static_tokens = config.tokens.len(),
         jwt = config.jwt_secret.is_some(),
-        origins = origins::Origins::new(&config.origins)
-            .map(|o| o.describe())
-            .unwrap_or_default(),
+        origins = origins.describe(),
         max_connections_per_ip = config.max_connections_per_ip,
         handshakes_per_ip_per_second = config.handshakes_per_ip_per_second,
         "access"
     );
+    let tokens = !config.tokens.is_empty() || config.jwt_secret.is_some();
+    if matches!(origins, origins::Origins::Any) && tokens {
+        tracing::warn!(
+            "origins = [\"*\"]: any site's page can open /ws with a visitor's uringws_token \
+             cookie; list the origins instead if browsers carry tokens in cookies"
+        );
+    }
 }
 
 /// What the workers share, from a checked configuration.

@@ -81,6 +81,23 @@ fn with_admin_listen_health_and_metrics_move_and_health_is_503_while_draining() 
     assert!(page.contains("# TYPE uringws_connections gauge"), "{page}");
     assert_eq!(get(admin, "/health").unwrap().0, 200);
     assert_eq!(get(admin, "/nope").unwrap().0, 404);
+    // Clients that send nothing, or trickle a head, do not hold up a
+    // health check.
+    let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(admin).unwrap()).collect();
+    let mut trickle = TcpStream::connect(admin).unwrap();
+    trickle.write_all(b"GET /hea").unwrap();
+    let asked = Instant::now();
+    assert_eq!(get(admin, "/health").unwrap().0, 200);
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        asked.elapsed()
+    );
+    // And are let go of at the deadline.
+    let mut buf = [0u8; 1];
+    trickle.set_read_timeout(Some(WAIT)).unwrap();
+    assert_eq!(trickle.read(&mut buf).unwrap_or(0), 0, "closed unanswered");
+    drop(idle);
 
     let _silent = silent_client(server.addr);
     let started = Instant::now();

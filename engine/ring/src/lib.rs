@@ -168,7 +168,9 @@ impl Ring {
             .setup_taskrun_flag()
             .build(config.entries)
             .map_err(unavailable)?;
-        let files = config.files.min(open_files_limit()).max(1);
+        // The kernel refuses a larger table (IORING_MAX_FIXED_FILES).
+        const MAX_FILES: u32 = 1 << 20;
+        let files = config.files.min(open_files_limit()).clamp(1, MAX_FILES);
         ring.submitter().register_files_sparse(files)?;
         let bufs = BufRing::new(&ring, config.recv_buffers, config.recv_buffer_size, 0)?;
         Ok(Ring {

@@ -181,24 +181,19 @@ impl Outbox {
             now: 0,
         }
     }
-}
 
-impl Outbox {
-    /// `frame` in one piece, for a single send of its bytes.
+    /// `frame` in one piece, for a single send of its bytes. Blocks are
+    /// small: a send that stalls (a peer that does not read) keeps its
+    /// whole block, and `reserve` takes a block back once no frame holds it.
     pub(crate) fn contiguous(&mut self, frame: &uringws_protocol::encoder::Frame) -> Bytes {
-        const ARENA: usize = 64 << 10;
+        const BLOCK: usize = 4 << 10;
         let len = frame.wire_len();
         if self.arena.capacity() - self.arena.len() < len {
-            self.arena = BytesMut::with_capacity(ARENA.max(len));
+            self.arena.reserve(BLOCK.max(len));
         }
         self.arena.extend_from_slice(frame.header.as_slice());
         self.arena.extend_from_slice(&frame.payload);
         self.arena.split().freeze()
-    }
-
-    /// About to sleep: the arena's block goes back once its frames are sent.
-    pub(crate) fn trim(&mut self) {
-        self.arena = BytesMut::new();
     }
 }
 

@@ -84,7 +84,8 @@ pub(crate) enum Sending {
     Nothing,
     /// A lone frame waits on the worker's direct list, to go out as one
     /// `IORING_OP_SEND` of its bytes without the connection taking an
-    /// [`Io`]: how a publication reaches an idle subscriber.
+    /// [`Io`]: how a publication, an echo or an ack reaches an idle
+    /// connection.
     DirectQueued,
     /// That send is in flight.
     Direct,

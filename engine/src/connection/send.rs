@@ -22,9 +22,7 @@ impl Connection {
                     // queued: one send of a copy, no Io and no queue
                     // taken for it (the copy is cheaper than both).
                     let bytes = ob.contiguous(&frame);
-                    self.output.count(bytes.len(), &mut ob.counters);
-                    self.output.sending = Sending::DirectQueued;
-                    ob.direct.push((self.id.slot, self.id.gen, bytes));
+                    self.send_direct(bytes, ob);
                 } else {
                     self.output.push_frame(frame, ob);
                     list(&mut self.output.listed, self.id, ob);
@@ -58,14 +56,20 @@ impl Connection {
         };
         ob.counters.messages_out += 1;
         if self.output.can_send_direct() && self.layer.sends_as_is() {
-            self.output.count(frame.len(), &mut ob.counters);
-            self.output.sending = Sending::DirectQueued;
-            ob.direct.push((self.id.slot, self.id.gen, frame));
+            self.send_direct(frame, ob);
         } else {
             self.output.push_bytes(frame, ob);
             list(&mut self.output.listed, self.id, ob);
         }
         status
+    }
+
+    /// Lists `frame`, whole, for one send of its bytes as they are; the
+    /// caller checked that nothing else is queued or in flight.
+    fn send_direct(&mut self, frame: Bytes, ob: &mut Outbox) {
+        self.output.count(frame.len(), &mut ob.counters);
+        self.output.sending = Sending::DirectQueued;
+        ob.direct.push((self.id.slot, self.id.gen, frame));
     }
 
     /// Whether a new message may be queued, and with what status.

@@ -27,6 +27,9 @@ pub(super) struct Accepts {
     /// completes without a free entry takes the connection off the
     /// backlog and closes it, so the client would get nothing at all.
     full: bool,
+    /// Slots in use at which accepts pause, and below which they resume.
+    pause_at: u32,
+    resume_below: u32,
     retry_at: Option<u64>,
     /// Accepts that stopped on a full file table, re-armed after a pause.
     paused: Vec<Token>,
@@ -39,6 +42,8 @@ impl Accepts {
             peer_addresses,
             accepting: true,
             full: false,
+            pause_at: u32::MAX,
+            resume_below: u32::MAX,
             retry_at: None,
             paused: Vec::new(),
         }
@@ -49,12 +54,23 @@ impl Accepts {
     }
 
     /// File-table entries that accepts in flight may take at once.
-    fn in_flight(&self) -> u32 {
+    pub(super) fn in_flight(&self) -> u32 {
+        let listeners = self.listeners.len() as u32;
         match self.peer_addresses {
-            true => ACCEPTS_PER_LISTENER * self.listeners.len() as u32,
+            true => ACCEPTS_PER_LISTENER * listeners,
             // A multishot accept goes on until its cancellation runs.
-            false => MULTISHOT_MARGIN,
+            false => MULTISHOT_MARGIN * listeners,
         }
+    }
+
+    /// A table of `files` entries, `reserve` of them beyond the capacity:
+    /// accepts pause when what they have in flight could fill it, and
+    /// resume once half the reserve is free, which a worker at its
+    /// capacity always comes back to.
+    pub(super) fn size_for(&mut self, files: u32, reserve: u32) {
+        let margin = self.in_flight().min(reserve / 2);
+        self.pause_at = files - margin;
+        self.resume_below = files - reserve / 2;
     }
 }
 
@@ -103,7 +119,8 @@ impl<H: Handler> Worker<H> {
                 "accept failed"
             );
         }
-        if self.accept.accepting && !self.accept.full && !self.room_for_accepts(1) {
+        let in_use = self.slots.len() as u32;
+        if self.accept.accepting && !self.accept.full && in_use >= self.accept.pause_at {
             self.accept.full = true;
             if !self.accept.peer_addresses {
                 for listener in &self.accept.listeners {
@@ -156,17 +173,10 @@ impl<H: Handler> Worker<H> {
         self.schedule(slot);
     }
 
-    /// Whether the file table has room for every accept in flight, with
-    /// `factor` times that to spare.
-    fn room_for_accepts(&self, factor: u32) -> bool {
-        let needed = self.accept.in_flight() * factor;
-        (self.slots.len() as u32).saturating_add(needed) < self.ring.files()
-    }
-
     /// A slot was freed: accepts paused on an about full table resume once
-    /// there is room for twice what they take (so they do not flap).
+    /// half the reserve is free.
     pub(super) fn freed(&mut self) {
-        if self.accept.full && self.room_for_accepts(2) {
+        if self.accept.full && (self.slots.len() as u32) < self.accept.resume_below {
             self.accept.full = false;
             self.accept.retry_at.get_or_insert(self.ctx.out.now);
         }
@@ -174,7 +184,13 @@ impl<H: Handler> Worker<H> {
 
     /// Accepts paused on a full file table are due again.
     pub(super) fn retry_accepts(&mut self) {
-        if self.accept.full || self.accept.retry_at.is_none_or(|at| at > self.ctx.out.now) {
+        if self.accept.full {
+            // `freed` asks again when there is room; a deadline left here
+            // would wake the worker every turn for nothing.
+            self.accept.retry_at = None;
+            return;
+        }
+        if self.accept.retry_at.is_none_or(|at| at > self.ctx.out.now) {
             return;
         }
         self.accept.retry_at = None;

@@ -49,12 +49,12 @@ impl<H: Handler> Worker<H> {
         {
             return;
         }
+        // The peer's address is not kept past the handshake (it would cost
+        // every idle connection its bytes); the id ties it to the upgrade.
         let s = &self.slots[slot as usize];
-        let peer = s.conn.peer().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(
             worker = self.id,
             conn = %self.ctx.conn_id(&s.conn),
-            peer = %peer,
             code = code.0,
             reason,
             "connection closed abnormally"

@@ -20,8 +20,28 @@ use uringws_ring::{Received, Token};
 enum Decision<S> {
     /// Answer and close: the response, how it is counted and, for a
     /// refused upgrade or a request the protocol refused, why (for the log).
-    Respond(Bytes, RequestOutcome, Option<Box<str>>),
+    Respond(Bytes, RequestOutcome, Option<Why>),
     Upgrade(Bytes, S),
+}
+
+/// Why a request was refused, turned into text only for a line the log
+/// throttle lets through: a storm of refusals should cost no formatting.
+enum Why {
+    /// The body of the response sent.
+    Body(Bytes),
+    Error(Error),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Body(body) => {
+                let text = String::from_utf8_lossy(body);
+                f.write_str(&text.chars().take(200).collect::<String>())
+            }
+            Why::Error(error) => error.fmt(f),
+        }
+    }
 }
 
 impl<H: Handler> Worker<H> {
@@ -132,9 +152,10 @@ impl<H: Handler> Worker<H> {
             Decision::Respond(response, outcome, refused) => {
                 self.stats.count_request(outcome);
                 s.conn.respond(response, &mut self.ctx.out);
-                if let (Some(reason), RequestOutcome::Handshake(status)) = (refused, outcome) {
+                if let (Some(why), RequestOutcome::Handshake(status)) = (refused, outcome) {
                     if self.logs.refused.admit(self.ctx.out.now) {
                         let peer = peer.addr.map(|a| a.to_string()).unwrap_or_default();
+                        let reason = why.to_string();
                         tracing::info!(worker, status, reason, peer = %peer, "request refused");
                     }
                 }
@@ -168,19 +189,18 @@ fn decide<H: Handler>(
 ) -> Decision<H::State> {
     let refuse = |response: Response| {
         let status = response.status();
-        let reason = String::from_utf8_lossy(response.body());
-        let reason = reason.chars().take(200).collect::<String>().into();
+        let why = Why::Body(response.body().clone());
         Decision::Respond(
             response.encode(),
             RequestOutcome::Handshake(status),
-            Some(reason),
+            Some(why),
         )
     };
     match head {
         Head::Invalid(error) => Decision::Respond(
             Response::from(&error).encode(),
             RequestOutcome::Handshake(error.http_status().unwrap_or(500)),
-            Some(error.to_string().into()),
+            Some(Why::Error(error)),
         ),
         Head::Http { request, body } => {
             let response = catch_unwind(AssertUnwindSafe(|| handler.http(request, body, peer)))

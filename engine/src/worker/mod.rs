@@ -125,10 +125,16 @@ pub(crate) struct Worker<H: Handler> {
 /// the worker is full rather than leaving clients in the listen backlog.
 const MAX_RESERVE: u32 = 1024;
 
-/// Upgraded connections a ring of `files` direct descriptors holds.
-fn capacity(files: u32, max_connections: usize) -> usize {
-    let reserve = (files / 16).clamp(8, MAX_RESERVE).min(files / 2);
-    ((files - reserve) as usize).min(max_connections)
+/// Upgraded connections a ring of `files` direct descriptors holds, and
+/// the entries kept beyond them. The reserve has room for what accepts in
+/// flight take three times over, so that accepts paused near a full table
+/// (`Accepts::size_for`) resume while the worker is at its capacity.
+fn capacity(files: u32, max_connections: usize, in_flight: u32) -> (usize, u32) {
+    let reserve = (files / 16)
+        .clamp(8, MAX_RESERVE)
+        .max(in_flight.saturating_mul(3))
+        .min(files / 2);
+    (((files - reserve) as usize).min(max_connections), reserve)
 }
 
 impl<H: Handler> Worker<H> {
@@ -153,7 +159,13 @@ impl<H: Handler> Worker<H> {
             recv_buffer_size: config.recv_buffer_size,
             files,
         })?;
-        let capacity = capacity(ring.files(), config.max_connections_per_worker);
+        let mut accept = accept::Accepts::new(listeners, config.peer_addresses);
+        let (capacity, reserve) = capacity(
+            ring.files(),
+            config.max_connections_per_worker,
+            accept.in_flight(),
+        );
+        accept.size_for(ring.files(), reserve);
         stats.set_capacity(capacity);
         tracing::debug!(
             worker = id,
@@ -166,13 +178,12 @@ impl<H: Handler> Worker<H> {
         // and the slab never moves (a doubling copy would leave the old
         // block resident in the allocator).
         let slots = Slab::with_capacity(ring.files() as usize);
-        let peer_addresses = config.peer_addresses;
         Ok(Worker {
             id,
             ring,
             slots,
             handler,
-            accept: accept::Accepts::new(listeners, peer_addresses),
+            accept,
             ctx: Ctx {
                 worker: id,
                 out: Outbox::new(config),
@@ -278,7 +289,6 @@ impl<H: Handler> Worker<H> {
         if self.accepted_at.capacity() > KEEP && self.accepted_at.len() < KEEP / 4 {
             self.accepted_at.shrink_to(KEEP / 4);
         }
-        self.ctx.out.trim();
         let direct = &mut self.ctx.out.direct;
         if direct.is_empty() && direct.capacity() > KEEP {
             *direct = Vec::with_capacity(KEEP);
@@ -426,5 +436,27 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capacity;
+
+    #[test]
+    fn capacity_keeps_a_reserve_that_lets_paused_accepts_resume() {
+        // The default table (max_connections_per_worker 1 << 20) is bounded
+        // by the kernel's 1 << 20, then by the open-files limit.
+        assert_eq!(capacity(1 << 20, 1 << 20, 8), ((1 << 20) - 1024, 1024));
+        assert_eq!(capacity(20_000, 1 << 20, 8), (18_976, 1024));
+        assert_eq!(capacity(1200, 1 << 20, 8), (1125, 75));
+        // max_connections_per_worker below what the table allows.
+        assert_eq!(capacity(1124, 100, 8).0, 100);
+        // Many listeners, or a multishot accept's margin: at least three
+        // times what accepts in flight take.
+        assert_eq!(capacity(1024, 1 << 20, 32), (928, 96));
+        // Tiny tables keep half for handshakes.
+        assert_eq!(capacity(10, 1 << 20, 8), (5, 5));
+        assert_eq!(capacity(1, 1 << 20, 8), (1, 0));
     }
 }
