@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::{
@@ -91,21 +93,93 @@ impl Server {
         log.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its resident set and the peak of it so far, from /proc.
+    pub fn rss(&self) -> (usize, usize) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server's /proc status");
+        let kib = |field: &str| -> usize {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .unwrap_or_else(|| panic!("{field} in /proc status"));
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        };
+        (kib("VmRSS:") * 1024, kib("VmHWM:") * 1024)
+    }
+
+    /// Starts its peak resident set (VmHWM) afresh from the current one.
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .expect("reset the server's peak RSS");
+    }
+
+    /// The CPU time it used so far, user and system.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("the server's /proc stat");
+        // The fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("a stat line")
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // USER_HZ is 100 on every Linux the engine runs on.
+        Duration::from_millis(ticks * 10)
+    }
+
+    /// Waits (bounded) until `count` lines containing `text` were logged.
+    pub fn wait_logged(&self, text: &str, count: usize) -> Vec<String> {
+        let started = std::time::Instant::now();
+        loop {
+            let lines = self.logged(text);
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "{count} lines with {text:?} not logged; got {lines:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
+        self.signal_term();
+        self.wait_exit(WAIT)
+    }
+
+    pub fn signal_term(&self) {
+        let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
-            .status();
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// The exit status, if it exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
+    /// The exit status, waiting at most `limit` for it.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let started = std::time::Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
             assert!(
-                started.elapsed() < WAIT,
-                "uringws did not exit after SIGTERM"
+                started.elapsed() < limit,
+                "uringws did not exit within {limit:?}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
