@@ -404,3 +404,66 @@ fn sigterm_under_load_closes_every_client_with_1001_and_exits_0_at_once() {
     // Nobody is let in after the exit either: the listeners are gone.
     assert!(std::net::TcpStream::connect_timeout(&server.addr, WAIT).is_err());
 }
+
+#[test]
+fn sigterm_with_a_client_that_never_answers_refuses_newcomers_and_exits_0_at_the_timeout() {
+    const CLIENTS: usize = 8;
+    const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+    let mut server = Server::start(&["--shutdown-timeout", "2"]);
+    // Neither reads nor answers: it holds the shutdown up to its timeout.
+    let mut mute = RawWs::connect(server.addr, "/echo");
+    let (threads, echoes) = start_load(&server, CLIENTS);
+    wait_until("every client is echoing", || {
+        echoes.load(Ordering::Relaxed) >= CLIENTS * 50
+    });
+
+    let signalled = Instant::now();
+    server.signal_term();
+    assert_eq!(draining(&server), CLIENTS + 1);
+    let echoed = check_load(threads, signalled);
+    assert!(signalled.elapsed() < SHUTDOWN_TIMEOUT);
+    assert_eq!(server.exited(), None, "it waits for the mute client");
+
+    // Every worker is draining: a newcomer is refused, or reset, or
+    // answered without a 101.
+    match tcp_from("127.0.0.1".parse().unwrap(), server.addr) {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}"),
+        Ok(mut stream) => {
+            let _ = stream.write_all(upgrade_request("/echo").as_bytes());
+            if let Ok((status, head, _)) = read_head(&mut stream) {
+                assert_ne!(status, 101, "upgraded during the shutdown: {head}");
+            }
+        }
+    }
+
+    let status = server.wait_exit(SHUTDOWN_TIMEOUT + Duration::from_secs(2));
+    let exited = signalled.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        exited >= SHUTDOWN_TIMEOUT && exited < SHUTDOWN_TIMEOUT + Duration::from_secs(1),
+        "exited {exited:?} after SIGTERM, shutdown timeout {SHUTDOWN_TIMEOUT:?}"
+    );
+    // The mute client's close frame was there for it all along.
+    let close = mute.read_frame().expect("the close frame");
+    assert_eq!(close.close_code(), Some(1001));
+    assert!(mute.read_frame().is_err(), "then the end");
+    eprintln!("{echoed} echoes; exited {exited:?} after SIGTERM");
+
+    server.wait_logged("exiting", 1);
+    // One worker drained, the other cut its one socket at the timeout;
+    // between them they closed every load client.
+    let cut = server.logged("cutting the sockets still open");
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert!(cut[0].contains("cut=1"), "{}", cut[0]);
+    let drained = server.logged("drained");
+    assert_eq!(
+        drained.len(),
+        1,
+        "only the worker that drained: {drained:?}"
+    );
+    let closed: usize = [&cut[0], &drained[0]]
+        .iter()
+        .map(|line| field(line, "closed="))
+        .sum();
+    assert_eq!(closed, CLIENTS, "{cut:?} {drained:?}");
+}
