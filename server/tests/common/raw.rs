@@ -92,6 +92,7 @@ pub struct RawWs {
     buf: Vec<u8>,
     /// Where the unread part of `buf` starts.
     at: usize,
+    chunk: Box<[u8]>,
 }
 
 /// Status code and head of an HTTP response, and what came after the head.
@@ -129,6 +130,7 @@ impl RawWs {
             stream,
             buf: rest,
             at: 0,
+            chunk: vec![0; 64 << 10].into_boxed_slice(),
         })
     }
 
@@ -145,22 +147,14 @@ impl RawWs {
             self.buf.clear();
             self.at = 0;
         }
-        let len = self.buf.len();
-        self.buf.resize(len + (64 << 10), 0);
-        match self.stream.read(&mut self.buf[len..]) {
-            Ok(0) => {
-                self.buf.truncate(len);
-                Err(io::ErrorKind::UnexpectedEof.into())
-            }
-            Ok(n) => {
-                self.buf.truncate(len + n);
-                Ok(())
-            }
-            Err(e) => {
-                self.buf.truncate(len);
-                Err(e)
-            }
+        // Into a buffer kept for it: zeroing 64 KiB per read would cost a
+        // debug build more than the round trip being measured.
+        let n = self.stream.read(&mut self.chunk)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
+        self.buf.extend_from_slice(&self.chunk[..n]);
+        Ok(())
     }
 
     /// The next frame (of any kind), or the error that ended the stream.
