@@ -21,6 +21,15 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// The bound on any single wait.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The binary under test: this build's, or the one `TEST_URINGWS_BIN`
+/// names (a release build, for measurements: the debug build's costs are
+/// not the server's).
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("TEST_URINGWS_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_uringws").into())
+}
+
 /// The binary on a free port with two unpinned workers; killed on drop.
 pub struct Server {
     child: Child,
@@ -31,7 +40,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_uringws"));
+        let mut command = Command::new(binary());
         command.args(["--listen", "127.0.0.1:0", "--workers", "2", "--no-pin"]);
         Server::spawn(command.args(args))
     }
@@ -49,7 +58,7 @@ impl Server {
         }
         script += "exec \"$@\"";
         let mut command = Command::new("sh");
-        command.args(["-c", &script, "sh", env!("CARGO_BIN_EXE_uringws")]);
+        command.args(["-c", &script, "sh"]).arg(binary());
         command.args(["--listen", "127.0.0.1:0", "--workers", "1", "--no-pin"]);
         Server::spawn(command.args(args))
     }
