@@ -102,13 +102,9 @@ impl Server {
         log.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Its resident set and the peak of it so far, from /proc.
     pub fn rss(&self) -> (usize, usize) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("the server's /proc status");
         let kib = |field: &str| -> usize {
             let line = status
@@ -122,13 +118,13 @@ impl Server {
 
     /// Starts its peak resident set (VmHWM) afresh from the current one.
     pub fn reset_peak_rss(&self) {
-        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
             .expect("reset the server's peak RSS");
     }
 
     /// The CPU time it used so far, user and system.
     pub fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
             .expect("the server's /proc stat");
         // The fields after the command name, which is in parentheses.
         let fields: Vec<&str> = stat
