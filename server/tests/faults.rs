@@ -309,21 +309,25 @@ fn load_client(mut ws: RawWs, echoes: Arc<AtomicUsize>) -> Seen {
     }
 }
 
-/// `clients` load clients on their threads, and the echoes they counted.
-fn start_load(
-    server: &Server,
-    clients: usize,
-) -> (Vec<thread::JoinHandle<Seen>>, Arc<AtomicUsize>) {
-    let echoes = Arc::new(AtomicUsize::new(0));
-    let threads = (0..clients)
-        .map(|_| {
+/// Load clients on their threads, started once each made `ECHOES` echoes.
+fn start_load(server: &Server, clients: usize) -> Vec<thread::JoinHandle<Seen>> {
+    let counts: Vec<Arc<AtomicUsize>> = (0..clients).map(|_| Arc::default()).collect();
+    let threads = counts
+        .iter()
+        .map(|echoes| {
             let ws = RawWs::connect(server.addr, "/echo");
             let echoes = echoes.clone();
             thread::spawn(move || load_client(ws, echoes))
         })
         .collect();
-    (threads, echoes)
+    wait_until("every client is echoing", || {
+        counts.iter().all(|n| n.load(Ordering::Relaxed) >= ECHOES)
+    });
+    threads
 }
+
+/// Echoes each load client makes before the signal.
+const ECHOES: usize = 50;
 
 /// Every client got close 1001 after the echo of every message the
 /// server had time to read before the signal.
@@ -332,7 +336,7 @@ fn check_load(threads: Vec<thread::JoinHandle<Seen>>, signalled: Instant) -> usi
     for client in threads {
         let seen = client.join().expect("the client saw nothing wrong");
         assert_eq!(seen.close, Some(1001), "{seen:?}");
-        assert!(seen.echoed >= 20, "{seen:?}");
+        assert!(seen.echoed >= ECHOES, "{seen:?}");
         assert!(seen.sent - seen.echoed <= WINDOW, "{seen:?}");
         // A message read by the server after it began draining is
         // dropped (the close frame before it said so); one written well
@@ -372,10 +376,7 @@ fn sigterm_under_load_closes_every_client_with_1001_and_exits_0_at_once() {
     const CLIENTS: usize = 16;
     const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
     let mut server = Server::start(&["--shutdown-timeout", "5"]);
-    let (threads, echoes) = start_load(&server, CLIENTS);
-    wait_until("every client is echoing", || {
-        echoes.load(Ordering::Relaxed) >= CLIENTS * 50
-    });
+    let threads = start_load(&server, CLIENTS);
 
     let signalled = Instant::now();
     server.signal_term();
@@ -412,10 +413,7 @@ fn sigterm_with_a_client_that_never_answers_refuses_newcomers_and_exits_0_at_the
     let mut server = Server::start(&["--shutdown-timeout", "2"]);
     // Neither reads nor answers: it holds the shutdown up to its timeout.
     let mut mute = RawWs::connect(server.addr, "/echo");
-    let (threads, echoes) = start_load(&server, CLIENTS);
-    wait_until("every client is echoing", || {
-        echoes.load(Ordering::Relaxed) >= CLIENTS * 50
-    });
+    let threads = start_load(&server, CLIENTS);
 
     let signalled = Instant::now();
     server.signal_term();
