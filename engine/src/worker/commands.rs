@@ -98,20 +98,26 @@ impl<H: Handler> Worker<H> {
             return false;
         };
         if self.slots.is_empty() {
-            tracing::info!(
-                worker = self.id,
-                closed = self.shutdown.draining,
-                "drained: every connection closed"
-            );
+            // After a cut the line at the deadline said how it ended.
+            if !self.shutdown.forced {
+                tracing::info!(
+                    worker = self.id,
+                    closed = self.shutdown.draining,
+                    "drained: every connection closed"
+                );
+            }
             return true;
         }
         let now = self.ctx.out.now;
         if now >= deadline && !self.shutdown.forced {
             self.shutdown.forced = true;
             let slots: Vec<u32> = self.slots.iter().map(|(slot, _)| slot as u32).collect();
+            // Every socket left is a connection that was open, its close
+            // handshake unfinished: the handler heard of its close
+            // already, so `self.open` no longer counts it.
             tracing::warn!(
                 worker = self.id,
-                closed = self.shutdown.draining.saturating_sub(self.open),
+                closed = self.shutdown.draining.saturating_sub(slots.len()),
                 cut = slots.len(),
                 "shutdown timeout: cutting the sockets still open"
             );

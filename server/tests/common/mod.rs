@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::{
@@ -19,6 +21,15 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// The bound on any single wait.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The binary under test: this build's, or the one `TEST_URINGWS_BIN`
+/// names (a release build, for measurements: the debug build's costs are
+/// not the server's).
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("TEST_URINGWS_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_uringws").into())
+}
+
 /// The binary on a free port with two unpinned workers; killed on drop.
 pub struct Server {
     child: Child,
@@ -29,7 +40,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_uringws"));
+        let mut command = Command::new(binary());
         command.args(["--listen", "127.0.0.1:0", "--workers", "2", "--no-pin"]);
         Server::spawn(command.args(args))
     }
@@ -47,7 +58,7 @@ impl Server {
         }
         script += "exec \"$@\"";
         let mut command = Command::new("sh");
-        command.args(["-c", &script, "sh", env!("CARGO_BIN_EXE_uringws")]);
+        command.args(["-c", &script, "sh"]).arg(binary());
         command.args(["--listen", "127.0.0.1:0", "--workers", "1", "--no-pin"]);
         Server::spawn(command.args(args))
     }
@@ -95,21 +106,89 @@ impl Server {
         log.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 
+    /// Its resident set and the peak of it so far, from /proc.
+    pub fn rss(&self) -> (usize, usize) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        let kib = |field: &str| -> usize {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .unwrap_or_else(|| panic!("{field} in /proc status"));
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        };
+        (kib("VmRSS:") * 1024, kib("VmHWM:") * 1024)
+    }
+
+    /// Starts its peak resident set (VmHWM) afresh from the current one.
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .expect("reset the server's peak RSS");
+    }
+
+    /// The CPU time it used so far, user and system.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("the server's /proc stat");
+        // The fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("a stat line")
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // USER_HZ is 100 on every Linux the engine runs on.
+        Duration::from_millis(ticks * 10)
+    }
+
+    /// Waits (bounded) until `count` lines containing `text` were logged.
+    pub fn wait_logged(&self, text: &str, count: usize) -> Vec<String> {
+        let started = std::time::Instant::now();
+        loop {
+            let lines = self.logged(text);
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "{count} lines with {text:?} not logged; got {lines:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
+        self.signal_term();
+        self.wait_exit(WAIT)
+    }
+
+    pub fn signal_term(&self) {
+        let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
-            .status();
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// The exit status, if it exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
+    /// The exit status, waiting at most `limit` for it.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let started = std::time::Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
             assert!(
-                started.elapsed() < WAIT,
-                "uringws did not exit after SIGTERM"
+                started.elapsed() < limit,
+                "uringws did not exit within {limit:?}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

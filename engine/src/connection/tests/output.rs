@@ -212,6 +212,55 @@ fn the_end_of_the_stream_while_open_is_a_lost_connection() {
 }
 
 #[test]
+fn replies_queued_when_the_peer_half_closes_still_go_out_then_the_end() {
+    let (mut conn, mut ob) = open_conn();
+    let mut wire = text("one");
+    wire.extend(text("two"));
+    let evs = feed(&mut conn, &mut ob, &wire);
+    assert_eq!(evs, [Ev::Text("one".into()), Ev::Text("two".into())]);
+    conn.send(OpCode::Text, "echo one".into(), &mut ob);
+    conn.send(OpCode::Text, "echo two".into(), &mut ob);
+    conn.on_end_of_stream(&mut ob);
+    assert_eq!(
+        events(&mut conn, &mut ob),
+        [closed(1006, "connection lost")],
+        "the handler hears of the end at once"
+    );
+    assert_eq!(
+        conn.send(OpCode::Text, "too late".into(), &mut ob),
+        SendStatus::Dropped
+    );
+    assert!(!conn.is_done(), "the replies are not written yet");
+    assert_eq!(
+        sent_frames(&mut conn, &mut ob),
+        [Wire::Text("echo one".into()), Wire::Text("echo two".into())],
+        "no close frame after them: the peer could not answer it"
+    );
+    assert!(conn.is_done());
+}
+
+#[test]
+fn our_close_queued_when_the_peer_half_closes_still_goes_out_and_is_not_waited_for() {
+    let (mut conn, mut ob) = open_conn();
+    conn.send(OpCode::Binary, Bytes::from(vec![1u8; 300]), &mut ob);
+    conn.shutdown(&mut ob);
+    assert_eq!(
+        events(&mut conn, &mut ob),
+        [closed(1001, "server shutting down")]
+    );
+    conn.on_end_of_stream(&mut ob);
+    assert_eq!(events(&mut conn, &mut ob), [], "reported once");
+    assert_eq!(
+        sent_frames(&mut conn, &mut ob),
+        [
+            Wire::Binary(vec![1u8; 300]),
+            wire_close(1001, "server shutting down")
+        ]
+    );
+    assert!(conn.is_done(), "no answer is waited for from a closed side");
+}
+
+#[test]
 fn pings_while_over_the_limit_queue_no_pongs() {
     let (mut conn, mut ob) = open_with(|c| c.backpressure_limit = 100);
     let fill = Bytes::from(vec![0; 100]);
