@@ -195,7 +195,9 @@ fn log_capacity(handle: &EngineHandle, limit: Option<(u64, u64)>, configured: us
     let total: usize = per_worker.iter().sum();
     let (soft, hard) = limit.unwrap_or((u64::MAX, u64::MAX));
     // The table a worker asks for, which the kernel caps at 1 << 20.
-    let wanted = configured.saturating_add(1024).min(1 << 20) as u64;
+    let wanted = configured
+        .saturating_add(crate::worker::MAX_RESERVE as usize)
+        .min(1 << 20) as u64;
     let bounded = soft < wanted;
     let why = if bounded {
         format!(

@@ -123,7 +123,9 @@ pub(crate) struct Worker<H: Handler> {
 /// File-table entries kept beyond the upgraded connections, at most: for
 /// connections in their handshake or closing, and for answering 503 when
 /// the worker is full rather than leaving clients in the listen backlog.
-const MAX_RESERVE: u32 = 1024;
+/// A few hundred answer a storm of refusals; more would only cost
+/// capacity (19,000 held connections need 19,256 of a 20,000 limit).
+pub(crate) const MAX_RESERVE: u32 = 256;
 
 /// Upgraded connections a ring of `files` direct descriptors holds, and
 /// the entries kept beyond them. The reserve has room for what accepts in
@@ -447,14 +449,15 @@ mod tests {
     fn capacity_keeps_a_reserve_that_lets_paused_accepts_resume() {
         // The default table (max_connections_per_worker 1 << 20) is bounded
         // by the kernel's 1 << 20, then by the open-files limit.
-        assert_eq!(capacity(1 << 20, 1 << 20, 8), ((1 << 20) - 1024, 1024));
-        assert_eq!(capacity(20_000, 1 << 20, 8), (18_976, 1024));
+        assert_eq!(capacity(1 << 20, 1 << 20, 8), ((1 << 20) - 256, 256));
+        assert_eq!(capacity(20_000, 1 << 20, 8), (19_744, 256));
         assert_eq!(capacity(1200, 1 << 20, 8), (1125, 75));
         // max_connections_per_worker below what the table allows.
-        assert_eq!(capacity(1124, 100, 8).0, 100);
+        assert_eq!(capacity(356, 100, 8).0, 100);
         // Many listeners, or a multishot accept's margin: at least three
         // times what accepts in flight take.
         assert_eq!(capacity(1024, 1 << 20, 32), (928, 96));
+        assert_eq!(capacity(20_000, 1 << 20, 128), (19_616, 384));
         // Tiny tables keep half for handshakes.
         assert_eq!(capacity(10, 1 << 20, 8), (5, 5));
         assert_eq!(capacity(1, 1 << 20, 8), (1, 0));
