@@ -468,7 +468,8 @@ struct Wire {
     /// Data messages read so far.
     data: usize,
     pongs: usize,
-    closed: bool,
+    /// The code of the close frame written (1005 for an empty one).
+    close: Option<CloseCode>,
 }
 
 impl Wire {
@@ -486,7 +487,7 @@ impl Wire {
             buf: BytesMut::new(),
             data: 0,
             pongs: 0,
-            closed: false,
+            close: None,
         }
     }
 
@@ -537,14 +538,14 @@ impl Wire {
                 Frame::Binary(b) => self.data_message(OpCode::Binary, b, admitted),
                 Frame::Ping(_) => {}
                 Frame::Pong(_) => self.pongs += 1,
-                Frame::Close(_) => {
+                Frame::Close(close) => {
                     // The decoder refused codes that may not be sent.
                     assert_eq!(
                         self.data,
                         admitted.len(),
                         "admitted messages after the close"
                     );
-                    self.closed = true;
+                    self.close = Some(close.map_or(CloseCode::NO_STATUS, |c| c.code));
                 }
             }
         }
@@ -571,7 +572,8 @@ struct Model {
     policy_closes: bool,
     now: u64,
     opened: bool,
-    closed_reported: bool,
+    /// The code the handler's `close` was given.
+    reported: Option<CloseCode>,
     peer: Peer,
     wire: Wire,
     /// Data messages the connection took, in order, as the peer must get them.
@@ -585,6 +587,12 @@ struct Model {
     /// When a frame last came in while open (or the upgrade).
     last_activity: u64,
     sends: u64,
+    /// Sends answered `Queued`, and how many of them the last drain came
+    /// after: each is owed a drain once the queue is under half the limit.
+    queued_sends: u64,
+    drained: u64,
+    /// A drain may be wanted: a send was queued or dropped since the last.
+    drain_wanted: bool,
 }
 
 impl Model {
@@ -649,9 +657,14 @@ impl Model {
                 if opcode != OpCode::Ping {
                     self.admitted.push((opcode, payload));
                 }
+                if status == SendStatus::Queued {
+                    self.queued_sends += 1;
+                }
+                self.drain_wanted = true;
                 self.biggest = self.biggest.max(wire_len + 2 * PIECE);
             }
             SendStatus::Dropped => {
+                self.drain_wanted = true;
                 // Not queued; the backpressure policy may close instead.
                 let closed = self.policy_closes && after == before + POLICY_CLOSE;
                 assert!(
@@ -712,7 +725,7 @@ impl Script for Model {
     fn event(&mut self, conn: &mut Conn<'_, ()>, event: Event) {
         assert!(self.opened, "{event:?} before the upgrade");
         assert!(
-            !self.closed_reported,
+            self.reported.is_none(),
             "{event:?} after the close was reported"
         );
         match &event {
@@ -737,7 +750,11 @@ impl Script for Model {
                 self.last_activity = self.now;
             }
             Event::Pong(_) => self.last_activity = self.now,
-            Event::Drain => {}
+            Event::Drain => {
+                assert!(self.drain_wanted, "a drain no send wanted");
+                self.drain_wanted = false;
+                self.drained = self.queued_sends;
+            }
             Event::Dropped(n) => assert!(*n > 0, "no drops reported"),
             Event::Closed(report) => {
                 let code = report.code;
@@ -748,7 +765,7 @@ impl Script for Model {
                     "reported {code:?}"
                 );
                 assert!(report.reason.len() <= MAX_REASON_LEN, "{report:?}");
-                self.closed_reported = true;
+                self.reported = Some(code);
             }
         }
         self.react(conn);
@@ -858,8 +875,18 @@ impl Run {
     }
 
     fn complete(&mut self, result: i32) {
+        let owed = self.m.queued_sends;
         let wrote = self.h.complete(result, &mut self.m);
         self.m.wire.wrote(&wrote, &self.m.admitted);
+        // A send told `Queued` hears of the drain at the first completion
+        // that leaves the queue under half the limit.
+        let h = &self.h;
+        if h.is_open() && self.m.drained < owed && h.queued() < self.limits.backpressure / 2 {
+            panic!(
+                "{} bytes queued, under half the limit, and no drain",
+                h.queued()
+            );
+        }
     }
 
     fn timers(&mut self) {
@@ -908,8 +935,14 @@ impl Run {
             assert_eq!(h.poll_timeout(), None, "a deadline after the teardown");
         }
         if m.opened && !h.is_open() {
-            assert!(m.closed_reported, "left open without a close report");
+            assert!(m.reported.is_some(), "left open without a close report");
         }
+        if let (Some(wrote), Some(reported)) = (m.wire.close, m.reported) {
+            assert_eq!(wrote, reported, "closed with one code, reported another");
+        }
+        // What the worker relies on to tear a connection down: whatever
+        // made it done also asked for the drive that notices.
+        assert!(h.is_shut() || !h.is_done(), "done and not torn down");
         if let Some(len) = h.in_flight() {
             assert!(len > 0, "an empty send in flight");
         }
@@ -981,7 +1014,7 @@ fuzz_target!(|input: Input| {
         policy_closes: c.close_policy,
         now: 0,
         opened: false,
-        closed_reported: false,
+        reported: None,
         peer: Peer::default(),
         wire: Wire::new(),
         admitted: Vec::new(),
@@ -991,6 +1024,9 @@ fuzz_target!(|input: Input| {
         pings: 0,
         last_activity: 0,
         sends: 0,
+        queued_sends: 0,
+        drained: 0,
+        drain_wanted: false,
     };
     let mut run = Run {
         h: Harness::new(config, 0),
