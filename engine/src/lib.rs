@@ -7,6 +7,9 @@ mod config;
 mod conn;
 mod connection;
 mod engine;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod pubsub;
 mod refusal;

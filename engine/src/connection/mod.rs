@@ -98,15 +98,18 @@ pub(crate) enum Drain {
 /// exactly once, when the connection leaves [`State::Open`]. Kept in the
 /// [`Outbox`] until then rather than in the connection: it lives for a
 /// moment, and every idle connection would carry the room for it.
+///
+/// This and [`Event`] and [`Head`] are `pub` only for the `fuzzing`
+/// module to hand on; the module they are in is private.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Report {
+pub struct Report {
     pub code: CloseCode,
     pub reason: Utf8Bytes,
 }
 
 /// What the handler is to hear of, one at a time.
 #[derive(Debug)]
-pub(crate) enum Event {
+pub enum Event {
     Message(Message),
     /// Already answered when auto-pong is on.
     Ping(Bytes),
@@ -119,7 +122,7 @@ pub(crate) enum Event {
 }
 
 /// A complete request head, for the worker to decide on.
-pub(crate) enum Head<'a> {
+pub enum Head<'a> {
     /// A plain request with its whole body.
     Http {
         request: &'a Request<'a>,
@@ -241,6 +244,18 @@ impl Connection {
     #[cfg(test)]
     pub(crate) fn state(&self) -> &State {
         &self.state
+    }
+
+    /// What the queue costs against the backpressure limit.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn load(&self) -> usize {
+        self.output.load()
+    }
+
+    /// Bytes received and not yet decoded.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn buffered_input(&self) -> usize {
+        self.output.io.as_ref().map_or(0, |io| io.inbuf.len())
     }
 
     pub(crate) fn is_open(&self) -> bool {
