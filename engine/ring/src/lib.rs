@@ -543,13 +543,6 @@ fn unavailable(error: io::Error) -> io::Error {
 
 /// The soft limit on open files, which also caps a ring's file table.
 fn open_files_limit() -> u32 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 1024;
-    }
-    u32::try_from(limit.rlim_cur).unwrap_or(u32::MAX)
+    rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map_or(1024, |(soft, _)| u32::try_from(soft).unwrap_or(u32::MAX))
 }
