@@ -255,6 +255,9 @@ pub struct Plan {
     /// targets and sources evenly).
     pub first: usize,
     pub connections: usize,
+    /// Connections open at the same time at most, which sizes the ring's
+    /// file table: all of them, except in churn, where they come and go.
+    pub at_once: usize,
     /// New connections per second (0: as fast as `concurrency` allows).
     pub rate: f64,
     /// Handshakes in progress at most.
@@ -278,6 +281,7 @@ impl Plan {
                 let plan = Plan {
                     first,
                     connections,
+                    at_once: self.at_once.div_ceil(workers).min(connections),
                     rate: self.rate / workers as f64,
                     ..self.clone()
                 };
@@ -377,7 +381,7 @@ pub fn run<S: Scenario>(
 ) -> (Outcome, S) {
     let mut outcome = Outcome::default();
     let mut meter = Meter::new(&live);
-    let files = u32::try_from(plan.connections + 64).unwrap_or(u32::MAX);
+    let files = u32::try_from(plan.at_once + 64).unwrap_or(u32::MAX);
     let ring = match Ring::new(&RingConfig {
         entries: 4096,
         recv_buffers: 1024,
@@ -392,17 +396,20 @@ pub fn run<S: Scenario>(
             return (outcome, scenario);
         }
     };
-    if (ring.files() as usize) < plan.connections {
+    let capacity = if (ring.files() as usize) < plan.at_once {
+        let capacity = plan.connections.min(ring.files() as usize);
         *outcome
             .errors
             .entry(format!(
-                "open-files limit: this worker can hold {} of {} connections (raise `ulimit -n` or add workers)",
+                "open-files limit: this worker can hold {} of the {} connections it would have open at once (raise `ulimit -n` or add workers)",
                 ring.files(),
-                plan.connections
+                plan.at_once
             ))
-            .or_default() += (plan.connections - ring.files() as usize) as u64;
-    }
-    let capacity = plan.connections.min(ring.files() as usize);
+            .or_default() += (plan.connections - capacity) as u64;
+        capacity
+    } else {
+        plan.connections
+    };
     let mut worker = Worker {
         plan: &plan,
         ring,

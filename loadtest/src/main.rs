@@ -328,19 +328,29 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
         .map(SourceRange::parse)
         .transpose()
         .map_err(|e| e.to_string())?;
-    // Each ring's table of direct descriptors is capped by the soft limit.
-    if let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) {
-        if (limit as usize) < common.connections {
-            eprintln!(
-                "uringws-load: open-files limit is {limit}; each worker holds at most that many connections"
-            );
-        }
-    }
     let workers = cli
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     cli.workers = Some(workers);
+    // Churn's connections come and go: only those open at once (a
+    // handshake can take the whole timeout) need a descriptor.
+    let at_once = match &cli.command {
+        Command::Churn { hold_for, .. } => {
+            let lifetime = (*hold_for + timeout).as_secs_f64();
+            let starting = common.concurrency * workers;
+            ((common.rate * lifetime).ceil() as usize + starting).min(common.connections)
+        }
+        _ => common.connections,
+    };
+    // Each ring's table of direct descriptors is capped by the soft limit.
+    if let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) {
+        if (limit as usize) < at_once.div_ceil(workers) {
+            eprintln!(
+                "uringws-load: open-files limit is {limit}; each worker holds at most that many connections at once"
+            );
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -362,6 +372,7 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
         sources,
         first: 0,
         connections: common.connections,
+        at_once,
         rate: common.rate,
         concurrency: common.concurrency.max(1),
         timeout,

@@ -78,6 +78,50 @@ fn bad_input_is_reported_and_fails() {
     assert!(text.contains("--rate"), "{text}");
 }
 
+#[test]
+fn churn_needs_descriptors_only_for_the_connections_open_at_once() {
+    // 1,000 connections through a process allowed 300 open files: at
+    // 500/s, each held 50 ms (or timing out after 200 ms), fewer than 150
+    // are open at once.
+    let engine = Engine::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .workers(2)
+        .pin(false)
+        .start(|_| EchoHandler)
+        .unwrap();
+    let url = format!("ws://{}/", engine.local_addrs()[0]);
+    let json = std::env::temp_dir().join(format!("uringws-churn-{}.json", std::process::id()));
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 300 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_uringws-load"))
+        .args(["--quiet", "--workers", "1", "--timeout", "200ms", "--json"])
+        .arg(&json)
+        .args([
+            "churn",
+            &url,
+            "-n",
+            "1000",
+            "--rate",
+            "500",
+            "--concurrency",
+            "16",
+        ])
+        .args(["--hold-for", "50ms", "--duration", "6s"])
+        .output()
+        .expect("uringws-load runs");
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["counts"]["connections opened"], 1000, "{text}");
+    assert_eq!(report["counts"]["connections closed"], 1000, "{text}");
+    let _ = std::fs::remove_file(json);
+    engine.shutdown();
+    engine.join().unwrap();
+}
+
 type Members = Vec<(uringws_engine::ConnId, ConnRef)>;
 
 /// Sends each binary message to every other connection.

@@ -139,6 +139,7 @@ fn plan(addr: SocketAddr, path: &str) -> Plan {
         sources: None,
         first: 0,
         connections: 0,
+        at_once: 0,
         rate: 0.0,
         concurrency: 64,
         timeout: Duration::from_secs(3),

@@ -43,6 +43,7 @@ fn plan(addr: SocketAddr, connections: usize, seconds: f64) -> Plan {
         sources: None,
         first: 0,
         connections,
+        at_once: connections,
         rate: 0.0,
         concurrency: 64,
         timeout: Duration::from_secs(2),

@@ -233,6 +233,7 @@ impl Shared {
 ///     sources: None,
 ///     first: 0,
 ///     connections: 0,        // from the configuration
+///     at_once: 0,
 ///     rate: 0.0,
 ///     concurrency: 64,
 ///     timeout: Duration::from_secs(3),
@@ -323,6 +324,7 @@ impl Fanout {
     ) -> Result<(Outcome, FanoutReport), String> {
         let whole = Plan {
             connections: self.shared.config.connections,
+            at_once: self.shared.config.connections,
             until: self.until(),
             ..plan
         };
@@ -772,6 +774,7 @@ mod tests {
             sources: None,
             first: 0,
             connections: 4,
+            at_once: 4,
             rate: 0.0,
             concurrency: 1,
             timeout: Duration::from_secs(1),
