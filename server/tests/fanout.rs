@@ -23,6 +23,7 @@ fn run(url: &str, config: FanoutConfig) -> (Outcome, FanoutReport) {
         sources: None,
         first: 0,
         connections: 0,
+        at_once: 0,
         rate: 0.0,
         concurrency: 64,
         timeout: Duration::from_secs(3),

@@ -35,6 +35,7 @@ fn hold(addr: SocketAddr, connections: usize, seconds: f64) -> (Outcome, Duratio
         sources: Some(SourceRange::parse("127.0.0.2-127.0.0.3").unwrap()),
         first: 0,
         connections,
+        at_once: connections,
         rate: 0.0,
         concurrency: 256,
         timeout: Duration::from_secs(5),

@@ -23,6 +23,7 @@ fn plan(addr: SocketAddr, connections: usize, rate: f64, seconds: f64) -> Plan {
         sources: Some(SourceRange::parse("127.0.0.2-127.0.0.3").unwrap()),
         first: 0,
         connections,
+        at_once: connections,
         rate,
         concurrency: 64,
         timeout: Duration::from_secs(3),
