@@ -1,11 +1,21 @@
 //! A provided-buffer ring (`IORING_REGISTER_PBUF_RING`): the kernel picks a
 //! buffer from it for each multishot recv completion, so an idle connection
-//! holds no read buffer at all. A filled buffer is handed out as a
-//! [`Received`], which puts it back in the ring the moment it is dropped,
-//! so the caller can read it while it drives anything else, the ring
-//! included.
+//! holds no read buffer at all. What a completion delivered is handed out as
+//! a [`Received`]; a buffer goes back to the ring the moment the kernel is
+//! done with it and the last `Received` in it is dropped, so the caller can
+//! read it while it drives anything else, the ring included.
+//!
+//! The ring is consumed incrementally (`IOU_PBUF_RING_INC`, Linux 6.12)
+//! where the kernel allows it: a receive takes only the bytes it needs and
+//! the next one, from any socket, goes on in the same buffer. Without that,
+//! a 64-byte message takes a whole buffer, and a thousand connections that
+//! each send one at the same moment run a ring of 256 dry, which stops
+//! their multishot receives until they are re-armed.
 
-use io_uring::{types::BufRingEntry, IoUring};
+use io_uring::{
+    types::{BufRingEntry, IOU_PBUF_RING_INC},
+    IoUring,
+};
 use std::{
     alloc::{self, Layout},
     cell::Cell,
@@ -28,6 +38,19 @@ struct Shared {
     buf_size: usize,
     count: u16,
     tail: Cell<u16>,
+    /// Per buffer, while the kernel or a [`Received`] uses it.
+    state: Box<[BufState]>,
+}
+
+#[derive(Default)]
+struct BufState {
+    /// Where the next receive into this buffer starts.
+    filled: Cell<usize>,
+    /// `Received`s in this buffer not yet dropped.
+    live: Cell<u32>,
+    /// The kernel will not write into this buffer again until it is given
+    /// back.
+    done: Cell<bool>,
 }
 
 impl Shared {
@@ -35,6 +58,9 @@ impl Shared {
     /// late leaves the ring short while the kernel fills others, and a dry
     /// ring stops multishot receives (`ENOBUFS`).
     fn give_back(&self, bid: u16) {
+        let state = &self.state[usize::from(bid)];
+        state.filled.set(0);
+        state.done.set(false);
         let tail = self.tail.get();
         let index = usize::from(tail & (self.count - 1));
         // SAFETY: index < count, inside the entries allocation; the kernel
@@ -73,30 +99,35 @@ impl Drop for Shared {
 pub(crate) struct BufRing {
     shared: Rc<Shared>,
     bgid: u16,
+    /// Whether the kernel took `IOU_PBUF_RING_INC`.
+    incremental: bool,
 }
 
 /// The bytes one receive completion delivered, in a buffer of the ring.
-/// The kernel does not write to it while this lives; dropping it gives it
-/// back.
+/// The kernel does not write to them while this lives; the buffer goes back
+/// once this and the others in it are dropped and the kernel is done with
+/// it.
 pub struct Received {
     shared: Rc<Shared>,
     bid: u16,
+    start: usize,
     len: usize,
 }
 
 impl Deref for Received {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: bid < count and len ≤ buf_size (checked when made), so
-        // the range lies in the allocation, which `shared` keeps alive;
-        // the kernel does not write a selected buffer until it is given
-        // back, which happens only when this is dropped.
+        // SAFETY: bid < count and start + len ≤ buf_size (checked when
+        // made), so the range lies in the allocation, which `shared` keeps
+        // alive; the kernel writes into a buffer only past what it has
+        // delivered, and into this range again only after the buffer is
+        // given back, which waits for this to be dropped.
         unsafe {
             std::slice::from_raw_parts(
                 self.shared
                     .buffers
                     .as_ptr()
-                    .add(usize::from(self.bid) * self.shared.buf_size),
+                    .add(usize::from(self.bid) * self.shared.buf_size + self.start),
                 self.len,
             )
         }
@@ -105,7 +136,11 @@ impl Deref for Received {
 
 impl Drop for Received {
     fn drop(&mut self) {
-        self.shared.give_back(self.bid);
+        let state = &self.shared.state[usize::from(self.bid)];
+        state.live.set(state.live.get() - 1);
+        if state.live.get() == 0 && state.done.get() {
+            self.shared.give_back(self.bid);
+        }
     }
 }
 
@@ -144,6 +179,13 @@ impl BufRing {
                 return Err(io::ErrorKind::OutOfMemory.into());
             }
         };
+        // Incremental receives walk through every buffer within the first
+        // bursts; faulting the pages in now makes that fixed cost show at
+        // start, so the process's RSS stays flat after it.
+        for page in (0..buffers_layout.size()).step_by(PAGE) {
+            // SAFETY: page < the allocation's size; nothing else uses it yet.
+            unsafe { buffers.as_ptr().add(page).write(0) };
+        }
         let shared = Rc::new(Shared {
             entries,
             entries_layout,
@@ -152,35 +194,62 @@ impl BufRing {
             buf_size,
             count,
             tail: Cell::new(0),
+            state: (0..count).map(|_| BufState::default()).collect(),
         });
         for bid in 0..count {
             shared.give_back(bid);
         }
-        // SAFETY: the entries stay allocated while `shared` lives, past
-        // the owner (`Ring`), which unregisters the group before dropping
-        // this ring.
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                entries.as_ptr() as u64,
-                count,
-                bgid,
-                0,
-            )?;
-        }
-        Ok(BufRing { shared, bgid })
+        let register = |flags| {
+            // SAFETY: the entries stay allocated while `shared` lives, past
+            // the owner (`Ring`), which unregisters the group before
+            // dropping this ring.
+            unsafe {
+                ring.submitter().register_buf_ring_with_flags(
+                    entries.as_ptr() as u64,
+                    count,
+                    bgid,
+                    flags,
+                )
+            }
+        };
+        // Kernels before 6.12 refuse the flag: each receive then takes a
+        // whole buffer.
+        let incremental = match register(IOU_PBUF_RING_INC as u16) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                register(0)?;
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(BufRing {
+            shared,
+            bgid,
+            incremental,
+        })
     }
 
     pub(crate) fn bgid(&self) -> u16 {
         self.bgid
     }
 
-    /// The first `len` bytes the kernel wrote into buffer `bid`, which a
-    /// completion selected; `None` for a buffer id or length the ring
-    /// cannot have given.
-    pub(crate) fn take(&self, bid: u16, len: usize) -> Option<Received> {
-        (bid < self.shared.count && len <= self.shared.buf_size).then(|| Received {
+    /// The `len` bytes a completion delivered into buffer `bid`, where the
+    /// last one into it ended; `more` when the kernel goes on filling that
+    /// buffer (`IORING_CQE_F_BUF_MORE`). `None` for a buffer id or length
+    /// the ring cannot have given.
+    pub(crate) fn take(&self, bid: u16, len: usize, more: bool) -> Option<Received> {
+        let state = self.shared.state.get(usize::from(bid))?;
+        let start = state.filled.get();
+        if start + len > self.shared.buf_size || state.done.get() {
+            return None;
+        }
+        state.filled.set(start + len);
+        state.live.set(state.live.get() + 1);
+        state.done.set(!(more && self.incremental));
+        Some(Received {
             shared: self.shared.clone(),
             bid,
+            start,
             len,
         })
     }

@@ -305,7 +305,8 @@ impl Ring {
             };
             if let Some(bid) = completion.buffer() {
                 let len = usize::try_from(completion.result).unwrap_or(0);
-                completion.received = self.bufs.take(bid, len);
+                let more = cqueue::buffer_more(completion.flags);
+                completion.received = self.bufs.take(bid, len, more);
             }
             if completion.user_data & OWNED != 0 {
                 let key = (completion.user_data & !OWNED) as usize;
