@@ -1,5 +1,11 @@
 //! Accepting connections: accepts kept armed on each listener, paused
 //! with a back-off when the file table is full.
+//!
+//! A multishot accept cannot be held back near a full table: the kernel
+//! takes the whole backlog in one go, and an accept that finds no free
+//! entry closes its connection. So a worker accepts with multishot only
+//! while the table has room for every listener's backlog twice over, and
+//! with a few single-shot accepts (whose entries it can count) beyond.
 
 use super::{ops, Kind, Slot, Worker};
 use crate::{
@@ -14,14 +20,26 @@ const ACCEPT_BACKOFF_MS: u64 = 100;
 /// Single-shot accepts kept in flight per listener when peer addresses are
 /// wanted: enough that a connection storm never waits for a re-arm.
 const ACCEPTS_PER_LISTENER: u32 = 8;
-/// Entries kept free for what a cancelled multishot accept still takes.
+/// Entries kept free, beyond the backlogs, for connections that arrive
+/// while a multishot accept goes through them.
 const MULTISHOT_MARGIN: u32 = 32;
 
 pub(super) struct Accepts {
     listeners: Vec<socket2::Socket>,
-    /// Single-shot accepts, which report the peer's address; otherwise one
-    /// multishot accept per listener.
+    /// Single-shot accepts only, which report the peer's address;
+    /// otherwise one multishot accept per listener while there is room.
     peer_addresses: bool,
+    /// Accepting with one multishot accept per listener now.
+    multishot: bool,
+    /// Slots in use from which multishot gives way to single-shot
+    /// accepts, and below which it comes back.
+    single_from: u32,
+    multishot_below: u32,
+    /// How many connections wait in a listener's backlog at most.
+    backlog: u32,
+    /// Per accept token (`ACCEPTS_PER_LISTENER` per listener): what is in
+    /// flight for it.
+    armed: Vec<Armed>,
     accepting: bool,
     /// Paused because the file table is about full: an accept the kernel
     /// completes without a free entry takes the connection off the
@@ -31,21 +49,35 @@ pub(super) struct Accepts {
     pause_at: u32,
     resume_below: u32,
     retry_at: Option<u64>,
-    /// Accepts that stopped on a full file table, re-armed after a pause.
-    paused: Vec<Token>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Armed {
+    No,
+    Single,
+    Multishot,
 }
 
 impl Accepts {
-    pub(super) fn new(listeners: Vec<socket2::Socket>, peer_addresses: bool) -> Accepts {
+    pub(super) fn new(
+        listeners: Vec<socket2::Socket>,
+        peer_addresses: bool,
+        backlog: i32,
+    ) -> Accepts {
+        let tokens = listeners.len() * ACCEPTS_PER_LISTENER as usize;
         Accepts {
             listeners,
             peer_addresses,
+            multishot: false,
+            single_from: 0,
+            multishot_below: 0,
+            backlog: effective_backlog(backlog),
+            armed: vec![Armed::No; tokens],
             accepting: true,
             full: false,
             pause_at: u32::MAX,
             resume_below: u32::MAX,
             retry_at: None,
-            paused: Vec::new(),
         }
     }
 
@@ -53,14 +85,10 @@ impl Accepts {
         self.retry_at
     }
 
-    /// File-table entries that accepts in flight may take at once.
+    /// File-table entries that accepts in flight may take at once near a
+    /// full table, where they are single-shot.
     pub(super) fn in_flight(&self) -> u32 {
-        let listeners = self.listeners.len() as u32;
-        match self.peer_addresses {
-            true => ACCEPTS_PER_LISTENER * listeners,
-            // A multishot accept goes on until its cancellation runs.
-            false => MULTISHOT_MARGIN * listeners,
-        }
+        ACCEPTS_PER_LISTENER * self.listeners.len() as u32
     }
 
     /// A table of `files` entries, `reserve` of them beyond the capacity:
@@ -71,34 +99,51 @@ impl Accepts {
         let margin = self.in_flight().min(reserve / 2);
         self.pause_at = files - margin;
         self.resume_below = files - reserve / 2;
+        if !self.peer_addresses {
+            let room = (2 * self.backlog + MULTISHOT_MARGIN) * self.listeners.len() as u32;
+            self.single_from = files.saturating_sub(room).min(self.pause_at);
+            self.multishot_below = self.single_from / 2;
+            self.multishot = self.single_from > 0;
+        }
     }
 }
 
+/// A listener's backlog as the kernel caps it (`net.core.somaxconn`).
+fn effective_backlog(backlog: i32) -> u32 {
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(4096);
+    u32::try_from(backlog).unwrap_or(0).min(somaxconn)
+}
+
 impl<H: Handler> Worker<H> {
+    /// Arms what the mode wants on every listener and is not in flight:
+    /// multishot, the first token of each listener; single-shot, all.
     pub(super) fn arm_accepts(&mut self) -> io::Result<()> {
-        let per_listener = match self.accept.peer_addresses {
-            true => ACCEPTS_PER_LISTENER,
-            false => 1,
-        };
-        for i in 0..self.accept.listeners.len() as u32 {
-            for k in 0..per_listener {
-                let slot = i * ACCEPTS_PER_LISTENER + k;
-                self.arm_accept(Token::new(Kind::Accept as u8, 0, slot))?;
+        for slot in 0..self.accept.armed.len() as u32 {
+            let k = slot % ACCEPTS_PER_LISTENER;
+            if self.accept.armed[slot as usize] != Armed::No || (self.accept.multishot && k > 0) {
+                continue;
+            }
+            let Some(listener) = self
+                .accept
+                .listeners
+                .get((slot / ACCEPTS_PER_LISTENER) as usize)
+            else {
+                continue; // closed by the shutdown
+            };
+            let fd = listener.as_raw_fd();
+            let token = Token::new(Kind::Accept as u8, 0, slot).encode();
+            if self.accept.multishot {
+                self.ring.accept_multi(fd, token)?;
+                self.accept.armed[slot as usize] = Armed::Multishot;
+            } else {
+                self.ring.accept(fd, token)?;
+                self.accept.armed[slot as usize] = Armed::Single;
             }
         }
         Ok(())
-    }
-
-    fn arm_accept(&mut self, token: Token) -> io::Result<()> {
-        let index = (token.slot / ACCEPTS_PER_LISTENER) as usize;
-        let Some(listener) = self.accept.listeners.get(index) else {
-            return Ok(());
-        };
-        let fd = listener.as_raw_fd();
-        match self.accept.peer_addresses {
-            true => self.ring.accept(fd, token.encode()),
-            false => self.ring.accept_multi(fd, token.encode()),
-        }
     }
 
     pub(super) fn on_accept(&mut self, token: Token, c: &Completion) {
@@ -119,31 +164,35 @@ impl<H: Handler> Worker<H> {
                 "accept failed"
             );
         }
+        if !c.more() {
+            if let Some(armed) = self.accept.armed.get_mut(token.slot as usize) {
+                *armed = Armed::No;
+            }
+        }
         let in_use = self.slots.len() as u32;
-        if self.accept.accepting && !self.accept.full && in_use >= self.accept.pause_at {
-            self.accept.full = true;
-            if !self.accept.peer_addresses {
+        if self.accept.multishot && in_use >= self.accept.single_from {
+            self.accept.multishot = false;
+            if self.accept.armed.contains(&Armed::Multishot) {
+                // Single-shot accepts are armed once these end.
                 for listener in &self.accept.listeners {
                     let _ = self.ring.cancel_fd(listener.as_raw_fd());
                 }
             }
         }
-        if c.more() || !self.accept.accepting {
-            return;
-        }
-        if self.accept.full {
+        if self.accept.accepting && !self.accept.full && in_use >= self.accept.pause_at {
             // Re-armed when connections leave room (`freed`).
-            self.accept.paused.push(token);
+            self.accept.full = true;
+        }
+        if c.more() || !self.accept.accepting || self.accept.full {
             return;
         }
         let out_of_room =
             [libc::ENFILE, libc::EMFILE, libc::ENOMEM, libc::ENOBUFS].contains(&-c.result);
         if out_of_room {
             // Retrying at once would spin until a connection closes.
-            self.accept.paused.push(token);
             let at = self.ctx.out.now + ACCEPT_BACKOFF_MS;
             self.accept.retry_at.get_or_insert(at);
-        } else if let Err(e) = self.arm_accept(token) {
+        } else if let Err(e) = self.arm_accepts() {
             tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
         }
     }
@@ -174,11 +223,20 @@ impl<H: Handler> Worker<H> {
     }
 
     /// A slot was freed: accepts paused on an about full table resume once
-    /// half the reserve is free.
+    /// half the reserve is free, and multishot comes back well below.
     pub(super) fn freed(&mut self) {
-        if self.accept.full && (self.slots.len() as u32) < self.accept.resume_below {
+        let in_use = self.slots.len() as u32;
+        if self.accept.full && in_use < self.accept.resume_below {
             self.accept.full = false;
             self.accept.retry_at.get_or_insert(self.ctx.out.now);
+        }
+        if !self.accept.peer_addresses
+            && !self.accept.multishot
+            && in_use < self.accept.multishot_below
+        {
+            // The single-shot accepts in flight lapse as they complete;
+            // the first of each listener comes back as multishot.
+            self.accept.multishot = true;
         }
     }
 
@@ -194,11 +252,9 @@ impl<H: Handler> Worker<H> {
             return;
         }
         self.accept.retry_at = None;
-        for token in std::mem::take(&mut self.accept.paused) {
-            if self.accept.accepting {
-                if let Err(e) = self.arm_accept(token) {
-                    tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
-                }
+        if self.accept.accepting {
+            if let Err(e) = self.arm_accepts() {
+                tracing::error!(worker = self.id, error = %e, "cannot re-arm accept");
             }
         }
     }

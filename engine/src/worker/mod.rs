@@ -161,7 +161,7 @@ impl<H: Handler> Worker<H> {
             recv_buffer_size: config.recv_buffer_size,
             files,
         })?;
-        let mut accept = accept::Accepts::new(listeners, config.peer_addresses);
+        let mut accept = accept::Accepts::new(listeners, config.peer_addresses, config.backlog);
         let (capacity, reserve) = capacity(
             ring.files(),
             config.max_connections_per_worker,
