@@ -104,7 +104,9 @@ fn multishot_accept_pauses_on_a_full_table_and_resumes() {
 
     // All gone: multishot comes back, and new connections are served.
     drop((clients, waiting));
-    wait_until_sync(Duration::from_secs(5), || server.recorder.closes().len() == 50);
+    wait_until_sync(Duration::from_secs(5), || {
+        server.recorder.closes().len() == 50
+    });
     for _ in 0..60 {
         let mut stream = TcpStream::connect(server.addr).unwrap();
         assert!(upgraded(&mut stream), "a new connection was not served");
