@@ -21,24 +21,33 @@ impl Handler for EchoHandler {
 }
 
 fn load(args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_uringws-load"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uringws-load"));
+    command
         .args(["--quiet", "--workers", "2", "--timeout", "3"])
-        .args(args)
-        .output()
-        .expect("uringws-load runs");
+        .args(args);
+    run(command)
+}
+
+/// Whether it succeeded, and what it wrote.
+fn run(mut command: Command) -> (bool, String) {
+    let output = command.output().expect("uringws-load runs");
     let text = String::from_utf8_lossy(&output.stdout).to_string()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), text)
 }
 
-#[test]
-fn echo_run_writes_its_numbers_as_json() {
-    let engine = Engine::builder()
+fn echo_server() -> Engine {
+    Engine::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .workers(2)
         .pin(false)
         .start(|_| EchoHandler)
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn echo_run_writes_its_numbers_as_json() {
+    let engine = echo_server();
     let url = format!("ws://{}/echo", engine.local_addrs()[0]);
     let json = std::env::temp_dir().join(format!("uringws-load-{}.json", std::process::id()));
     let (ok, text) = load(&[
@@ -83,15 +92,11 @@ fn churn_needs_descriptors_only_for_the_connections_open_at_once() {
     // 1,000 connections through a process allowed 300 open files: at
     // 500/s, each held 50 ms (or timing out after 200 ms), fewer than 150
     // are open at once.
-    let engine = Engine::builder()
-        .listen("127.0.0.1:0".parse().unwrap())
-        .workers(2)
-        .pin(false)
-        .start(|_| EchoHandler)
-        .unwrap();
+    let engine = echo_server();
     let url = format!("ws://{}/", engine.local_addrs()[0]);
     let json = std::env::temp_dir().join(format!("uringws-churn-{}.json", std::process::id()));
-    let output = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(r#"ulimit -n 300 && exec "$0" "$@""#)
         .arg(env!("CARGO_BIN_EXE_uringws-load"))
@@ -107,12 +112,9 @@ fn churn_needs_descriptors_only_for_the_connections_open_at_once() {
             "--concurrency",
             "16",
         ])
-        .args(["--hold-for", "50ms", "--duration", "6s"])
-        .output()
-        .expect("uringws-load runs");
-    let text = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{text}");
+        .args(["--hold-for", "50ms", "--duration", "6s"]);
+    let (ok, text) = run(command);
+    assert!(ok, "{text}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["counts"]["connections opened"], 1000, "{text}");
