@@ -248,7 +248,9 @@ def main():
     fan_cases = [tuple(int(x) for x in c.split("x")) for c in a.fanout.split(",") if c]
     table = servers(a.threads, a.baseline)
     if a.only:
-        table = {k: v for k, v in table.items() if k in a.only.split(",")}
+        # A baseline asked for is measured whatever --only names.
+        keep = a.only.split(",") + (["uringws-baseline"] if a.baseline else [])
+        table = {k: v for k, v in table.items() if k in keep}
     for name, cmd in list(table.items()):
         why = missing(cmd)
         if why:

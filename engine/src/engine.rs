@@ -8,7 +8,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::{
     io,
     net::SocketAddr,
-    sync::{mpsc, Arc},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
     thread::JoinHandle,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -19,6 +22,7 @@ pub struct EngineBuilder {
     addrs: Vec<SocketAddr>,
     workers: Option<usize>,
     pin: bool,
+    raise_open_files_limit: bool,
     config: EngineConfig,
 }
 
@@ -28,6 +32,7 @@ impl Default for EngineBuilder {
             addrs: Vec::new(),
             workers: None,
             pin: true,
+            raise_open_files_limit: true,
             config: EngineConfig::default(),
         }
     }
@@ -53,6 +58,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Raise the process's soft open-files limit to its hard limit at
+    /// start (default on), as Go's runtime does: the soft limit (often
+    /// 1,024) caps each worker's file table, so it caps connections.
+    pub fn raise_open_files_limit(mut self, raise: bool) -> Self {
+        self.raise_open_files_limit = raise;
+        self
+    }
+
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
         self
@@ -74,6 +87,7 @@ impl EngineBuilder {
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let limit = open_files_limit(self.raise_open_files_limit);
         let (addrs, mut listeners) = bind_all(&self.addrs, workers, self.config.backlog)?;
         let cores = if self.pin {
             core_affinity::get_core_ids().unwrap_or_default()
@@ -89,6 +103,7 @@ impl EngineBuilder {
                 .map(|(tx, _)| (tx.clone(), Arc::new(WorkerStats::default())))
                 .collect(),
             publisher: Publisher::new(channels.iter().map(|(tx, _)| tx.clone()).collect()),
+            shutting_down: Arc::new(AtomicBool::new(false)),
         };
         let mut threads = Vec::with_capacity(workers);
         for (id, (tx, rx)) in channels.into_iter().enumerate() {
@@ -145,11 +160,75 @@ impl EngineBuilder {
             }
             threads.push(thread);
         }
+        log_capacity(&handle, limit, config.max_connections_per_worker);
         Ok(Engine {
             addrs,
             handle,
             threads,
         })
+    }
+}
+
+/// The open-files limit (soft, hard) after raising the soft one if asked;
+/// None where it cannot be read.
+fn open_files_limit(raise: bool) -> Option<(u64, u64)> {
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
+    if !raise || soft >= hard {
+        return Some((soft, hard));
+    }
+    match rlimit::increase_nofile_limit(hard) {
+        Ok(raised) => {
+            tracing::debug!(from = soft, to = raised, "raised the soft open-files limit");
+            Some((raised, hard))
+        }
+        Err(error) => {
+            tracing::warn!(%error, soft, hard, "cannot raise the soft open-files limit");
+            Some((soft, hard))
+        }
+    }
+}
+
+/// Once at start: how many connections this process can hold, and, when
+/// the open-files limit is what bounds it, how to raise it.
+fn log_capacity(handle: &EngineHandle, limit: Option<(u64, u64)>, configured: usize) {
+    let per_worker: Vec<usize> = handle.stats().iter().map(|s| s.capacity()).collect();
+    let total: usize = per_worker.iter().sum();
+    let (soft, hard) = limit.unwrap_or((u64::MAX, u64::MAX));
+    // The table a worker asks for, which the kernel caps at 1 << 20.
+    let wanted = configured
+        .saturating_add(crate::worker::MAX_RESERVE as usize)
+        .min(1 << 20) as u64;
+    let bounded = soft < wanted;
+    let why = if bounded {
+        format!(
+            ", bounded by the open-files limit ({soft}); to hold more, raise it: \
+             LimitNOFILE= in a systemd unit, --ulimit nofile= with docker run, ulimit -n \
+             in a shell"
+        )
+    } else {
+        String::new()
+    };
+    let message = format!("connection capacity {total}{why}");
+    let per_worker = per_worker.first().copied().unwrap_or(0);
+    let workers = handle.workers();
+    if bounded {
+        tracing::warn!(
+            capacity = total,
+            workers,
+            per_worker,
+            soft,
+            hard,
+            "{message}"
+        );
+    } else {
+        tracing::info!(
+            capacity = total,
+            workers,
+            per_worker,
+            soft,
+            hard,
+            "{message}"
+        );
     }
 }
 
@@ -205,6 +284,7 @@ pub struct Engine {
 pub struct EngineHandle {
     workers: Vec<(UnboundedSender<Command>, Arc<WorkerStats>)>,
     publisher: Publisher,
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl EngineHandle {
@@ -213,9 +293,15 @@ impl EngineHandle {
     /// then the workers exit when all are closed or the shutdown timeout
     /// passed.
     pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
         for (tx, _) in &self.workers {
             let _ = tx.send(Command::Shutdown);
         }
+    }
+
+    /// Whether a shutdown began (the workers may still be draining).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
     }
 
     /// Counters of each worker.
@@ -278,8 +364,13 @@ impl Engine {
             }
             io::Result::Ok(())
         })?;
-        tracing::info!("shutting down");
+        tracing::info!("signal received: shutting down");
         self.shutdown();
-        self.join()
+        let result = self.join();
+        match &result {
+            Ok(()) => tracing::info!("every worker stopped; exiting"),
+            Err(error) => tracing::error!(%error, "a worker failed; exiting"),
+        }
+        result
     }
 }

@@ -24,4 +24,4 @@ pub use engine::{Engine, EngineBuilder, EngineHandle, WorkerContext};
 pub use handler::{Accept, ConnId, Handler, Message, Peer, Reject};
 pub use pubsub::{Publication, Publisher};
 pub use remote::{ConnRef, Gone};
-pub use stats::{RequestOutcome, WorkerStats};
+pub use stats::{Histogram, RequestOutcome, WorkerStats, HISTOGRAM_BUCKETS};

@@ -118,6 +118,7 @@ impl Publisher {
     ) -> usize {
         let mut sent = 0;
         let mut name: Option<Arc<str>> = None;
+        let mut at = None;
         self.interest.each(topic, |worker| {
             if Some(worker) == skip_worker {
                 return;
@@ -126,6 +127,7 @@ impl Publisher {
             let command = Command::Publish {
                 topic,
                 frame: message.frame.clone(),
+                at: *at.get_or_insert_with(std::time::Instant::now),
             };
             if self.workers[worker].send(command).is_ok() {
                 sent += 1;
@@ -146,6 +148,8 @@ pub(crate) struct TopicTable {
     /// topics. Slots are dense (a slab), so a vector beats a map: 24 bytes
     /// per slot, no hashing.
     by_conn: Vec<SmallVec<[(u32, u32); 2]>>,
+    /// Subscriptions of all connections, for the gauges.
+    subscriptions: usize,
 }
 
 struct Topic {
@@ -161,6 +165,7 @@ impl TopicTable {
             by_name: HashMap::new(),
             topics: slab::Slab::new(),
             by_conn: Vec::new(),
+            subscriptions: 0,
         }
     }
 
@@ -191,6 +196,7 @@ impl TopicTable {
         let subscribers = &mut self.topics[id as usize].subscribers;
         entries.push((id, subscribers.len() as u32));
         subscribers.push(slot);
+        self.subscriptions += 1;
         true
     }
 
@@ -232,7 +238,13 @@ impl TopicTable {
         self.by_conn.get(slot as usize).map_or(0, |e| e.len())
     }
 
+    /// Topics with a subscriber here, and subscriptions.
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        (self.by_name.len(), self.subscriptions)
+    }
+
     fn remove_at(&mut self, id: u32, pos: u32) {
+        self.subscriptions -= 1;
         let topic = &mut self.topics[id as usize];
         topic.subscribers.swap_remove(pos as usize);
         if let Some(&moved) = topic.subscribers.get(pos as usize) {

@@ -9,7 +9,8 @@ use uringws_protocol::http::Response;
 pub(crate) enum Refusal {
     /// An upgrade during a graceful shutdown.
     ShuttingDown,
-    /// An upgrade past `max_connections_per_worker`.
+    /// An upgrade past the worker's capacity (`max_connections_per_worker`,
+    /// or what the open-files limit leaves).
     AtCapacity,
     /// The handler's `upgrade` or `http` panicked.
     HandlerPanicked,

@@ -15,6 +15,8 @@ pub(crate) enum Command {
     Publish {
         topic: std::sync::Arc<str>,
         frame: Bytes,
+        /// When it was published, for the delay histogram.
+        at: std::time::Instant,
     },
     Shutdown,
 }

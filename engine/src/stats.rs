@@ -10,7 +10,52 @@ use std::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
         Mutex,
     },
+    time::Duration,
 };
+
+/// Upper bounds, in seconds, of a [`Histogram`]'s buckets (Prometheus'
+/// `le`): from 100 µs, a loopback handshake, to 10 s, a stuck one.
+pub const HISTOGRAM_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Durations counted in [`HISTOGRAM_BUCKETS`], by one worker, read by
+/// anyone. Recorded per handshake or per publication, not per message.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per bucket, not cumulative; the last one is past every bound.
+    counts: [AtomicU64; HISTOGRAM_BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn record(&self, d: Duration) {
+        let seconds = d.as_secs_f64();
+        let bucket = HISTOGRAM_BUCKETS
+            .iter()
+            .position(|&le| seconds <= le)
+            .unwrap_or(HISTOGRAM_BUCKETS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts, one per bound of [`HISTOGRAM_BUCKETS`] and last
+    /// the total (`+Inf`).
+    pub fn cumulative(&self) -> [u64; HISTOGRAM_BUCKETS.len() + 1] {
+        let mut total = 0;
+        std::array::from_fn(|i| {
+            total += self.counts[i].load(Ordering::Relaxed);
+            total
+        })
+    }
+
+    /// Seconds recorded, in all.
+    pub fn sum(&self) -> f64 {
+        self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+    }
+}
 
 /// How a request head ended, for [`WorkerStats::requests`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -24,9 +69,23 @@ pub enum RequestOutcome {
     HandshakeTimeout,
 }
 
+impl Counters {
+    /// `bytes` left a connection's queue (sent, or dropped with it).
+    pub(crate) fn unqueue(&mut self, bytes: u32) {
+        debug_assert!(
+            self.queued_bytes >= u64::from(bytes),
+            "queued_bytes out of step"
+        );
+        self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(bytes));
+    }
+}
+
 /// The worker-side tallies of [`WorkerStats`].
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Counters {
+    /// A gauge among the counters: bytes queued or in flight on every
+    /// connection of the worker.
+    pub queued_bytes: u64,
     pub messages_in: u64,
     pub messages_out: u64,
     pub bytes_in: u64,
@@ -38,6 +97,14 @@ pub(crate) struct Counters {
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     open: AtomicUsize,
+    /// Upgraded connections the worker will hold, set once at its start.
+    capacity: AtomicUsize,
+    topics: AtomicUsize,
+    subscriptions: AtomicUsize,
+    /// From accept to the 101 queued.
+    pub(crate) handshake_duration: Histogram,
+    /// From a publish elsewhere to its frames queued on this worker.
+    pub(crate) publish_delay: Histogram,
     /// Times a recv found the provided-buffer ring empty.
     pub(crate) buffer_exhaustions: AtomicU64,
     /// Publications fanned out by this worker (one per topic per publish).
@@ -47,6 +114,7 @@ pub struct WorkerStats {
     /// Messages not queued to a subscriber over its backpressure limit (or
     /// closing).
     pub(crate) deliveries_dropped: AtomicU64,
+    queued_bytes: AtomicU64,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
     bytes_in: AtomicU64,
@@ -59,11 +127,21 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
+    pub(crate) fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_topics(&self, (topics, subscriptions): (usize, usize)) {
+        self.topics.store(topics, Ordering::Relaxed);
+        self.subscriptions.store(subscriptions, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_open(&self, open: usize) {
         self.open.store(open, Ordering::Relaxed);
     }
 
     pub(crate) fn sync(&self, c: &Counters) {
+        self.queued_bytes.store(c.queued_bytes, Ordering::Relaxed);
         self.messages_in.store(c.messages_in, Ordering::Relaxed);
         self.messages_out.store(c.messages_out, Ordering::Relaxed);
         self.bytes_in.store(c.bytes_in, Ordering::Relaxed);
@@ -84,6 +162,34 @@ impl WorkerStats {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// Upgraded connections this worker holds at most: the configured
+    /// `max_connections_per_worker`, or less where the open-files limit
+    /// bounds its ring's file table. Past it, upgrades get 503.
+    pub fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Topics with at least one subscriber on this worker.
+    pub fn topics(&self) -> usize {
+        self.topics.load(Ordering::Relaxed)
+    }
+
+    /// Subscriptions of this worker's connections.
+    pub fn subscriptions(&self) -> usize {
+        self.subscriptions.load(Ordering::Relaxed)
+    }
+
+    /// Seconds from accepting a connection to queueing its 101.
+    pub fn handshake_duration(&self) -> &Histogram {
+        &self.handshake_duration
+    }
+
+    /// Seconds from a publication made on another worker (or outside the
+    /// workers) to its frames queued to this worker's subscribers.
+    pub fn publish_delay(&self) -> &Histogram {
+        &self.publish_delay
+    }
+
     pub fn buffer_exhaustions(&self) -> u64 {
         self.buffer_exhaustions.load(Ordering::Relaxed)
     }
@@ -98,6 +204,11 @@ impl WorkerStats {
 
     pub fn deliveries_dropped(&self) -> u64 {
         self.deliveries_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued or in flight on this worker's connections.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes.load(Ordering::Relaxed)
     }
 
     /// Text and binary messages received.

@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+use tokio::sync::Barrier;
 use uringws_engine::EngineConfig;
 
 const CLIENTS: usize = 20;
@@ -119,5 +120,89 @@ async fn one_buffer_still_works() {
         ws_echo(&mut ws, WsMessage::binary(vec![size as u8; size])).await;
     }
     ws_close(&mut ws).await;
+    server.stop().await;
+}
+
+/// Many connections at once behind a ring of eight buffers of the default
+/// size: most of them find it empty at some point, each must be re-armed
+/// and none may lose or reorder a byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_connections_share_eight_buffers() {
+    const CLIENTS: usize = 200;
+    const SIZES: [usize; 6] = [1, 125, 4096, 16 << 10, (16 << 10) + 1, 40_000];
+    let config = EngineConfig {
+        recv_buffers: 8,
+        ..test_config()
+    };
+    let server = TestServer::echo(config);
+    let addr = server.addr;
+    let message = |client: usize, i: usize| -> Vec<u8> {
+        let size = SIZES[(client + i) % SIZES.len()];
+        (0..size).map(|j| (j * 13 + client * 7 + i) as u8).collect()
+    };
+    // Everyone connected first, then all send at once: the ring is
+    // contended, not visited by one client after another.
+    let ready = Arc::new(Barrier::new(CLIENTS));
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let ready = ready.clone();
+        tasks.push(tokio::spawn(async move {
+            let ws = ws_connect(addr).await;
+            let (mut sink, mut stream) = ws.split();
+            ready.wait().await;
+            let writer = async {
+                for i in 0..SIZES.len() {
+                    sink.send(WsMessage::binary(message(client, i)))
+                        .await
+                        .expect("send");
+                }
+            };
+            let reader = async {
+                for i in 0..SIZES.len() {
+                    match stream.next().await.expect("open").expect("no error") {
+                        WsMessage::Binary(data) => assert!(
+                            data == message(client, i),
+                            "client {client} message {i} differs"
+                        ),
+                        other => panic!("client {client} message {i}: {other:?}"),
+                    }
+                }
+            };
+            tokio::join!(writer, reader);
+            let mut ws = sink.reunite(stream).unwrap();
+            ws_close(&mut ws).await;
+        }));
+    }
+    for task in tasks {
+        within(Duration::from_secs(40), "client", task)
+            .await
+            .expect("client succeeded");
+    }
+    let exhaustions: u64 = server
+        .handle()
+        .stats()
+        .iter()
+        .map(|s| s.buffer_exhaustions())
+        .sum();
+    eprintln!("ring ran dry {exhaustions} times");
+    assert!(exhaustions > 0, "the ring never ran dry");
+    wait_until(WAIT, "every close", || {
+        server.recorder.closes().len() == CLIENTS
+    })
+    .await;
+    assert!(
+        server
+            .recorder
+            .closes()
+            .iter()
+            .all(|(code, _)| *code == 1000),
+        "{:?}",
+        server.recorder.closes()
+    );
+    server.recorder.assert_one_close_per_open();
+    wait_until(WAIT, "no connection open", || {
+        server.handle().stats().iter().all(|s| s.connections() == 0)
+    })
+    .await;
     server.stop().await;
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use std::{collections::BTreeMap, time::Duration};
-use uringws_engine::{EngineConfig, RequestOutcome};
+use uringws_engine::{protocol::OpCode, EngineConfig, RequestOutcome};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_match_the_traffic() {
@@ -61,4 +61,52 @@ async fn counters_match_the_traffic() {
     assert_eq!(requests, want);
     assert_eq!(sum(&|s| s.backpressure_drops()), 0);
     server.stop().await;
+}
+
+/// `queued_bytes` is a gauge: it rises while a client does not read what
+/// is echoed to it, stays under the backpressure limit, and falls back to
+/// nothing when the client goes, whatever was still queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_bytes_follow_a_reader_that_stops_and_leaves() {
+    let config = EngineConfig {
+        backpressure_limit: 1 << 20,
+        ..test_config()
+    };
+    let server = TestServer::echo(config);
+    let queued = || -> u64 {
+        server
+            .handle()
+            .stats()
+            .iter()
+            .map(|s| s.queued_bytes())
+            .sum()
+    };
+    // A small receive buffer (no autotuning): what the kernel absorbs of
+    // the echoes is bounded, so the connection's queue must fill.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let stream = tokio::net::TcpStream::from_std(socket.into()).unwrap();
+    let mut client = RawClient::from_stream(stream);
+    client.send(upgrade_request("/").as_bytes()).await;
+    assert_eq!(client.read_http_head().await.unwrap().status, 101);
+    // Echoes to a client that reads none of them: the kernel's socket
+    // buffers fill (a megabyte or two), then the connection's queue does
+    // and stays so. Sent until seen, as a burst can be dropped whole by
+    // backpressure while the kernel still takes what was queued.
+    let payload = vec![7u8; 64 << 10];
+    let mut sent = 0;
+    while queued() <= 256 << 10 {
+        assert!(sent < 4096, "256 MiB echoed and nothing stays queued");
+        for _ in 0..16 {
+            client.send_frame(OpCode::Binary, true, &payload).await;
+        }
+        sent += 16;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let most = queued();
+    assert!(most <= (1 << 20) + (128 << 10), "over the limit: {most}");
+    drop(client);
+    wait_until(WAIT, "the queue let go", || queued() == 0).await;
 }

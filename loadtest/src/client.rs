@@ -5,13 +5,14 @@
 //! a worker is not bound by the process's open-files limit.
 
 use crate::report::Latency;
+use crate::series::{Interval, Series};
 use crate::target::{SourceRange, Target};
 use bytes::{Bytes, BytesMut};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use uringws_protocol::{
     encoder::write_client_frame,
@@ -84,6 +85,20 @@ pub trait Scenario: Send + 'static {
         let _ = (id, now);
         false
     }
+    /// What the scenario has sent and received so far, as it counts them,
+    /// and the failures it counted itself without closing a connection
+    /// (those it closed are the worker's); read once a second for the
+    /// per-second series, so plain fields do.
+    fn traffic(&self) -> Traffic {
+        Traffic::default()
+    }
+    /// The scenario's own latency samples since the last call (round trip,
+    /// ping to pong, delivery), kept apart from its totals: each second the
+    /// worker swaps it for an empty one. `None`: the series shows
+    /// handshake latency instead.
+    fn recent(&mut self) -> Option<&mut Latency> {
+        None
+    }
     /// What the scenario measured beyond the handshake, for the report.
     fn measured(self) -> Vec<Measured>
     where
@@ -101,13 +116,134 @@ pub struct Measured {
     pub count: Option<(String, u64)>,
 }
 
-/// Counters shared with the progress line.
-#[derive(Default)]
+/// A scenario's running totals ([`Scenario::traffic`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub sent: u64,
+    pub received: u64,
+    pub errors: u64,
+}
+
+/// What the workers share with the progress line and the report: counters
+/// bumped once per connection event, and the per-second [`Series`] that
+/// each worker adds to once a second.
 pub struct Live {
     pub opened: AtomicU64,
     pub failed: AtomicU64,
     pub open_now: AtomicU64,
-    pub messages: AtomicU64,
+    series: Mutex<Series>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live::new(Instant::now())
+    }
+}
+
+impl Live {
+    /// Seconds in the series count from `epoch`, the start of the run.
+    pub fn new(epoch: Instant) -> Live {
+        Live {
+            opened: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            open_now: AtomicU64::new(0),
+            series: Mutex::new(Series::new(epoch)),
+        }
+    }
+
+    pub fn series(&self) -> MutexGuard<'_, Series> {
+        // A worker that panicked holding it leaves seconds worth reporting.
+        self.series.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One worker's count of the current second, handed to the [`Series`]
+/// when the second is over: the hot path only bumps plain fields and
+/// records into histograms this worker alone owns.
+struct Meter {
+    slot: usize,
+    index: u64,
+    /// When the current second ends.
+    next: Instant,
+    /// Totals when the current second began.
+    traffic: Traffic,
+    opened: u64,
+    errors: u64,
+    /// Handshakes this second, for scenarios without a latency of their own.
+    handshakes: Latency,
+    /// Swapped with the scenario's [`Scenario::recent`] each second.
+    spare: Latency,
+}
+
+impl Meter {
+    fn new(live: &Live) -> Meter {
+        let mut series = live.series();
+        let (slot, index) = series.join(Instant::now());
+        Meter {
+            slot,
+            index,
+            next: series.end_of(index),
+            traffic: Traffic::default(),
+            opened: 0,
+            errors: 0,
+            handshakes: Latency::default(),
+            spare: Latency::default(),
+        }
+    }
+
+    /// Hands in the current second, counted up to `now`; `last` for the
+    /// worker's final one.
+    fn roll<S: Scenario>(
+        &mut self,
+        now: Instant,
+        last: bool,
+        scenario: &mut S,
+        outcome: &Outcome,
+        live: &Live,
+    ) {
+        let traffic = scenario.traffic();
+        // Totals of the worker's own outcome, not a counter per event: a
+        // pass over a few map entries once a second.
+        let opened = outcome
+            .counts
+            .get("connections opened")
+            .copied()
+            .unwrap_or(0);
+        let errors = outcome.errors.values().sum::<u64>() + traffic.errors;
+        let interval = Interval {
+            index: self.index,
+            opened: opened.saturating_sub(self.opened),
+            sent: traffic.sent.saturating_sub(self.traffic.sent),
+            received: traffic.received.saturating_sub(self.traffic.received),
+            errors: errors.saturating_sub(self.errors),
+        };
+        let latency = match scenario.recent() {
+            Some(recent) => {
+                std::mem::swap(recent, &mut self.spare);
+                &mut self.spare
+            }
+            None => &mut self.handshakes,
+        };
+        let mut series = live.series();
+        let next = (!last).then(|| series.index(now).max(self.index + 1));
+        series.add(
+            self.slot,
+            &interval,
+            latency,
+            live.open_now.load(Ordering::Relaxed),
+            next,
+        );
+        if let Some(next) = next {
+            self.index = next;
+            self.next = series.end_of(next);
+        }
+        drop(series);
+        latency.clear();
+        self.handshakes.clear();
+        self.traffic = traffic;
+        self.opened = opened;
+        self.errors = errors;
+    }
 }
 
 /// One worker's share of the run.
@@ -240,6 +376,7 @@ pub fn run<S: Scenario>(
     stop: Arc<AtomicBool>,
 ) -> (Outcome, S) {
     let mut outcome = Outcome::default();
+    let mut meter = Meter::new(&live);
     let files = u32::try_from(plan.connections + 64).unwrap_or(u32::MAX);
     let ring = match Ring::new(&RingConfig {
         entries: 4096,
@@ -250,6 +387,8 @@ pub fn run<S: Scenario>(
         Ok(ring) => ring,
         Err(e) => {
             outcome.error(&format!("io_uring setup: {e}"));
+            let mut scenario = scenario;
+            meter.roll(Instant::now(), true, &mut scenario, &outcome, &live);
             return (outcome, scenario);
         }
     };
@@ -274,10 +413,20 @@ pub fn run<S: Scenario>(
         in_handshake: 0,
         rearm: Vec::new(),
         paced: Vec::new(),
+        meter,
     };
     worker.run(capacity, &stop);
     worker.close_all(capacity);
-    (worker.outcome, worker.scenario)
+    let Worker {
+        mut scenario,
+        outcome,
+        mut meter,
+        ..
+    } = worker;
+    // What came in since the last second's end goes to that second: the
+    // run is over, and a sliver of a second would only show as a dip.
+    meter.roll(Instant::now(), true, &mut scenario, &outcome, &live);
+    (outcome, scenario)
 }
 
 /// One worker's ring and connections.
@@ -294,6 +443,7 @@ struct Worker<'p, S> {
     rearm: Vec<usize>,
     /// Connections that get a tick every [`PACE`] ([`Scenario::paced`]).
     paced: Vec<usize>,
+    meter: Meter,
 }
 
 impl<S: Scenario> Worker<'_, S> {
@@ -391,6 +541,12 @@ impl<S: Scenario> Worker<'_, S> {
                 if timed_out {
                     self.fail(id, "timeout");
                 }
+            }
+            // Not past the plan's end: what is left goes to the second the
+            // run ended in, rather than to a sliver of the next.
+            if now >= self.meter.next && now < self.plan.until {
+                self.meter
+                    .roll(now, false, &mut self.scenario, &self.outcome, self.live);
             }
             if !self.paced.is_empty() && now.duration_since(last_pace) >= PACE {
                 last_pace = now;
@@ -630,9 +786,9 @@ impl<S: Scenario> Worker<'_, S> {
                             conn.step = Step::Open;
                             conn.handshake = None;
                             self.in_handshake -= 1;
-                            self.outcome
-                                .handshake
-                                .record(now.duration_since(conn.started));
+                            let took = now.duration_since(conn.started);
+                            self.outcome.handshake.record(took);
+                            self.meter.handshakes.record(took);
                             self.outcome.count("connections opened");
                             self.live.opened.fetch_add(1, Ordering::Relaxed);
                             self.live.open_now.fetch_add(1, Ordering::Relaxed);
@@ -694,7 +850,6 @@ impl<S: Scenario> Worker<'_, S> {
                     break;
                 }
                 Ok(Some(message)) => {
-                    self.live.messages.fetch_add(1, Ordering::Relaxed);
                     if let Err(why) = self.scenario.message(id, message, now, &mut conn.out) {
                         self.outcome.error(&why);
                         self.live.open_now.fetch_sub(1, Ordering::Relaxed);

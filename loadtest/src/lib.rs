@@ -19,6 +19,10 @@
 //!   and reordering, counted exactly across workers.
 //! - [`report`]: HdrHistogram percentiles, counts, errors and the client's
 //!   own CPU time, as a table and as JSON.
+//! - [`series`]: the run second by second, merged from every worker
+//!   without sharing anything per message.
+//! - [`duration`]: duration flags as load tools take them (`10s`, `2m`,
+//!   `1m30s`; a bare number is seconds).
 //!
 //! ```
 //! use uringws_load::{report::Latency, target::{SourceRange, Target}};
@@ -37,7 +41,9 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod duration;
 pub mod fanout;
 pub mod report;
 pub mod scenarios;
+pub mod series;
 pub mod target;

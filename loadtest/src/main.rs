@@ -3,15 +3,20 @@
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mimalloc::MiMalloc;
+use serde::Serialize;
 use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use uringws_load::client::{self, Live, Measured, Outcome, Plan, Scenario};
+use uringws_load::duration::{self, serialize_secs as secs};
 use uringws_load::fanout::{Fanout, FanoutConfig, Phase};
-use uringws_load::report::{CpuTime, Latency, Summary};
+use uringws_load::report::{self, CpuTime, Latency, Summary};
 use uringws_load::scenarios::{Churn, Connect, Echo, Hold};
+use uringws_load::series::Window;
 use uringws_load::target::{SourceRange, Target};
 
 #[global_allocator]
@@ -19,7 +24,10 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 /// Load-test a WebSocket server: connection storms, idle holds, echo,
 /// churn, pub/sub fan-out.
-#[derive(Parser)]
+///
+/// Durations take units: 500ms, 10s, 2m, 1h, 1m30s; a bare number is
+/// seconds.
+#[derive(Parser, Serialize)]
 #[command(name = "uringws-load", version)]
 struct Cli {
     /// Worker threads, each with its own io_uring and pinned to its own
@@ -30,21 +38,37 @@ struct Cli {
     /// its own ~28k ephemeral ports towards one target.
     #[arg(long, global = true)]
     connect_from: Option<String>,
-    /// Seconds allowed for connect + upgrade (fanout in uringws mode: also
+    /// Time allowed for connect + upgrade (fanout in uringws mode: also
     /// for each subscribe's ack).
-    #[arg(long, global = true, default_value_t = 10.0)]
-    timeout: f64,
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+    #[serde(rename = "timeout_s", serialize_with = "secs")]
+    timeout: Duration,
     /// Write the summary as JSON to this file.
     #[arg(long, global = true)]
-    json: Option<std::path::PathBuf>,
-    /// No live progress line.
+    #[serde(serialize_with = "lossy_path")]
+    json: Option<PathBuf>,
+    /// No progress on stderr. Otherwise a live line on a terminal, and
+    /// elsewhere (CI, a log file) a plain line every --progress-interval.
     #[arg(long, global = true)]
     quiet: bool,
+    /// How often the plain progress line comes when stderr is not a
+    /// terminal; each shows the figures of that interval alone.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = duration::parse_at_least_a_second)]
+    #[serde(rename = "progress_interval_s", serialize_with = "secs")]
+    progress_interval: Duration,
     #[command(subcommand)]
+    #[serde(flatten)]
     command: Command,
 }
 
-#[derive(Args, Clone)]
+fn lossy_path<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => s.serialize_str(&path.to_string_lossy()),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Args, Clone, Serialize)]
 struct Common {
     /// ws:// URLs; connections are spread over them.
     #[arg(required = true)]
@@ -60,34 +84,41 @@ struct Common {
     concurrency: usize,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Serialize)]
+#[serde(tag = "command", rename_all = "lowercase")]
 enum Command {
     /// Open connections as fast as allowed, upgrade, close: handshake
     /// latency and failures by reason.
     Connect {
         #[command(flatten)]
+        #[serde(flatten)]
         common: Common,
     },
     /// Hold upgraded idle connections, pinging each periodically; reports
     /// how many are alive at the end.
     Hold {
         #[command(flatten)]
+        #[serde(flatten)]
         common: Common,
-        /// Seconds to hold.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Seconds between pings per connection (0: none).
-        #[arg(long, default_value_t = 5.0)]
-        ping_interval: f64,
+        /// How long to hold.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+        #[serde(rename = "duration_s", serialize_with = "secs")]
+        duration: Duration,
+        /// Time between pings per connection (0: none).
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration::parse)]
+        #[serde(rename = "ping_interval_s", serialize_with = "secs")]
+        ping_interval: Duration,
     },
     /// Closed-loop echo: messages in flight per connection, every echo
     /// checked; round-trip latency.
     Echo {
         #[command(flatten)]
+        #[serde(flatten)]
         common: Common,
-        /// Seconds to run.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
+        /// How long to run.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+        #[serde(rename = "duration_s", serialize_with = "secs")]
+        duration: Duration,
         /// Message size in bytes (at least 16).
         #[arg(long, default_value_t = 64)]
         size: usize,
@@ -108,13 +139,16 @@ enum Command {
     /// and go.
     Churn {
         #[command(flatten)]
+        #[serde(flatten)]
         common: Common,
-        /// Seconds to run (at most -n connections).
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Seconds each connection stays open.
-        #[arg(long, default_value_t = 1.0)]
-        hold_for: f64,
+        /// How long to run (at most -n connections).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+        #[serde(rename = "duration_s", serialize_with = "secs")]
+        duration: Duration,
+        /// How long each connection stays open.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration::parse)]
+        #[serde(rename = "hold_for_s", serialize_with = "secs")]
+        hold_for: Duration,
     },
     /// Publishers and subscribers through a pub/sub server: delivery
     /// latency (from the intended send time), reach, loss, duplicates,
@@ -125,7 +159,8 @@ enum Command {
     Fanout(FanoutArgs),
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 enum ModeArg {
     /// Any server that sends each message to every other connection.
     Broadcast,
@@ -134,7 +169,7 @@ enum ModeArg {
     Uringws,
 }
 
-#[derive(Args)]
+#[derive(Args, Serialize)]
 struct FanoutArgs {
     /// ws:// URLs; connections are spread over them (uringws mode: the
     /// server's /ws).
@@ -168,17 +203,20 @@ struct FanoutArgs {
     /// whatever the server does (open loop).
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
-    /// Seconds of publishing.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Seconds after publishing during which deliveries may still arrive;
+    /// How long to publish.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
+    #[serde(rename = "duration_s", serialize_with = "secs")]
+    duration: Duration,
+    /// Time after publishing during which deliveries may still arrive;
     /// what has not arrived by then is lost.
-    #[arg(long, default_value_t = 2.0)]
-    drain: f64,
-    /// Seconds from the start for every connection to be ready; publishing
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration::parse)]
+    #[serde(rename = "drain_s", serialize_with = "secs")]
+    drain: Duration,
+    /// Time from the start for every connection to be ready; publishing
     /// then starts with those that are, and later ones are failures.
-    #[arg(long, default_value_t = 30.0)]
-    ready_timeout: f64,
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration::parse)]
+    #[serde(rename = "ready_timeout_s", serialize_with = "secs")]
+    ready_timeout: Duration,
     /// New connections per second while connecting (0: as fast as
     /// possible).
     #[arg(long, default_value_t = 0.0)]
@@ -216,9 +254,9 @@ impl FanoutArgs {
         config.topics = self.topics;
         config.size = self.size;
         config.rate = self.rate;
-        config.duration = seconds("duration", self.duration)?;
-        config.drain = seconds("drain", self.drain)?;
-        config.ready_timeout = seconds("ready-timeout", self.ready_timeout)?;
+        config.duration = self.duration;
+        config.drain = self.drain;
+        config.ready_timeout = self.ready_timeout;
         config.ack_timeout = ack_timeout;
         config.validate()?;
         Ok(config)
@@ -234,11 +272,6 @@ impl FanoutArgs {
     }
 }
 
-fn seconds(name: &str, value: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| format!("--{name} must be a non-negative number of seconds"))
-}
-
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -249,36 +282,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, String> {
-    let timeout = seconds("timeout", cli.timeout)?;
+fn run(mut cli: Cli) -> Result<ExitCode, String> {
+    let timeout = cli.timeout;
     let mut fanout = None;
     let (common, name, duration) = match &cli.command {
         Command::Connect { common } => (common.clone(), "connect", None),
         Command::Hold {
             common, duration, ..
-        } => (
-            common.clone(),
-            "hold",
-            Some(seconds("duration", *duration)?),
-        ),
+        } => (common.clone(), "hold", Some(*duration)),
         Command::Echo {
             common, duration, ..
-        } => (
-            common.clone(),
-            "echo",
-            Some(seconds("duration", *duration)?),
-        ),
+        } => (common.clone(), "echo", Some(*duration)),
         Command::Churn {
             common, duration, ..
         } => {
             if common.rate <= 0.0 {
                 return Err("churn needs --rate (connections per second)".into());
             }
-            (
-                common.clone(),
-                "churn",
-                Some(seconds("duration", *duration)?),
-            )
+            (common.clone(), "churn", Some(*duration))
         }
         Command::Fanout(args) => {
             let config = args.config(timeout)?;
@@ -286,6 +307,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             fanout = Some(Fanout::new(config)?);
             (common, "fanout", None)
         }
+    };
+    // The latency the per-second series and progress line follow: the
+    // scenario's own, or the handshake where that is all there is.
+    let series_latency = match name {
+        "hold" => "ping to pong",
+        "echo" => "round trip",
+        "fanout" => "delivery",
+        _ => "handshake",
     };
     let targets = common
         .urls
@@ -311,14 +340,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    cli.workers = Some(workers);
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
             .map_err(|e| e.to_string())?;
     }
-    let live = Arc::new(Live::default());
+    let started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let started = Instant::now();
+    let live = Arc::new(Live::new(started));
     let cpu_start = CpuTime::now().unwrap_or_default();
     // `connect` ends when every connection was tried and closed, `fanout`
     // after its phases; the others after their duration.
@@ -341,13 +372,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         let (live, stop) = (live.clone(), stop.clone());
         let handle = match &cli.command {
             Command::Connect { .. } => spawn(plan, Connect, live, stop, w),
-            Command::Hold { ping_interval, .. } => spawn(
-                plan,
-                Hold::new(seconds("ping-interval", *ping_interval)?),
-                live,
-                stop,
-                w,
-            ),
+            Command::Hold { ping_interval, .. } => {
+                spawn(plan, Hold::new(*ping_interval), live, stop, w)
+            }
             Command::Echo {
                 size,
                 binary,
@@ -364,13 +391,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 };
                 spawn(plan, echo, live, stop, w)
             }
-            Command::Churn { hold_for, .. } => spawn(
-                plan,
-                Churn::new(seconds("hold-for", *hold_for)?),
-                live,
-                stop,
-                w,
-            ),
+            Command::Churn { hold_for, .. } => spawn(plan, Churn::new(*hold_for), live, stop, w),
             Command::Fanout(_) => match &fanout {
                 Some(fanout) => {
                     let scenario = fanout.worker(&plan);
@@ -381,60 +402,74 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         };
         threads.push(handle);
     }
-    let progress = (!cli.quiet).then(|| {
+    let mut progress = if cli.quiet {
+        Progress::Off
+    } else if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {elapsed} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        bar
-    });
+        Progress::Live(bar)
+    } else {
+        let every = cli.progress_interval.as_secs_f64();
+        Progress::Plain { every, next: every }
+    };
     let total = common.connections as u64;
-    // Fan-out deliveries per second over the last interval: the run has a
-    // connecting phase, so an average since the start would understate it.
-    let mut last_deliveries = (Instant::now(), 0u64);
+    let phase = || {
+        fanout.as_ref().map(|f| match f.progress().0 {
+            Phase::Ready(ready) => format!("ready {ready}/{total}"),
+            Phase::Publishing => "publishing".into(),
+            Phase::Draining => "draining".into(),
+            Phase::Over => "over".into(),
+        })
+    };
     while threads.iter().any(|t| !t.is_finished()) {
         std::thread::sleep(Duration::from_millis(200));
-        let (opened, failed, open, messages) = (
-            live.opened.load(Ordering::Relaxed),
-            live.failed.load(Ordering::Relaxed),
-            live.open_now.load(Ordering::Relaxed),
-            live.messages.load(Ordering::Relaxed),
-        );
-        if let Some(bar) = &progress {
-            let message = match &fanout {
-                Some(fanout) => {
-                    let (phase, delivered) = fanout.progress();
-                    let now = Instant::now();
-                    let rate = (delivered - last_deliveries.1.min(delivered)) as f64
-                        / now
-                            .duration_since(last_deliveries.0)
-                            .as_secs_f64()
-                            .max(0.001);
-                    last_deliveries = (now, delivered);
-                    let phase = match phase {
-                        Phase::Ready(ready) => format!("getting ready {ready}/{total}"),
-                        Phase::Publishing => "publishing".into(),
-                        Phase::Draining => "draining".into(),
-                        Phase::Over => "over".into(),
-                    };
-                    format!(
-                        "{phase}  open {open}  failed {failed}  deliveries {delivered} ({rate:.0}/s)"
-                    )
+        match &mut progress {
+            Progress::Off => {}
+            Progress::Live(bar) => {
+                let last = live.series().seconds().last().cloned();
+                let mut message = format!(
+                    "opened {}/{total}  open {}  failed {}",
+                    live.opened.load(Ordering::Relaxed),
+                    live.open_now.load(Ordering::Relaxed),
+                    live.failed.load(Ordering::Relaxed),
+                );
+                if let Some(phase) = phase() {
+                    message = format!("{phase}  {message}");
                 }
-                None => {
-                    let secs = started.elapsed().as_secs_f64().max(0.001);
-                    format!(
-                        "opened {opened}/{total}  open {open}  failed {failed}  messages {messages} ({:.0}/s)",
-                        messages as f64 / secs
-                    )
+                // The last whole second, not the average since the start:
+                // a run has a connecting phase that would drag it down.
+                if let Some(s) = last {
+                    message += &format!("  sent {}/s  received {}/s", s.sent, s.received);
+                    if let Some(p99) = s.p99_ms {
+                        message += &format!("  {series_latency} p99 {p99:.3} ms");
+                    }
                 }
-            };
-            bar.set_message(message);
-            bar.tick();
+                bar.set_message(message);
+                bar.tick();
+            }
+            Progress::Plain { every, next } => {
+                let mut series = live.series();
+                let settled = series.seconds().len() as f64;
+                if settled < *next {
+                    continue;
+                }
+                let window = series.take_window();
+                drop(series);
+                while *next <= settled {
+                    *next += *every;
+                }
+                if let Some(window) = window {
+                    let line = plain_line(name, series_latency, phase().as_deref(), &window);
+                    // A closed stderr is no reason to stop a run.
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                }
+            }
         }
     }
-    if let Some(bar) = progress {
+    if let Progress::Live(bar) = progress {
         bar.finish_and_clear();
     }
     let mut merged = Outcome::default();
@@ -477,16 +512,29 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             latency.insert("delivery".to_string(), p.clone());
         }
     }
+    let elapsed = started.elapsed();
+    let duration_s = elapsed.as_secs_f64();
+    let mut options = serde_json::to_value(&cli).map_err(|e| e.to_string())?;
+    if let Some(options) = options.as_object_mut() {
+        let args = std::env::args_os().skip(1);
+        let args = args.map(|a| a.to_string_lossy().into_owned());
+        options.insert("args".into(), args.collect::<Vec<_>>().into());
+    }
     let summary = Summary {
         scenario: name.to_string(),
+        started_at,
         targets: targets.iter().map(|t| t.url.clone()).collect(),
-        duration_s: started.elapsed().as_secs_f64(),
+        duration_s,
+        rates_per_second: report::per_second(&merged.counts, duration_s),
         counts: merged.counts,
         errors: merged.errors,
         latency,
         client_cpu: CpuTime::now().unwrap_or_default().since(cpu_start),
         workers,
         fanout,
+        options,
+        series_latency: series_latency.to_string(),
+        series: live.series().finish(elapsed),
     };
     print!("{}", summary.table());
     if let Some(path) = &cli.json {
@@ -500,6 +548,49 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Progress on stderr.
+enum Progress {
+    Off,
+    /// A terminal: one line redrawn in place.
+    Live(ProgressBar),
+    /// Anything else: a plain line every `every` seconds of the run, when
+    /// the seconds up to `next` are in.
+    Plain {
+        every: f64,
+        next: f64,
+    },
+}
+
+/// One plain progress line: what happened in `window` alone, as
+/// `key=value` pairs a log search or a script can pick out.
+fn plain_line(scenario: &str, latency: &str, phase: Option<&str>, w: &Window) -> String {
+    let rate = |n: u64| {
+        let r = w.rate(n);
+        if r >= 100.0 || r == r.trunc() {
+            format!("{r:.0}/s")
+        } else {
+            format!("{r:.1}/s")
+        }
+    };
+    let key = latency.replace(' ', "_");
+    let ms = |p: Option<f64>| p.map_or_else(|| "-".to_string(), |p| format!("{p:.3}ms"));
+    let mut line = format!("uringws-load {scenario} t={}s-{}s", w.from_s, w.to_s);
+    if let Some(phase) = phase {
+        line += &format!(" phase={}", phase.replace(' ', ":"));
+    }
+    line += &format!(
+        " alive={} opened={} sent={} received={} errors={} {key}_p50={} {key}_p99={}",
+        w.connections,
+        rate(w.opened),
+        rate(w.sent),
+        rate(w.received),
+        w.errors,
+        ms(w.latency.as_ref().map(|p| p.p50_ms)),
+        ms(w.latency.as_ref().map(|p| p.p99_ms)),
+    );
+    line
 }
 
 fn spawn<S: Scenario>(

@@ -3,6 +3,7 @@
 //! generator's own CPU time, so a saturated client is visible next to its
 //! numbers.
 
+use crate::series::Second;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -38,6 +39,11 @@ impl Latency {
 
     pub fn count(&self) -> u64 {
         self.0.len()
+    }
+
+    /// Empties it, keeping its memory for the next interval.
+    pub fn clear(&mut self) {
+        self.0.reset();
     }
 
     pub fn percentiles(&self) -> Option<Percentiles> {
@@ -103,10 +109,14 @@ impl CpuTime {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Summary {
     pub scenario: String,
+    /// When the run started, RFC 3339 in UTC.
+    pub started_at: String,
     pub targets: Vec<String>,
     pub duration_s: f64,
     /// Counters by name (connections opened, messages sent, …).
     pub counts: BTreeMap<String, u64>,
+    /// Each of `counts` over `duration_s` ([`per_second`]).
+    pub rates_per_second: BTreeMap<String, f64>,
     /// Failures by reason (refused, timeout, bad status, bad accept, …).
     pub errors: BTreeMap<String, u64>,
     /// Latency distributions by name (handshake, round trip, delivery).
@@ -118,6 +128,24 @@ pub struct Summary {
     /// What the `fanout` scenario counted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fanout: Option<FanoutReport>,
+    /// The command line: the scenario and every option, defaults filled
+    /// in, durations in seconds.
+    pub options: serde_json::Value,
+    /// Which latency the series' percentiles are of (a key of `latency`).
+    pub series_latency: String,
+    /// The run second by second.
+    pub series: Vec<Second>,
+}
+
+/// Each count per second over `duration_s` (none for a run of no time).
+pub fn per_second(counts: &BTreeMap<String, u64>, duration_s: f64) -> BTreeMap<String, f64> {
+    if duration_s <= 0.0 {
+        return BTreeMap::new();
+    }
+    counts
+        .iter()
+        .map(|(name, n)| (name.clone(), *n as f64 / duration_s))
+        .collect()
 }
 
 /// What a `fanout` run counted, over all workers. A delivery is one
@@ -333,6 +361,17 @@ mod tests {
             assert!((got - want).abs() <= want * 0.001, "{got} vs {want}");
         }
         assert!(Latency::default().percentiles().is_none());
+        a.clear();
+        assert!(a.percentiles().is_none());
+    }
+
+    #[test]
+    fn rates_are_per_second_of_the_run() {
+        let counts = BTreeMap::from([("a".to_string(), 30), ("b".to_string(), 0)]);
+        let rates = per_second(&counts, 1.5);
+        assert_eq!(rates["a"], 20.0);
+        assert_eq!(rates["b"], 0.0);
+        assert!(per_second(&counts, 0.0).is_empty());
     }
 
     #[test]
@@ -368,11 +407,14 @@ mod tests {
     fn json_and_table_carry_the_numbers() {
         let mut latency = Latency::default();
         latency.record(Duration::from_micros(1500));
+        let counts = BTreeMap::from([("messages".to_string(), 1000)]);
         let summary = Summary {
             scenario: "echo".into(),
+            started_at: "2025-01-02T03:04:05.678Z".into(),
             targets: vec!["ws://127.0.0.1:9001/echo".into()],
             duration_s: 2.0,
-            counts: BTreeMap::from([("messages".to_string(), 1000)]),
+            rates_per_second: per_second(&counts, 2.0),
+            counts,
             errors: BTreeMap::from([("refused".to_string(), 3)]),
             latency: BTreeMap::from([("round_trip".to_string(), latency.percentiles().unwrap())]),
             client_cpu: CpuTime {
@@ -381,10 +423,29 @@ mod tests {
             },
             workers: 1,
             fanout: None,
+            options: serde_json::json!({"command": "echo", "duration_s": 2.0}),
+            series_latency: "round_trip".into(),
+            series: vec![Second {
+                t_s: 0,
+                length_s: 1.0,
+                connections: 10,
+                opened: 10,
+                sent: 500,
+                received: 499,
+                errors: 3,
+                samples: 499,
+                p50_ms: Some(1.5),
+                p99_ms: None,
+            }],
         };
         assert_eq!(summary.rate("messages"), Some(500.0));
         let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
         assert_eq!(json["counts"]["messages"], 1000);
+        assert_eq!(json["rates_per_second"]["messages"], 500.0);
+        assert_eq!(json["started_at"], "2025-01-02T03:04:05.678Z");
+        assert_eq!(json["options"]["duration_s"], 2.0);
+        assert_eq!(json["series"][0]["received"], 499);
+        assert!(json["series"][0]["p99_ms"].is_null());
         assert_eq!(json["errors"]["refused"], 3);
         assert_eq!(json["latency"]["round_trip"]["count"], 1);
         let table = summary.table();
@@ -397,14 +458,19 @@ mod tests {
     fn fanout_section_in_json_and_table() {
         let mut summary = Summary {
             scenario: "fanout".into(),
+            started_at: String::new(),
             targets: vec!["ws://127.0.0.1:9001/ws".into()],
             duration_s: 3.0,
             counts: BTreeMap::new(),
+            rates_per_second: BTreeMap::new(),
             errors: BTreeMap::new(),
             latency: BTreeMap::new(),
             client_cpu: CpuTime::default(),
             workers: 2,
             fanout: None,
+            options: serde_json::Value::Null,
+            series_latency: "delivery".into(),
+            series: Vec::new(),
         };
         let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
         assert!(json.get("fanout").is_none(), "only fanout runs have it");

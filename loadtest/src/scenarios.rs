@@ -2,7 +2,7 @@
 //! keeps them idle with periodic pings, `echo` keeps messages in flight
 //! and checks every echo.
 
-use crate::client::{Measured, Scenario};
+use crate::client::{Measured, Scenario, Traffic};
 use crate::report::Latency;
 use bytes::BytesMut;
 use std::collections::VecDeque;
@@ -27,7 +27,11 @@ pub struct Hold {
     interval: Duration,
     pings: Vec<Ping>,
     pub pong_latency: Latency,
+    /// This second's pongs, for the series.
+    recent: Latency,
     pub missed: u64,
+    pub pings_sent: u64,
+    pub pongs: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -46,7 +50,10 @@ impl Hold {
             interval,
             pings: Vec::new(),
             pong_latency: Latency::default(),
+            recent: Latency::default(),
             missed: 0,
+            pings_sent: 0,
+            pongs: 0,
         }
     }
 
@@ -89,6 +96,7 @@ impl Scenario for Hold {
             Some(_) => {}
             None if now >= ping.next => {
                 let _ = write_client_frame(out, OpCode::Ping, true, b"alive?", rand::random());
+                self.pings_sent += 1;
                 let slot = self.slot(id, now);
                 slot.next = now + interval;
                 slot.sent = Some(now);
@@ -98,9 +106,24 @@ impl Scenario for Hold {
     }
 
     fn pong(&mut self, id: usize, now: Instant) {
+        self.pongs += 1;
         if let Some(sent) = self.slot(id, now).sent.take() {
-            self.pong_latency.record(now.duration_since(sent));
+            let latency = now.duration_since(sent);
+            self.pong_latency.record(latency);
+            self.recent.record(latency);
         }
+    }
+
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            sent: self.pings_sent,
+            received: self.pongs,
+            errors: 0,
+        }
+    }
+
+    fn recent(&mut self) -> Option<&mut Latency> {
+        Some(&mut self.recent)
     }
 
     fn done(&mut self, id: usize, _: Instant) -> bool {
@@ -130,6 +153,9 @@ pub struct Echo {
     interval: Option<std::time::Duration>,
     conns: Vec<EchoConn>,
     pub round_trip: Latency,
+    /// This second's round trips, for the series.
+    recent: Latency,
+    pub sent: u64,
     pub echoed: u64,
 }
 
@@ -152,6 +178,8 @@ impl Echo {
             interval: None,
             conns: Vec::new(),
             round_trip: Latency::default(),
+            recent: Latency::default(),
+            sent: 0,
             echoed: 0,
         }
     }
@@ -188,6 +216,7 @@ impl Echo {
         let conn = &mut self.conns[id];
         conn.next_seq += 1;
         conn.sent_at.push_back(at);
+        self.sent += 1;
     }
 }
 
@@ -245,13 +274,27 @@ impl Scenario for Echo {
         let conn = &mut self.conns[id];
         conn.expect_seq += 1;
         if let Some(sent) = conn.sent_at.pop_front() {
-            self.round_trip.record(now.duration_since(sent));
+            let latency = now.duration_since(sent);
+            self.round_trip.record(latency);
+            self.recent.record(latency);
         }
         self.echoed += 1;
         if self.interval.is_none() {
             self.send(id, now, out);
         }
         Ok(())
+    }
+
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            sent: self.sent,
+            received: self.echoed,
+            errors: 0,
+        }
+    }
+
+    fn recent(&mut self) -> Option<&mut Latency> {
+        Some(&mut self.recent)
     }
 
     fn measured(self) -> Vec<Measured> {

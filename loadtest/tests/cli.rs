@@ -156,6 +156,21 @@ fn fanout_broadcast_run_reports_reach_and_latency_as_json() {
     assert!(fanout["deliveries_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(report["latency"]["delivery"]["count"], 700);
     assert!(report["latency"]["delivery"]["p999_ms"].as_f64().unwrap() > 0.0);
+    // The series follows deliveries, second by second, adding up to the
+    // totals.
+    assert_eq!(report["series_latency"], "delivery");
+    let series = report["series"].as_array().unwrap();
+    let sum = |key: &str| series.iter().map(|s| s[key].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("sent"), 100);
+    assert_eq!(sum("received"), 700);
+    assert_eq!(sum("samples"), 700);
+    assert_eq!(sum("errors"), 0);
+    let options = &report["options"];
+    assert_eq!(options["command"], "fanout");
+    assert_eq!(options["mode"], "broadcast");
+    assert_eq!(options["publishers"], 2);
+    assert_eq!(options["duration_s"], 0.5);
+    assert_eq!(options["drain_s"], 1.0);
     for line in ["deliveries received", "reach (%)", "100.000", "delivery"] {
         assert!(text.contains(line), "{line}: {text}");
     }

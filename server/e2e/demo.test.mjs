@@ -228,7 +228,7 @@ async function expectMessage(page, who, topic, data) {
 // ---- the cases
 
 test('two pages subscribe, publish and receive; both reconnect after the server restarts', { timeout: TEST_MS }, async () => {
-  const server = await new Server(await freePort()).start();
+  const server = await new Server(await freePort(), ['--anonymous-publish']).start();
   const url = `http://127.0.0.1:${server.port}/`;
   const alice = await openPage(url);
   const bob = await openPage(url);
@@ -286,7 +286,7 @@ test('a server that refuses every upgrade: the page stops retrying and says refu
 });
 
 test('a bad token is refused and the page says so; the right one works', { timeout: TEST_MS }, async () => {
-  const server = await new Server(await freePort(), ['--auth-required', '--token', 'demo-secret:*']).start();
+  const server = await new Server(await freePort(), ['--auth-required', '--token', 'demo-secret:*|*']).start();
   const page = await openPage(`http://127.0.0.1:${server.port}/`);
   // Chosen before connecting: sent on open, so a server that lets a
   // connection without a token in (waiting for an `auth` message) answers

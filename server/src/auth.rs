@@ -13,19 +13,19 @@ pub const QUERY_PARAM: &str = "token";
 pub const COOKIE: &str = "uringws_token";
 pub const PROTOCOL_PREFIX: &str = "uringws.token.";
 
-/// The topics a token allows: exact names, prefixes (a pattern ending in
-/// `*`), or all (`*`). Only a trailing `*` is a wildcard. Sorted slices
-/// rather than hash sets: a JWT's grant lives as long as its connection,
-/// and a set would cost a hasher and a table on top of the names.
+/// Topic patterns: exact names, prefixes (a pattern ending in `*`), or all
+/// (`*`). Only a trailing `*` is a wildcard. Sorted slices rather than
+/// hash sets: a JWT's grant lives as long as its connection, and a set
+/// would cost a hasher and a table on top of the names.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Grant {
+pub struct Topics {
     all: bool,
     exact: Box<[Box<str>]>,
     prefixes: Box<[Box<str>]>,
 }
 
-impl Grant {
-    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Grant {
+impl Topics {
+    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Topics {
         let (mut all, mut exact, mut prefixes) = (false, Vec::new(), Vec::new());
         for pattern in patterns {
             match pattern.strip_suffix('*') {
@@ -36,21 +36,46 @@ impl Grant {
         }
         exact.sort_unstable();
         exact.dedup();
-        Grant {
+        Topics {
             all,
             exact: exact.into(),
             prefixes: prefixes.into(),
         }
     }
 
-    pub fn is_all(&self) -> bool {
-        self.all
-    }
-
     pub fn allows(&self, topic: &str) -> bool {
         self.all
             || self.exact.binary_search_by(|e| (**e).cmp(topic)).is_ok()
             || self.prefixes.iter().any(|p| topic.starts_with(&**p))
+    }
+}
+
+/// What a client may do with a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Subscribe,
+    Publish,
+}
+
+/// What a token allows: subscribing and publishing are granted apart, so a
+/// reader's token cannot be used to write (Centrifugo's rule).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Grant {
+    pub subscribe: Topics,
+    pub publish: Topics,
+}
+
+impl Grant {
+    /// Everything, both ways: such connections need no side table.
+    pub fn is_all(&self) -> bool {
+        self.subscribe.all && self.publish.all
+    }
+
+    pub fn allows(&self, action: Action, topic: &str) -> bool {
+        match action {
+            Action::Subscribe => self.subscribe.allows(topic),
+            Action::Publish => self.publish.allows(topic),
+        }
     }
 }
 
@@ -83,7 +108,7 @@ impl Refusal {
             Refusal::Expired => "token expired",
             Refusal::NotYetValid => "token not valid yet (nbf)",
             Refusal::Audience => "token is meant for another audience (aud)",
-            Refusal::Claims => "token needs a numeric exp and a topics list of strings",
+            Refusal::Claims => "token needs a numeric exp and a subscribe or publish list of strings",
         }
     }
 }
@@ -106,25 +131,60 @@ impl From<&jsonwebtoken::errors::Error> for Refusal {
     }
 }
 
-/// A `tokens` entry, `<token>:<patterns, comma-separated>`. The token ends
-/// at the first `:`, so topic patterns may contain `:` but tokens may not.
-pub fn parse_static(entry: &str) -> Result<(&str, Vec<&str>), String> {
-    let Some((token, patterns)) = entry.split_once(':') else {
-        return Err("tokens: an entry is not <token>:<topic patterns>".into());
+/// A `tokens` entry: `<token>:<subscribe patterns>[|<publish patterns>]`,
+/// each list comma-separated, e.g. `writer:news,chat/*|chat/*`. The token
+/// ends at the first `:`, so topic patterns may contain `:` but tokens may
+/// not; without `|` the token grants no publishing.
+pub fn parse_static(entry: &str) -> Result<StaticGrant<'_>, String> {
+    let Some((token, grant)) = entry.split_once(':') else {
+        return Err(
+            "tokens: an entry is not <token>:<subscribe patterns>[|<publish patterns>]".into(),
+        );
     };
     if token.is_empty() {
         return Err("tokens: an entry has an empty token".into());
     }
-    let patterns: Vec<&str> = patterns.split(',').map(str::trim).collect();
+    let (subscribe, publish) = grant.split_once('|').unwrap_or((grant, ""));
+    if publish.contains('|') {
+        return Err("tokens: an entry has more than one | (subscribe|publish)".into());
+    }
+    let grant = StaticGrant {
+        token,
+        subscribe: patterns(subscribe)?,
+        publish: patterns(publish)?,
+    };
+    if grant.subscribe.is_empty() && grant.publish.is_empty() {
+        return Err("tokens: an entry grants no topic".into());
+    }
+    Ok(grant)
+}
+
+/// A comma-separated list of topic patterns, possibly empty.
+fn patterns(list: &str) -> Result<Vec<&str>, String> {
+    let patterns: Vec<&str> = match list.trim() {
+        "" => Vec::new(),
+        list => list.split(',').map(str::trim).collect(),
+    };
     if patterns.iter().any(|p| p.is_empty()) {
         return Err("tokens: an entry has an empty topic pattern".into());
     }
-    Ok((token, patterns))
+    Ok(patterns)
 }
 
+/// A parsed `tokens` entry.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StaticGrant<'a> {
+    pub token: &'a str,
+    pub subscribe: Vec<&'a str>,
+    pub publish: Vec<&'a str>,
+}
+
+/// A JWT's grant: `subscribe` and `publish` topic patterns; a token needs
+/// at least one of them.
 #[derive(Deserialize)]
 struct Claims {
-    topics: Vec<String>,
+    subscribe: Option<Vec<String>>,
+    publish: Option<Vec<String>>,
 }
 
 /// The server's token checks, shared read-only by every worker.
@@ -153,10 +213,13 @@ impl Auth {
     ) -> Result<Auth, String> {
         let mut statics = Vec::new();
         for entry in tokens {
-            let (token, patterns) = parse_static(entry)?;
+            let entry = parse_static(entry)?;
             statics.push((
-                token.as_bytes().into(),
-                Arc::new(Grant::new(patterns.iter().copied())),
+                entry.token.as_bytes().into(),
+                Arc::new(Grant {
+                    subscribe: Topics::new(entry.subscribe),
+                    publish: Topics::new(entry.publish),
+                }),
             ));
         }
         let jwt = jwt_secret.map(|secret| {
@@ -199,15 +262,24 @@ impl Auth {
                 Refusal::Unknown
             });
         }
-        let data = jsonwebtoken::decode::<Claims>(token, key, validation)
-            .map_err(|e| Refusal::from(&e))?;
-        Ok(Arc::new(Grant::new(
-            data.claims
-                .topics
-                .iter()
-                .map(String::as_str)
-                .filter(|p| !p.is_empty()),
-        )))
+        let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
+            .map_err(|e| Refusal::from(&e))?
+            .claims;
+        if claims.subscribe.is_none() && claims.publish.is_none() {
+            return Err(Refusal::Claims);
+        }
+        let topics = |list: &Option<Vec<String>>| {
+            Topics::new(
+                list.iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .filter(|p| !p.is_empty()),
+            )
+        };
+        Ok(Arc::new(Grant {
+            subscribe: topics(&claims.subscribe),
+            publish: topics(&claims.publish),
+        }))
     }
 
     /// Whether an HTTP `Authorization` header carries the publish key as
@@ -309,65 +381,120 @@ mod tests {
     }
 
     #[test]
-    fn grants_match_exact_names_prefixes_and_all() {
-        let g = Grant::new(["news", "chat/*", "a*b", "m", "a", "z", "news"]);
-        assert!(g.allows("m") && g.allows("a") && g.allows("z") && !g.allows("b"));
-        assert!(g.allows("news") && g.allows("chat/") && g.allows("chat/eu"));
-        assert!(!g.allows("news2") && !g.allows("chat") && !g.allows("axb"));
-        assert!(g.allows("a*b"), "only a trailing * is a wildcard");
-        assert!(!g.is_all());
-        let all = Grant::new(["*"]);
-        assert!(all.is_all() && all.allows("anything"));
-        assert!(!Grant::new([]).allows("x"));
+    fn topics_match_exact_names_prefixes_and_all() {
+        let t = Topics::new(["news", "chat/*", "a*b", "m", "a", "z", "news"]);
+        assert!(t.allows("m") && t.allows("a") && t.allows("z") && !t.allows("b"));
+        assert!(t.allows("news") && t.allows("chat/") && t.allows("chat/eu"));
+        assert!(!t.allows("news2") && !t.allows("chat") && !t.allows("axb"));
+        assert!(t.allows("a*b"), "only a trailing * is a wildcard");
+        assert!(Topics::new(["*"]).allows("anything"));
+        assert!(!Topics::new([]).allows("x"));
     }
 
     #[test]
-    fn static_entries_split_at_the_first_colon() {
-        assert_eq!(parse_static("demo:*").unwrap(), ("demo", vec!["*"]));
+    fn subscribing_and_publishing_are_granted_apart() {
+        let g = Grant {
+            subscribe: Topics::new(["news", "chat/*"]),
+            publish: Topics::new(["chat/*"]),
+        };
+        assert!(g.allows(Action::Subscribe, "news") && !g.allows(Action::Publish, "news"));
+        assert!(g.allows(Action::Subscribe, "chat/1") && g.allows(Action::Publish, "chat/1"));
+        assert!(!g.is_all());
+        let read_all = Grant {
+            subscribe: Topics::new(["*"]),
+            publish: Topics::default(),
+        };
+        assert!(!read_all.is_all() && !read_all.allows(Action::Publish, "x"));
+        let all = Grant {
+            subscribe: Topics::new(["*"]),
+            publish: Topics::new(["*"]),
+        };
+        assert!(all.is_all());
+    }
+
+    #[test]
+    fn static_entries_split_at_the_first_colon_then_at_the_bar() {
+        let grant = |token, subscribe: &[&'static str], publish: &[&'static str]| StaticGrant {
+            token,
+            subscribe: subscribe.to_vec(),
+            publish: publish.to_vec(),
+        };
+        assert_eq!(
+            parse_static("demo:*|*").unwrap(),
+            grant("demo", &["*"], &["*"])
+        );
         assert_eq!(
             parse_static("r:news, chat/*,user:1").unwrap(),
-            ("r", vec!["news", "chat/*", "user:1"])
+            grant("r", &["news", "chat/*", "user:1"], &[])
         );
-        for bad in ["nocolon", ":news", "t:", "t:a,,b"] {
+        assert_eq!(
+            parse_static("w:news|chat/*, user:2").unwrap(),
+            grant("w", &["news"], &["chat/*", "user:2"])
+        );
+        assert_eq!(
+            parse_static("p:|alerts").unwrap(),
+            grant("p", &[], &["alerts"])
+        );
+        for bad in [
+            "nocolon", ":news", "t:", "t:|", "t:a,,b", "t:a|b|c", "t:a|b,",
+        ] {
             assert!(parse_static(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn static_tokens_then_jwts() {
-        let auth = Auth::new(["demo:*", "reader:news"], Some("k"), None).unwrap();
+        let auth = Auth::new(["demo:*|*", "reader:news"], Some("k"), None).unwrap();
         assert!(auth.verify("demo").unwrap().is_all());
-        assert!(auth.verify("reader").unwrap().allows("news"));
+        let reader = auth.verify("reader").unwrap();
+        assert!(reader.allows(Action::Subscribe, "news"));
+        assert!(!reader.allows(Action::Publish, "news"));
         assert_eq!(auth.verify("demo2").unwrap_err(), Refusal::Unknown);
         assert_eq!(auth.verify("").unwrap_err(), Refusal::Unknown);
 
-        let ok = jwt("k", json!({"exp": now() + 600, "topics": ["a", "b/*"]}));
+        let ok = jwt(
+            "k",
+            json!({"exp": now() + 600, "subscribe": ["a", "b/*"], "publish": ["b/*"]}),
+        );
         let g = auth.verify(&ok).unwrap();
-        assert!(g.allows("a") && g.allows("b/c") && !g.allows("c"));
+        let sub = |t| g.allows(Action::Subscribe, t);
+        assert!(sub("a") && sub("b/c") && !sub("c"));
+        assert!(g.allows(Action::Publish, "b/c") && !g.allows(Action::Publish, "a"));
+        let writer = jwt("k", json!({"exp": now() + 600, "publish": ["x"]}));
+        let g = auth.verify(&writer).unwrap();
+        assert!(g.allows(Action::Publish, "x") && !g.allows(Action::Subscribe, "x"));
         let cases = [
             (
-                jwt("k", json!({"exp": now() - 3600, "topics": ["a"]})),
+                jwt("k", json!({"exp": now() - 3600, "subscribe": ["a"]})),
                 Refusal::Expired,
             ),
             (
-                jwt("other", json!({"exp": now() + 600, "topics": ["a"]})),
+                jwt("other", json!({"exp": now() + 600, "subscribe": ["a"]})),
                 Refusal::BadSignature,
             ),
-            (jwt("k", json!({"topics": ["a"]})), Refusal::Claims),
+            (jwt("k", json!({"subscribe": ["a"]})), Refusal::Claims),
             (jwt("k", json!({"exp": now() + 600})), Refusal::Claims),
+            // The claim of an earlier format, which granted both ways.
             (
-                jwt("k", json!({"exp": now() + 600, "topics": "a"})),
+                jwt("k", json!({"exp": now() + 600, "topics": ["a"]})),
+                Refusal::Claims,
+            ),
+            (
+                jwt("k", json!({"exp": now() + 600, "subscribe": "a"})),
                 Refusal::Claims,
             ),
             (
                 jwt(
                     "k",
-                    json!({"exp": now() + 600, "nbf": now() + 3600, "topics": []}),
+                    json!({"exp": now() + 600, "nbf": now() + 3600, "subscribe": []}),
                 ),
                 Refusal::NotYetValid,
             ),
             (
-                jwt("k", json!({"exp": now() + 600, "aud": "x", "topics": []})),
+                jwt(
+                    "k",
+                    json!({"exp": now() + 600, "aud": "x", "subscribe": []}),
+                ),
                 Refusal::Audience,
             ),
             ("a.b.c".into(), Refusal::Malformed),
@@ -377,7 +504,7 @@ mod tests {
         }
         let hs512 = encode(
             &Header::new(Algorithm::HS512),
-            &json!({"exp": now() + 600, "topics": ["a"]}),
+            &json!({"exp": now() + 600, "subscribe": ["a"]}),
             &EncodingKey::from_secret(b"k"),
         )
         .unwrap();

@@ -19,7 +19,7 @@ use setting::settings;
 
 pub use environment::CONFIG_VARIABLE;
 pub use flags::Overrides;
-pub use value::{Policy, Secret, StaticToken};
+pub use value::{LogFormat, Policy, Secret, StaticToken};
 
 settings! {
     /// Addresses to listen on.
@@ -60,21 +60,27 @@ settings! {
     recv_buffer_size: usize => engine.recv_buffer_size;
     /// Topics one `/ws` connection may subscribe to at once.
     max_subscriptions: usize = 64;
-    /// `/ws` needs a token. When false, connections without one may use
-    /// every topic (a token that is given must still be good).
+    /// `/ws` needs a token. When false, connections without one may
+    /// subscribe to every topic (a token that is given must still be good).
     auth_required: bool = false;
+    /// Connections without a token (when `auth_required` is false) may
+    /// also publish to every topic. Off: publishing needs a token that
+    /// grants it.
+    anonymous_publish: bool = false;
     /// Key of HS256 JWT tokens (at least 32 bytes).
     jwt_secret: Option<Secret> = None;
-    /// Static tokens, each `<token>:<topic patterns, comma-separated>`,
-    /// e.g. `reader:news,chat/*`.
+    /// Static tokens, each `<token>:<subscribe patterns>[|<publish
+    /// patterns>]`, lists comma-separated, e.g. `reader:news,chat/*` or
+    /// `writer:chat/*|chat/*`.
     tokens: Vec<StaticToken> = Vec::new();
     /// Seconds a `/ws` connection without a token has to send `auth`.
     auth_timeout: f64 = 5.0;
     /// Bearer key of HTTP publishing; none: HTTP publishing is refused.
     publish_key: Option<Secret> = None;
     /// Allowed `Origin`s of WebSocket upgrades (`scheme://host[:port]`,
-    /// e.g. `https://example.com`); none: any. Requests without `Origin`
-    /// are allowed.
+    /// e.g. `https://example.com`); none: same-origin (the Origin's host
+    /// and port are the request's `Host`); `*`: any. Requests without
+    /// `Origin` (not from a browser) are allowed.
     origins: Vec<String> = Vec::new();
     /// WebSocket connections open at once per IP (IPv6: per /64); 0: no
     /// limit.
@@ -82,8 +88,15 @@ settings! {
     /// WebSocket handshakes per second per IP, burst as many (at least 1);
     /// 0: no limit.
     handshakes_per_ip_per_second: f64 = 0.0;
+    /// Address of a separate listener for `/health` and `/metrics` (then
+    /// not served on `listen`), e.g. `127.0.0.1:9090`; none: both on
+    /// `listen`.
+    admin_listen: Option<SocketAddr> = None;
     /// Log filter, e.g. `info` or `uringws_engine=debug`.
     log_level: String = "info".into();
+    /// Log lines as `text` (coloured only on a terminal, and never with
+    /// `NO_COLOR` set) or `json` (one object per line).
+    log_format: LogFormat = LogFormat::Text;
 }
 
 impl Config {
@@ -128,8 +141,8 @@ impl Config {
         }
         let mut seen = HashSet::new();
         for entry in &self.tokens {
-            let (token, _) = auth::parse_static(entry.expose())?;
-            if !seen.insert(token) {
+            let entry = auth::parse_static(entry.expose())?;
+            if !seen.insert(entry.token) {
                 return Err("tokens: a token is listed twice".into());
             }
         }
@@ -147,6 +160,12 @@ impl Config {
             .is_some_and(|k| k.expose().is_empty())
         {
             return Err("publish_key must not be empty".into());
+        }
+        if self.auth_required && self.anonymous_publish {
+            return Err(
+                "anonymous_publish is for connections without a token, which auth_required refuses"
+                    .into(),
+            );
         }
         if self.auth_required && self.tokens.is_empty() && self.jwt_secret.is_none() {
             return Err("auth_required needs tokens or a jwt_secret".into());
@@ -197,6 +216,20 @@ mod tests {
         let example: Config =
             toml::from_str(include_str!("../uringws.example.toml")).expect("example parses");
         assert_eq!(example, Config::default());
+        // Defaults would hide a setting the file forgot: each is there,
+        // set or commented out.
+        let text = include_str!("../uringws.example.toml");
+        for s in SETTINGS {
+            let line = |l: &str| {
+                let l = l.trim_start_matches("# ");
+                l.starts_with(&format!("{} =", s.key))
+            };
+            assert!(
+                text.lines().any(line),
+                "{} is not in the example file",
+                s.key
+            );
+        }
         let printed: Config = toml::from_str(&Config::default().to_toml()).unwrap();
         assert_eq!(printed, Config::default());
     }
@@ -361,7 +394,10 @@ mod tests {
     fn an_unknown_variable_is_refused_with_a_hint_and_the_valid_names() {
         for (name, hint) in [
             ("URINGWS_MAX_FRAME", "did you mean URINGWS_MAX_FRAME_SIZE?"),
-            ("URINGWS_LOG", "did you mean URINGWS_LOG_LEVEL?"),
+            (
+                "URINGWS_LOG",
+                "did you mean URINGWS_LOG_LEVEL or URINGWS_LOG_FORMAT?",
+            ),
             (
                 "URINGWS_MAX_CONNECTIONS",
                 "URINGWS_MAX_CONNECTIONS_PER_WORKER or URINGWS_MAX_CONNECTIONS_PER_IP",

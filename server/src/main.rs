@@ -6,13 +6,15 @@
 use clap::Parser;
 use config::{Config, Overrides};
 use mimalloc::MiMalloc;
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 use uringws_engine::Engine;
 
+mod admin;
 mod auth;
 mod config;
 mod deadlines;
 mod demo;
+mod health;
 mod http_publish;
 mod metrics;
 mod origins;
@@ -52,14 +54,10 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    let filter = match tracing_subscriber::EnvFilter::try_new(&config.log_level) {
-        Ok(filter) => filter,
-        Err(e) => {
-            eprintln!("uringws: bad log_level {:?}: {e}", config.log_level);
-            return ExitCode::from(2);
-        }
-    };
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if let Err(e) = init_logs(&config) {
+        eprintln!("uringws: {e}");
+        return ExitCode::from(2);
+    }
     let mut builder = Engine::builder().config(config.engine()).pin(config.pin);
     for addr in &config.listen {
         builder = builder.listen(*addr);
@@ -67,22 +65,22 @@ fn main() -> ExitCode {
     if config.workers > 0 {
         builder = builder.workers(config.workers);
     }
-    let shared = match shared(&config) {
+    let started = Instant::now();
+    let shared = match shared(&config, started) {
         Ok(shared) => Arc::new(shared),
         Err(e) => {
             eprintln!("uringws: {e}");
             return ExitCode::from(2);
         }
     };
-    tracing::info!(
-        auth_required = config.auth_required,
-        static_tokens = config.tokens.len(),
-        jwt = config.jwt_secret.is_some(),
-        origins = config.origins.len(),
-        max_connections_per_ip = config.max_connections_per_ip,
-        handshakes_per_ip_per_second = config.handshakes_per_ip_per_second,
-        "access"
-    );
+    log_start(&config, &shared.origins);
+    let admin = match config.admin_listen.map(admin::Admin::bind).transpose() {
+        Ok(admin) => admin,
+        Err(e) => {
+            eprintln!("uringws: cannot listen on admin_listen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let engine = match builder.start(move |context| routes::Routes::new(context, shared.clone())) {
         Ok(engine) => engine,
         Err(e) => {
@@ -91,11 +89,28 @@ fn main() -> ExitCode {
         }
     };
     for addr in engine.local_addrs() {
-        tracing::info!(
-            "listening on ws://{addr} (echo on / and /echo, pub/sub on /ws, health on /health)"
-        );
-        tracing::info!("demo page on http://{addr}/");
+        tracing::info!("listening on ws://{addr} (echo on / and /echo, pub/sub on /ws)");
     }
+    if let Some(admin) = admin {
+        let addr = admin
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        if let Err(e) = admin.serve(engine.handle(), started) {
+            eprintln!("uringws: cannot start the admin listener: {e}");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!("admin listener on http://{addr} (/health, /metrics)");
+    }
+    tracing::info!(
+        "routes: GET / demo page; / and /echo echo; /ws pub/sub (uringws.v1); GET /health; \
+         GET /metrics; POST /publish ({})",
+        if config.publish_key.is_some() {
+            "with the publish key"
+        } else {
+            "off: no publish_key"
+        }
+    );
     match engine.run_until_signal() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -105,8 +120,69 @@ fn main() -> ExitCode {
     }
 }
 
+/// Text for people (coloured only on a terminal that wants colour) or
+/// JSON for collectors; on stdout either way.
+fn init_logs(config: &Config) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .map_err(|e| format!("bad log_level {:?}: {e}", config.log_level))?;
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        config::LogFormat::Text => {
+            // https://no-color.org: set and not empty.
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            logs.with_ansi(std::io::stdout().is_terminal() && !no_color)
+                .init();
+        }
+        config::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+/// Once at start: what runs, with which limits and access rules.
+fn log_start(config: &Config, origins: &origins::Origins) {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        workers = config.workers,
+        "uringws starting"
+    );
+    tracing::info!(
+        max_head = config.max_head,
+        max_body = config.max_body,
+        max_frame_size = config.max_frame_size,
+        max_message_size = config.max_message_size,
+        max_connections_per_worker = config.max_connections_per_worker,
+        backpressure_limit = config.backpressure_limit,
+        backpressure_policy = ?config.backpressure_policy,
+        handshake_timeout = config.handshake_timeout,
+        idle_timeout = config.idle_timeout,
+        ping_interval = config.ping_interval,
+        shutdown_timeout = config.shutdown_timeout,
+        max_subscriptions = config.max_subscriptions,
+        "limits"
+    );
+    tracing::info!(
+        auth_required = config.auth_required,
+        anonymous_publish = config.anonymous_publish,
+        static_tokens = config.tokens.len(),
+        jwt = config.jwt_secret.is_some(),
+        origins = origins.describe(),
+        max_connections_per_ip = config.max_connections_per_ip,
+        handshakes_per_ip_per_second = config.handshakes_per_ip_per_second,
+        "access"
+    );
+    let tokens = !config.tokens.is_empty() || config.jwt_secret.is_some();
+    if matches!(origins, origins::Origins::Any) && tokens {
+        tracing::warn!(
+            "origins = [\"*\"]: any site's page can open /ws with a visitor's uringws_token \
+             cookie; list the origins instead if browsers carry tokens in cookies"
+        );
+    }
+}
+
 /// What the workers share, from a checked configuration.
-fn shared(config: &Config) -> Result<routes::Shared, String> {
+fn shared(config: &Config, started: Instant) -> Result<routes::Shared, String> {
     let expose = |s: &Option<config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
     Ok(routes::Shared {
         limits: pubsub::Limits {
@@ -118,12 +194,15 @@ fn shared(config: &Config) -> Result<routes::Shared, String> {
             expose(&config.publish_key).as_deref(),
         )?,
         auth_required: config.auth_required,
+        anonymous_publish: config.anonymous_publish,
         auth_timeout: config.auth_timeout(),
         origins: origins::Origins::new(&config.origins)?,
         per_ip: per_ip::PerIp::new(
             config.max_connections_per_ip,
             config.handshakes_per_ip_per_second,
         ),
+        admin_listen: config.admin_listen.is_some(),
+        started,
     })
 }
 

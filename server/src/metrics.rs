@@ -2,7 +2,18 @@
 //! worker's counters, labelled by worker.
 
 use std::fmt::Write;
-use uringws_engine::{EngineHandle, RequestOutcome, WorkerStats};
+use uringws_engine::{
+    protocol::http::Response, EngineHandle, Histogram, RequestOutcome, WorkerStats,
+    HISTOGRAM_BUCKETS,
+};
+
+pub fn response(engine: &EngineHandle) -> Response {
+    Response::bytes(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        render(engine),
+    )
+}
 
 /// One metric: name, type, help, and its value per worker.
 struct Family {
@@ -18,6 +29,30 @@ const FAMILIES: &[Family] = &[
         kind: "gauge",
         help: "Open WebSocket connections.",
         value: |s| s.connections() as u64,
+    },
+    Family {
+        name: "uringws_connection_capacity",
+        kind: "gauge",
+        help: "Open WebSocket connections a worker holds at most (503 past it): max_connections_per_worker, or what the open-files limit leaves.",
+        value: |s| s.capacity() as u64,
+    },
+    Family {
+        name: "uringws_topics",
+        kind: "gauge",
+        help: "Topics with at least one subscriber on a worker.",
+        value: |s| s.topics() as u64,
+    },
+    Family {
+        name: "uringws_subscriptions",
+        kind: "gauge",
+        help: "Subscriptions of a worker's connections.",
+        value: |s| s.subscriptions() as u64,
+    },
+    Family {
+        name: "uringws_queued_bytes",
+        kind: "gauge",
+        help: "Bytes queued or in flight to a worker's connections (backpressure_limit bounds each).",
+        value: WorkerStats::queued_bytes,
     },
     Family {
         name: "uringws_messages_received_total",
@@ -132,7 +167,132 @@ pub fn render(engine: &EngineHandle) -> String {
             }
         }
     }
+    histogram(
+        &mut out,
+        "uringws_handshake_duration_seconds",
+        "From accepting a connection to its 101 queued.",
+        &stats,
+        WorkerStats::handshake_duration,
+    );
+    histogram(
+        &mut out,
+        "uringws_publish_delay_seconds",
+        "From a publish on another worker (or outside the workers) to its frames queued to this worker's subscribers.",
+        &stats,
+        WorkerStats::publish_delay,
+    );
+    header(
+        &mut out,
+        "uringws_build_info",
+        "gauge",
+        "The running build; the value is always 1.",
+    );
+    let _ = writeln!(
+        out,
+        "uringws_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    process(&mut out);
     out
+}
+
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    stats: &[std::sync::Arc<WorkerStats>],
+    of: fn(&WorkerStats) -> &Histogram,
+) {
+    header(out, name, "histogram", help);
+    for (worker, s) in stats.iter().enumerate() {
+        let h = of(s);
+        let counts = h.cumulative();
+        for (le, n) in HISTOGRAM_BUCKETS.iter().zip(counts) {
+            let _ = writeln!(out, "{name}_bucket{{worker=\"{worker}\",le=\"{le}\"}} {n}");
+        }
+        let total = counts[HISTOGRAM_BUCKETS.len()];
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{worker=\"{worker}\",le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(out, "{name}_sum{{worker=\"{worker}\"}} {}", h.sum());
+        let _ = writeln!(out, "{name}_count{{worker=\"{worker}\"}} {total}");
+    }
+}
+
+/// The standard process metrics (Prometheus client libraries' names), from
+/// /proc. Connections are direct descriptors of the rings, not in the fd
+/// table: `uringws_connections` counts them.
+fn process(out: &mut String) {
+    // The Linux ABI's USER_HZ, which /proc's times are counted in.
+    const TICKS: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // stat(5) numbers fields from 1, the first two being pid and comm.
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+        header(
+            out,
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+        );
+        let _ = writeln!(out, "process_cpu_seconds_total {}", (utime + stime) / TICKS);
+    }
+    if let Some(rss) = field(24) {
+        header(
+            out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+        );
+        let _ = writeln!(out, "process_resident_memory_bytes {}", rss * 4096.0);
+    }
+    if let Some(vsize) = field(23) {
+        header(
+            out,
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+        );
+        let _ = writeln!(out, "process_virtual_memory_bytes {vsize}");
+    }
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    if let (Some(boot), Some(start)) = (boot, field(22)) {
+        header(
+            out,
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+        );
+        let _ = writeln!(out, "process_start_time_seconds {}", boot + start / TICKS);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        header(
+            out,
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors (connections are not among them).",
+        );
+        let _ = writeln!(out, "process_open_fds {}", fds.count());
+    }
+    if let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        header(
+            out,
+            "process_max_fds",
+            "gauge",
+            "The soft open-files limit, which also bounds each worker's connections.",
+        );
+        let _ = writeln!(out, "process_max_fds {soft}");
+    }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 use std::{borrow::Cow, collections::HashMap};
 use uringws_engine::{Conn, ConnId, Publication};
 
-use crate::auth::Grant;
+use crate::auth::{Action, Grant};
 
 pub const SUBPROTOCOL: &str = "uringws.v1";
 /// Longest topic name, so a binary frame's one-byte length can carry it.
@@ -39,17 +39,36 @@ impl BinaryTopics {
 pub enum Access<'a> {
     All,
     Only(&'a Grant),
+    /// No token: every topic to subscribe to; publishing only where the
+    /// server allows it.
+    Anonymous {
+        publish: bool,
+    },
     /// Nothing but `auth` until it authenticates.
     Unauthenticated,
 }
 
 impl Access<'_> {
-    fn check(self, topic: &str) -> Result<(), (&'static str, &'static str)> {
-        match self {
-            Access::All => Ok(()),
-            Access::Only(grant) if grant.allows(topic) => Ok(()),
-            Access::Only(_) => Err(("forbidden", "the token does not allow this topic")),
-            Access::Unauthenticated => Err(UNAUTHENTICATED),
+    fn check(self, action: Action, topic: &str) -> Result<(), (&'static str, &'static str)> {
+        const FORBIDDEN: &str = "forbidden";
+        match (self, action) {
+            (Access::All, _) => Ok(()),
+            (Access::Only(grant), _) if grant.allows(action, topic) => Ok(()),
+            (Access::Only(_), Action::Subscribe) => Err((
+                FORBIDDEN,
+                "the token does not allow subscribing to this topic",
+            )),
+            (Access::Only(_), Action::Publish) => Err((
+                FORBIDDEN,
+                "the token does not allow publishing to this topic",
+            )),
+            (Access::Anonymous { .. }, Action::Subscribe)
+            | (Access::Anonymous { publish: true }, Action::Publish) => Ok(()),
+            (Access::Anonymous { publish: false }, Action::Publish) => Err((
+                FORBIDDEN,
+                "publishing needs a token that allows it on this server",
+            )),
+            (Access::Unauthenticated, _) => Err(UNAUTHENTICATED),
         }
     }
 }
@@ -196,7 +215,7 @@ pub fn on_text<'t, S>(
             }
             match request.kind.as_ref() {
                 "subscribe" => {
-                    if let Err(refused) = access.check(topic) {
+                    if let Err(refused) = access.check(Action::Subscribe, topic) {
                         Err(refused)
                     } else if conn.subscriptions() >= limits.max_subscriptions {
                         Err(("too_many_subscriptions", "subscription limit reached"))
@@ -213,7 +232,7 @@ pub fn on_text<'t, S>(
                     Ok(())
                 }
                 _ => match request.data {
-                    Some(data) => access.check(topic).map(|()| {
+                    Some(data) => access.check(Action::Publish, topic).map(|()| {
                         conn.publish(topic, &Publication::text(&message_text(topic, data.get())));
                     }),
                     None => Err(("bad_request", "data is missing")),
@@ -258,7 +277,7 @@ pub fn on_binary<S>(
         let Some(topic) = binary_topics.0.get(&conn_key(conn)) else {
             return bad("no topic: subscribe with \"binary\":true first, or name one");
         };
-        access.check(topic)?;
+        access.check(Action::Publish, topic)?;
         conn.publish(topic, &Publication::binary(&binary_frame(topic, rest)));
         return Ok(());
     }
@@ -271,7 +290,7 @@ pub fn on_binary<S>(
     if let Err(why) = check_topic(topic) {
         return bad(why);
     }
-    access.check(topic)?;
+    access.check(Action::Publish, topic)?;
     // Already in the delivered form.
     conn.publish(topic, &Publication::binary(data));
     Ok(())

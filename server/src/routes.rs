@@ -24,9 +24,12 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Echo,
-    /// `/ws` without a token where none is required: everything allowed;
-    /// an `auth` first message may still bring a token's grant.
+    /// `/ws` without a token where none is required: every topic to
+    /// subscribe to, publishing as `anonymous_publish` says; an `auth`
+    /// first message may still bring a token's grant.
     Anonymous,
+    /// `Anonymous` after its first message, which was not `auth`.
+    Guest,
     /// `/ws` without a token where one is required: only `auth` until the
     /// auth deadline.
     Unauthenticated,
@@ -42,9 +45,13 @@ pub struct Shared {
     pub limits: Limits,
     pub auth: Auth,
     pub auth_required: bool,
+    pub anonymous_publish: bool,
     pub auth_timeout: Duration,
     pub origins: Origins,
     pub per_ip: Option<PerIp>,
+    /// `/health` and `/metrics` are on the admin listener, not here.
+    pub admin_listen: bool,
+    pub started: std::time::Instant,
 }
 
 /// What `upgrade` accepted, for `open` to file under the connection's id:
@@ -110,7 +117,10 @@ impl Routes {
         pubsub: bool,
     ) -> Result<(Endpoint, Option<Arc<Grant>>), Reject> {
         let shared = &*self.shared;
-        if !shared.origins.allows(upgrade.origin()) {
+        if !shared
+            .origins
+            .allows(upgrade.origin(), upgrade.request().header("host"))
+        {
             return Err(Reject::new(403, "this Origin is not allowed"));
         }
         let ip = peer.addr.map(|addr| IpKey::of(addr.ip()));
@@ -185,24 +195,6 @@ impl Routes {
             Err(refusal) => conn.close(CloseCode::POLICY_VIOLATION, refusal.reason()),
         }
     }
-
-    fn health(&self) -> String {
-        let stats = self.engine.stats();
-        let list = |f: &dyn Fn(&uringws_engine::WorkerStats) -> u64| {
-            stats
-                .iter()
-                .map(|s| f(s).to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let total: usize = stats.iter().map(|s| s.connections()).sum();
-        format!(
-            "{{\"status\":\"ok\",\"workers\":{},\"connections\":{total},\"connections_per_worker\":[{}],\"buffer_exhaustions_per_worker\":[{}]}}",
-            stats.len(),
-            list(&|s| s.connections() as u64),
-            list(&|s| s.buffer_exhaustions()),
-        )
-    }
 }
 
 fn granted(grant: Arc<Grant>) -> (Endpoint, Option<Arc<Grant>>) {
@@ -253,14 +245,12 @@ impl Handler for Routes {
                 &self.shared.auth,
                 &self.engine.publisher(),
             ),
-            ("GET", "/health") => Response::bytes(200, "application/json", self.health()),
-            (_, "/health") => Response::text(405, "use GET"),
-            ("GET", "/metrics") => Response::bytes(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                crate::metrics::render(&self.engine),
-            ),
-            (_, "/metrics") => Response::text(405, "use GET"),
+            (_, "/health" | "/metrics") if self.shared.admin_listen => {
+                Response::text(404, "served on the admin listener (admin_listen)")
+            }
+            ("GET", "/health") => crate::health::response(&self.engine, self.shared.started),
+            ("GET", "/metrics") => crate::metrics::response(&self.engine),
+            (_, "/health" | "/metrics") => Response::text(405, "use GET"),
             _ => Response::text(404, "not found"),
         }
     }
@@ -296,7 +286,10 @@ impl Handler for Routes {
                 };
                 return;
             }
-            Endpoint::Anonymous | Endpoint::All => Access::All,
+            Endpoint::All => Access::All,
+            Endpoint::Anonymous | Endpoint::Guest => Access::Anonymous {
+                publish: self.shared.anonymous_publish,
+            },
             Endpoint::Unauthenticated => Access::Unauthenticated,
             Endpoint::Granted => Access::Only(
                 self.grants
@@ -327,7 +320,7 @@ impl Handler for Routes {
         }
         // `auth` is taken only as the first message.
         if *conn.state() == Endpoint::Anonymous {
-            *conn.state() = Endpoint::All;
+            *conn.state() = Endpoint::Guest;
         }
     }
 
@@ -340,7 +333,7 @@ impl Handler for Routes {
                 self.grants.remove(&key);
                 self.binary_topics.forget(key);
             }
-            Endpoint::Anonymous | Endpoint::All => self.binary_topics.forget(key),
+            Endpoint::Anonymous | Endpoint::Guest | Endpoint::All => self.binary_topics.forget(key),
         }
         if let Some(ip) = self.peers.get_mut(key.index()) {
             let ip = std::mem::replace(ip, IpKey::NONE);

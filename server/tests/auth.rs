@@ -14,15 +14,18 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::Head
 
 const SECRET: &str = "test-secret-test-secret-test-secret";
 
-/// Required auth: JWTs, an all-topics token and a reader of `news` and `chat/*`.
+/// Required auth: JWTs, a token for everything, a reader of `news` and
+/// `chat/*`, and a writer that reads `chat/*` and publishes to `news`.
 const AUTH: &[&str] = &[
     "--auth-required",
     "--jwt-secret",
     SECRET,
     "--token",
-    "demo:*",
+    "demo:*|*",
     "--token",
     "reader:news,chat/*",
+    "--token",
+    "writer:chat/*|news",
     "--auth-timeout",
     "1",
 ];
@@ -123,7 +126,7 @@ fn now() -> u64 {
 fn jwt_with(secret: &str, exp: u64, topics: &[&str]) -> String {
     encode(
         &Header::default(),
-        &json!({"sub":"t","exp":exp,"topics":topics}),
+        &json!({"sub":"t","exp":exp,"subscribe":topics}),
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
@@ -302,7 +305,7 @@ async fn bad_or_missing_tokens_are_refused_401_saying_why() {
 }
 
 #[tokio::test]
-async fn without_auth_required_no_token_may_do_anything_but_a_bad_one_is_refused() {
+async fn without_auth_required_no_token_may_subscribe_to_anything_but_a_bad_one_is_refused() {
     let server = Server::start(&["--jwt-secret", SECRET, "--token", "reader:news"]);
     let mut ws = connect(&server, "/ws", &[]).await;
     assert_eq!(subscribe(&mut ws, "secret").await, "ack");
@@ -326,12 +329,37 @@ async fn without_auth_required_no_token_may_do_anything_but_a_bad_one_is_refused
 }
 
 #[tokio::test]
-async fn forbidden_topics_on_publish_json_and_binary_and_the_connection_stays() {
+async fn without_a_token_publishing_is_refused_unless_the_server_allows_it() {
+    let publish = |id| json!({"type":"publish","topic":"news","data":id,"id":id});
+    let server = Server::start(&[]);
+    let mut ws = connect(&server, "/ws", &[]).await;
+    assert_eq!(subscribe(&mut ws, "news").await, "ack");
+    let e = request(&mut ws, publish(1)).await;
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_i64()),
+        (Some("forbidden"), Some(1))
+    );
+    assert!(e["message"].as_str().unwrap().contains("token"), "{e}");
+    send(&mut ws, Message::binary(b"\x04newsbin".to_vec())).await;
+    assert_eq!(next_json(&mut ws).await["code"], "forbidden");
+    // Still so after the first message (which could have been `auth`).
+    let e = request(&mut ws, publish(2)).await;
+    assert_eq!(e["code"], "forbidden");
+
+    let server = Server::start(&["--anonymous-publish"]);
+    let mut ws = connect(&server, "/ws", &[]).await;
+    assert_eq!(subscribe(&mut ws, "news").await, "ack");
+    assert_eq!(request(&mut ws, publish(3)).await["type"], "ack");
+    assert_eq!(next_json(&mut ws).await["data"], 3);
+}
+
+#[tokio::test]
+async fn publishing_needs_a_publish_grant_json_and_binary_and_the_connection_stays() {
     let server = Server::start(AUTH);
     let mut sub = connect(&server, "/ws?token=demo", &[]).await;
     assert_eq!(subscribe(&mut sub, "secret").await, "ack");
     assert_eq!(subscribe(&mut sub, "news").await, "ack");
-    let mut reader = connect(&server, "/ws?token=reader", &[]).await;
+    let mut reader = connect(&server, "/ws?token=writer", &[]).await;
 
     let e = request(
         &mut reader,
@@ -362,6 +390,20 @@ async fn forbidden_topics_on_publish_json_and_binary_and_the_connection_stays() 
     );
     assert_eq!(next(&mut sub).await.into_data().as_ref(), b"\x04newsbin");
     assert_eq!(subscribe(&mut reader, "chat/1").await, "ack");
+    // Granted to publish to, not to read.
+    assert_eq!(subscribe(&mut reader, "news").await, "forbidden");
+
+    // A token that grants subscribing only publishes nowhere, not even to
+    // its own topics.
+    let mut reader = connect(&server, "/ws?token=reader", &[]).await;
+    assert_eq!(subscribe(&mut reader, "news").await, "ack");
+    let e = request(
+        &mut reader,
+        json!({"type":"publish","topic":"news","data":2,"id":9}),
+    )
+    .await;
+    assert_eq!(e["code"], "forbidden");
+    assert!(e["message"].as_str().unwrap().contains("publishing"), "{e}");
 }
 
 #[tokio::test]
@@ -376,6 +418,29 @@ async fn origins_outside_the_list_are_refused_403() {
     connect(&server, "/echo", &[("Origin", "HTTP://127.0.0.1:8080")]).await;
     // Not a browser: allowed.
     connect(&server, "/ws", &[]).await;
+}
+
+#[tokio::test]
+async fn by_default_only_pages_of_the_same_host_and_port_may_upgrade() {
+    let server = Server::start(&[]);
+    let own = format!("http://{}", server.addr);
+    let other_port = format!("http://127.0.0.1:{}", server.addr.port() + 1);
+    for (path, origin) in [
+        ("/ws", "http://evil.example"),
+        ("/echo", other_port.as_str()),
+    ] {
+        let r = refused(&server, path, &[("Origin", origin)]).await;
+        assert_eq!(r.status, 403, "{origin} on {path}");
+    }
+    connect(&server, "/ws", &[("Origin", own.as_str())]).await;
+    connect(&server, "/echo", &[("Origin", own.to_uppercase().as_str())]).await;
+    connect(&server, "/ws", &[]).await;
+}
+
+#[tokio::test]
+async fn a_star_lets_any_origin_upgrade() {
+    let server = Server::start(&["--origin", "*"]);
+    connect(&server, "/ws", &[("Origin", "http://evil.example")]).await;
 }
 
 #[tokio::test]

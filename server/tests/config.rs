@@ -146,6 +146,7 @@ const CANDIDATES: &[&str] = &[
     "false",
     "true",
     "close",
+    "json",
     "127.0.0.1:1",
     "https://a.example",
     "tok:news",

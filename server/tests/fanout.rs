@@ -50,7 +50,7 @@ fn config() -> FanoutConfig {
 
 #[test]
 fn every_subscriber_gets_every_publication_of_its_topic_once_in_order() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--anonymous-publish"]);
     let (outcome, r) = run(&format!("ws://{}/ws", server.addr), config());
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -66,7 +66,7 @@ fn every_subscriber_gets_every_publication_of_its_topic_once_in_order() {
 
 #[test]
 fn subscribers_to_a_topic_the_token_does_not_grant_fail_by_reason() {
-    let server = Server::start(&["--auth-required", "--token", "lt:t0,t2"]);
+    let server = Server::start(&["--auth-required", "--token", "lt:t0,t2|t0,t2"]);
     let (outcome, r) = run(&format!("ws://{}/ws?token=lt", server.addr), config());
     // t1's 10 subscribers are refused, and so are the publishes to t1
     // (200, each answered with an error); the rest run in full.

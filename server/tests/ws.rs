@@ -31,7 +31,7 @@ async fn connect(server: &Server, protocols: Option<&str>) -> (Ws, Option<String
 
 #[tokio::test]
 async fn subprotocol_is_confirmed_only_when_offered() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--anonymous-publish"]);
     let (_, p) = connect(&server, Some("other, uringws.v1")).await;
     assert_eq!(p.as_deref(), Some("uringws.v1"));
     let (_, p) = connect(&server, None).await;
@@ -40,7 +40,7 @@ async fn subprotocol_is_confirmed_only_when_offered() {
 
 #[tokio::test]
 async fn json_publish_reaches_every_subscriber_with_data_verbatim() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--anonymous-publish"]);
     let mut subs = Vec::new();
     for i in 0..8 {
         let (mut ws, _) = connect(&server, Some("uringws.v1")).await;
@@ -97,7 +97,7 @@ async fn json_publish_reaches_every_subscriber_with_data_verbatim() {
 
 #[tokio::test]
 async fn bad_requests_get_errors_and_the_connection_stays() {
-    let server = Server::start(&["--max-subscriptions", "2"]);
+    let server = Server::start(&["--max-subscriptions", "2", "--anonymous-publish"]);
     let (mut ws, _) = connect(&server, None).await;
     let cases = [
         ("not json", None, "bad_request"),
@@ -154,7 +154,7 @@ async fn bad_requests_get_errors_and_the_connection_stays() {
 
 #[tokio::test]
 async fn binary_frames_carry_raw_payloads_with_their_topic() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--anonymous-publish"]);
     let (mut sub, _) = connect(&server, None).await;
     let (mut publisher, _) = connect(&server, None).await;
     request(&mut sub, json!({"type":"subscribe","topic":"bin","id":1})).await;
@@ -212,7 +212,7 @@ fn metric(page: &str, name: &str, labels: &str) -> u64 {
 
 #[tokio::test]
 async fn metrics_count_what_happened() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--anonymous-publish"]);
     let (mut a, _) = connect(&server, None).await;
     let (mut b, _) = connect(&server, None).await;
     request(&mut a, json!({"type":"subscribe","topic":"m","id":1})).await;
@@ -262,5 +262,44 @@ async fn metrics_count_what_happened() {
         "{page}"
     );
     assert!(page.contains("# TYPE uringws_connections gauge"));
+    assert_eq!(metric(&page, "uringws_subscriptions", ""), 2, "{page}");
+    // Everything was sent: nothing left queued.
+    assert_eq!(metric(&page, "uringws_queued_bytes", ""), 0, "{page}");
+    assert!(metric(&page, "uringws_topics", "") >= 1, "{page}");
+    assert_eq!(
+        metric(&page, "uringws_handshake_duration_seconds_count", ""),
+        2,
+        "{page}"
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "uringws_handshake_duration_seconds_bucket",
+            "le=\"+Inf\""
+        ),
+        2,
+        "{page}"
+    );
+    assert!(page.contains("# TYPE uringws_publish_delay_seconds histogram"));
+    assert!(page.contains(&format!(
+        "uringws_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(page.contains(&format!("\n{family} ")), "{family}: {page}");
+    }
+    // What the log said at start.
+    let capacity = metric(&page, "uringws_connection_capacity", "");
+    let logged = server.logged("connection capacity");
+    assert!(
+        logged[0].contains(&format!("connection capacity {capacity}")),
+        "{capacity} vs {logged:?}"
+    );
     assert!(metric(&page, "uringws_bytes_sent_total", "") > 0);
 }

@@ -166,8 +166,11 @@ impl Ring {
             .setup_single_issuer()
             .setup_coop_taskrun()
             .setup_taskrun_flag()
-            .build(config.entries)?;
-        let files = config.files.min(open_files_limit()).max(1);
+            .build(config.entries)
+            .map_err(unavailable)?;
+        // The kernel refuses a larger table (IORING_MAX_FIXED_FILES).
+        const MAX_FILES: u32 = 1 << 20;
+        let files = config.files.min(open_files_limit()).clamp(1, MAX_FILES);
         ring.submitter().register_files_sparse(files)?;
         let bufs = BufRing::new(&ring, config.recv_buffers, config.recv_buffer_size, 0)?;
         Ok(Ring {
@@ -520,15 +523,26 @@ impl Drop for Ring {
     }
 }
 
+/// `io_uring_setup` refused: say what usually refuses it, since the bare
+/// "Operation not permitted" names no cause.
+fn unavailable(error: io::Error) -> io::Error {
+    let why = match error.raw_os_error() {
+        Some(libc::EPERM) => {
+            "io_uring is blocked: a seccomp profile refuses it (the default ones of \
+             Docker 25+, containerd and Kubernetes do) or the kernel disables it \
+             (sysctl kernel.io_uring_disabled)"
+        }
+        Some(libc::ENOSYS) => {
+            "io_uring is missing: the kernel is built without it, or a sandbox \
+             (gVisor, a seccomp profile) hides it"
+        }
+        _ => return error,
+    };
+    io::Error::new(error.kind(), format!("io_uring_setup: {error}: {why}"))
+}
+
 /// The soft limit on open files, which also caps a ring's file table.
 fn open_files_limit() -> u32 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 1024;
-    }
-    u32::try_from(limit.rlim_cur).unwrap_or(u32::MAX)
+    rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map_or(1024, |(soft, _)| u32::try_from(soft).unwrap_or(u32::MAX))
 }

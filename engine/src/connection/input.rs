@@ -62,8 +62,7 @@ impl Connection {
                 // curl and others wait for this before sending a large body.
                 if framing.expect_continue && !*continue_sent {
                     *continue_sent = true;
-                    self.output
-                        .push_bytes(Bytes::from_static(CONTINUE), &mut ob.pool);
+                    self.output.push_bytes(Bytes::from_static(CONTINUE), ob);
                     list(&mut self.output.listed, self.id, ob);
                 }
                 return None;
@@ -82,7 +81,7 @@ impl Connection {
             return;
         }
         self.output.discard_input();
-        self.output.push_bytes(response, &mut ob.pool);
+        self.output.push_bytes(response, ob);
         self.enter(
             State::Closing {
                 wait_peer: false,
@@ -103,7 +102,7 @@ impl Connection {
         let head_len = head_len.min(io.inbuf.len());
         bytes::Buf::advance(&mut io.inbuf, head_len);
         io.peer = None;
-        self.output.push_bytes(response, &mut ob.pool);
+        self.output.push_bytes(response, ob);
         self.enter(
             State::Open {
                 ping_out: false,
@@ -186,7 +185,7 @@ impl Connection {
                     None => (CloseCode::NO_STATUS, Utf8Bytes::from_static("")),
                 };
                 if let Some(reply) = self.session.reply_to_close(frame.as_ref()) {
-                    self.output.push_frame(reply, &mut ob.pool);
+                    self.output.push_frame(reply, ob);
                     list(&mut self.output.listed, self.id, ob);
                 }
                 self.output.discard_input();
@@ -274,7 +273,7 @@ impl Connection {
         let code = error.close_code().unwrap_or(CloseCode::PROTOCOL_ERROR);
         self.output.discard_input();
         if let Some(frame) = self.session.fail(error) {
-            self.output.push_frame(frame, &mut ob.pool);
+            self.output.push_frame(frame, ob);
             list(&mut self.output.listed, self.id, ob);
         }
         self.enter(

@@ -23,7 +23,7 @@ use crate::{
     handler::Message,
     stats::Counters,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use layer::ByteLayer;
 use output::Output;
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
@@ -156,6 +156,9 @@ pub(crate) struct Outbox {
     /// publication reaches most subscribers this way, so a fan-out to idle
     /// connections allocates nothing per subscriber.
     pub direct: Vec<(u32, u32, Bytes)>,
+    /// Where small frames for [`direct`](Self::direct) are copied whole:
+    /// one allocation for many echoes and acks instead of one each.
+    arena: BytesMut,
     /// Connections with an event for the handler that no input brought
     /// (a backpressure drop or close while another connection's callback
     /// ran).
@@ -174,11 +177,26 @@ impl Outbox {
             pool: IoPool::default(),
             ready: Vec::new(),
             direct: Vec::new(),
+            arena: BytesMut::new(),
             wake: Vec::new(),
             reports: HashMap::new(),
             counters: Counters::default(),
             now: 0,
         }
+    }
+
+    /// `frame` in one piece, for a single send of its bytes. Blocks are
+    /// small: a send that stalls (a peer that does not read) keeps its
+    /// whole block, and `reserve` takes a block back once no frame holds it.
+    pub(crate) fn contiguous(&mut self, frame: &uringws_protocol::encoder::Frame) -> Bytes {
+        const BLOCK: usize = 4 << 10;
+        let len = frame.wire_len();
+        if self.arena.capacity() - self.arena.len() < len {
+            self.arena.reserve(BLOCK.max(len));
+        }
+        self.arena.extend_from_slice(frame.header.as_slice());
+        self.arena.extend_from_slice(&frame.payload);
+        self.arena.split().freeze()
     }
 }
 
@@ -262,7 +280,9 @@ impl Connection {
     }
 
     /// Gives back the buffers of a connection that is gone.
-    pub(crate) fn free(self, ob: &mut Outbox) {
+    pub(crate) fn free(mut self, ob: &mut Outbox) {
+        // Whatever path ended it, its queue leaves the worker's gauge.
+        self.output.discard(&mut ob.counters);
         if let Some(io) = self.output.io {
             ob.pool.give(io);
         }

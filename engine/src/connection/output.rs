@@ -1,6 +1,8 @@
 //! A connection's write side: what is queued, what is in flight, and the
 //! buffers it holds only while busy ([`Io`], pooled per worker).
 
+use super::Outbox;
+use crate::stats::Counters;
 use bytes::{Bytes, BytesMut};
 use std::{collections::VecDeque, net::SocketAddr};
 use uringws_protocol::encoder::Frame;
@@ -82,7 +84,8 @@ pub(crate) enum Sending {
     Nothing,
     /// A lone frame waits on the worker's direct list, to go out as one
     /// `IORING_OP_SEND` of its bytes without the connection taking an
-    /// [`Io`]: how a publication reaches an idle subscriber.
+    /// [`Io`]: how a publication, an echo or an ack reaches an idle
+    /// connection.
     DirectQueued,
     /// That send is in flight.
     Direct,
@@ -129,19 +132,22 @@ impl Output {
         u32::try_from(len).is_ok_and(|len| self.queued.checked_add(len).is_some())
     }
 
-    /// Counts `len` bytes queued; callers checked [`has_room`](Self::has_room).
-    pub(crate) fn count(&mut self, len: usize) {
+    /// Counts `len` bytes queued, here and in the worker's gauge; callers
+    /// checked [`has_room`](Self::has_room).
+    pub(crate) fn count(&mut self, len: usize, counters: &mut Counters) {
         let len = u32::try_from(len).unwrap_or(u32::MAX);
+        let was = self.queued;
         self.queued = self.queued.saturating_add(len);
+        counters.queued_bytes += u64::from(self.queued - was);
     }
 
     pub(crate) fn io(&mut self, pool: &mut IoPool) -> &mut Io {
         self.io.get_or_insert_with(|| pool.take())
     }
 
-    pub(crate) fn push_frame(&mut self, frame: Frame, pool: &mut IoPool) {
-        self.count(frame.wire_len());
-        let out = &mut self.io(pool).out;
+    pub(crate) fn push_frame(&mut self, frame: Frame, ob: &mut Outbox) {
+        self.count(frame.wire_len(), &mut ob.counters);
+        let out = &mut self.io(&mut ob.pool).out;
         // A frame header is at most 14 bytes: it always fits inline.
         out.extend(Chunk::inline(frame.header.as_slice()));
         if !frame.payload.is_empty() {
@@ -149,9 +155,9 @@ impl Output {
         }
     }
 
-    pub(crate) fn push_bytes(&mut self, bytes: Bytes, pool: &mut IoPool) {
-        self.count(bytes.len());
-        self.io(pool).out.push_back(Chunk::Shared(bytes));
+    pub(crate) fn push_bytes(&mut self, bytes: Bytes, ob: &mut Outbox) {
+        self.count(bytes.len(), &mut ob.counters);
+        self.io(&mut ob.pool).out.push_back(Chunk::Shared(bytes));
     }
 
     /// Whether a frame can go out as a direct send now: nothing else is
@@ -223,7 +229,12 @@ impl Output {
     /// A send completed with `sent` bytes (all of a direct frame, or part
     /// of a vectored one, whose buffer comes back in `returned`). `false`
     /// when the stream cannot go on (a direct send cut short).
-    pub(crate) fn sent(&mut self, sent: usize, returned: Option<Box<VectoredSend>>) -> bool {
+    pub(crate) fn sent(
+        &mut self,
+        sent: usize,
+        returned: Option<Box<VectoredSend>>,
+        counters: &mut Counters,
+    ) -> bool {
         let was = std::mem::replace(&mut self.sending, Sending::Nothing);
         if was == Sending::Direct {
             // MSG_WAITALL: all of the frame, or the connection failed part
@@ -237,7 +248,9 @@ impl Output {
             }
         }
         let sent_u32 = u32::try_from(sent).unwrap_or(u32::MAX);
+        let was = self.queued;
         self.queued = self.queued.saturating_sub(sent_u32);
+        counters.unqueue(was - self.queued);
         if let Some(mut send) = returned {
             send.advance(sent);
             match self.io.as_mut() {
@@ -272,12 +285,12 @@ impl Output {
 
     /// Drops what is queued and read ahead (the transport is gone); the
     /// send in flight keeps its buffer until it completes.
-    pub(crate) fn discard(&mut self) {
+    pub(crate) fn discard(&mut self, counters: &mut Counters) {
         if let Some(io) = self.io.as_mut() {
             io.out.clear();
             io.inbuf = BytesMut::new();
         }
         // What is in flight is no longer waited for either.
-        self.queued = 0;
+        counters.unqueue(std::mem::take(&mut self.queued));
     }
 }

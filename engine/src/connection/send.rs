@@ -16,8 +16,17 @@ impl Connection {
                 if !opcode.is_control() {
                     ob.counters.messages_out += 1;
                 }
-                self.output.push_frame(frame, &mut ob.pool);
-                list(&mut self.output.listed, self.id, ob);
+                let small = frame.wire_len() <= output::DIRECT_COPY_MAX;
+                if small && self.output.can_send_direct() && self.layer.sends_as_is() {
+                    // An echo or an ack to a connection with nothing else
+                    // queued: one send of a copy, no Io and no queue
+                    // taken for it (the copy is cheaper than both).
+                    let bytes = ob.contiguous(&frame);
+                    self.send_direct(bytes, ob);
+                } else {
+                    self.output.push_frame(frame, ob);
+                    list(&mut self.output.listed, self.id, ob);
+                }
                 status
             }
             Err(_) => SendStatus::Dropped,
@@ -34,7 +43,7 @@ impl Connection {
             return;
         }
         if let Ok(frame) = self.session.encode(opcode, true, payload) {
-            self.output.push_frame(frame, &mut ob.pool);
+            self.output.push_frame(frame, ob);
             list(&mut self.output.listed, self.id, ob);
         }
     }
@@ -47,14 +56,20 @@ impl Connection {
         };
         ob.counters.messages_out += 1;
         if self.output.can_send_direct() && self.layer.sends_as_is() {
-            self.output.count(frame.len());
-            self.output.sending = Sending::DirectQueued;
-            ob.direct.push((self.id.slot, self.id.gen, frame));
+            self.send_direct(frame, ob);
         } else {
-            self.output.push_bytes(frame, &mut ob.pool);
+            self.output.push_bytes(frame, ob);
             list(&mut self.output.listed, self.id, ob);
         }
         status
+    }
+
+    /// Lists `frame`, whole, for one send of its bytes as they are; the
+    /// caller checked that nothing else is queued or in flight.
+    fn send_direct(&mut self, frame: Bytes, ob: &mut Outbox) {
+        self.output.count(frame.len(), &mut ob.counters);
+        self.output.sending = Sending::DirectQueued;
+        ob.direct.push((self.id.slot, self.id.gen, frame));
     }
 
     /// Whether a new message may be queued, and with what status.
@@ -101,7 +116,7 @@ impl Connection {
         let reason = truncate_reason(reason);
         match self.session.close(code, reason) {
             Ok(frame) => {
-                self.output.push_frame(frame, &mut ob.pool);
+                self.output.push_frame(frame, ob);
                 list(&mut self.output.listed, self.id, ob);
             }
             Err(_) => return self.on_transport_closed(ob),

@@ -46,12 +46,12 @@ impl Connection {
     ) -> bool {
         let Ok(sent) = usize::try_from(result) else {
             // Let go of the buffer (the pool takes Ios with one only).
-            self.output.sent(0, returned);
+            self.output.sent(0, returned, &mut ob.counters);
             self.on_transport_closed(ob);
             return true;
         };
         ob.counters.bytes_out += sent as u64;
-        if !self.output.sent(sent, returned) {
+        if !self.output.sent(sent, returned, &mut ob.counters) {
             self.on_transport_closed(ob);
             return true;
         }
@@ -76,18 +76,34 @@ impl Connection {
         }
     }
 
-    /// The peer shut its side of the stream. An answer being written (a
-    /// final HTTP response, our close reply) still goes out; anything else
-    /// ends here, as the peer can send nothing more.
+    /// The peer shut its side of the stream: it can send nothing more, but
+    /// it may still read (a half-close). What was queued for it before
+    /// (replies to what it sent, a final HTTP response, our close frame or
+    /// our reply to its close) still goes out, and then the transport is
+    /// shut; nothing more is read, and no close of the peer's is waited
+    /// for. An open connection ends there and then, reported as 1006: no
+    /// close frame came, and one of ours could not be answered.
     pub(crate) fn on_end_of_stream(&mut self, ob: &mut Outbox) {
-        if !matches!(
-            self.state,
-            State::Closing {
-                wait_peer: false,
-                ..
+        match &mut self.state {
+            State::Open { .. } => {
+                let reason = Utf8Bytes::from_static("connection lost");
+                let code = CloseCode::ABNORMAL;
+                self.report(Report { code, reason }, ob);
+                self.output.discard_input();
+                self.enter(
+                    State::Closing {
+                        wait_peer: false,
+                        report: true,
+                    },
+                    ob,
+                );
             }
-        ) {
-            self.on_transport_closed(ob);
+            // The close timeout still runs from our close frame.
+            State::Closing { wait_peer, .. } => {
+                *wait_peer = false;
+                self.output.discard_input();
+            }
+            State::Handshake { .. } | State::Closed { .. } => self.on_transport_closed(ob),
         }
     }
 
@@ -106,7 +122,7 @@ impl Connection {
             State::Closed { .. } => return,
             State::Handshake { .. } => false,
         };
-        self.output.discard();
+        self.output.discard(&mut ob.counters);
         self.enter(State::Closed { report }, ob);
     }
 

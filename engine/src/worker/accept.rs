@@ -14,6 +14,8 @@ const ACCEPT_BACKOFF_MS: u64 = 100;
 /// Single-shot accepts kept in flight per listener when peer addresses are
 /// wanted: enough that a connection storm never waits for a re-arm.
 const ACCEPTS_PER_LISTENER: u32 = 8;
+/// Entries kept free for what a cancelled multishot accept still takes.
+const MULTISHOT_MARGIN: u32 = 32;
 
 pub(super) struct Accepts {
     listeners: Vec<socket2::Socket>,
@@ -21,6 +23,13 @@ pub(super) struct Accepts {
     /// multishot accept per listener.
     peer_addresses: bool,
     accepting: bool,
+    /// Paused because the file table is about full: an accept the kernel
+    /// completes without a free entry takes the connection off the
+    /// backlog and closes it, so the client would get nothing at all.
+    full: bool,
+    /// Slots in use at which accepts pause, and below which they resume.
+    pause_at: u32,
+    resume_below: u32,
     retry_at: Option<u64>,
     /// Accepts that stopped on a full file table, re-armed after a pause.
     paused: Vec<Token>,
@@ -32,6 +41,9 @@ impl Accepts {
             listeners,
             peer_addresses,
             accepting: true,
+            full: false,
+            pause_at: u32::MAX,
+            resume_below: u32::MAX,
             retry_at: None,
             paused: Vec::new(),
         }
@@ -39,6 +51,26 @@ impl Accepts {
 
     pub(super) fn retry_at(&self) -> Option<u64> {
         self.retry_at
+    }
+
+    /// File-table entries that accepts in flight may take at once.
+    pub(super) fn in_flight(&self) -> u32 {
+        let listeners = self.listeners.len() as u32;
+        match self.peer_addresses {
+            true => ACCEPTS_PER_LISTENER * listeners,
+            // A multishot accept goes on until its cancellation runs.
+            false => MULTISHOT_MARGIN * listeners,
+        }
+    }
+
+    /// A table of `files` entries, `reserve` of them beyond the capacity:
+    /// accepts pause when what they have in flight could fill it, and
+    /// resume once half the reserve is free, which a worker at its
+    /// capacity always comes back to.
+    pub(super) fn size_for(&mut self, files: u32, reserve: u32) {
+        let margin = self.in_flight().min(reserve / 2);
+        self.pause_at = files - margin;
+        self.resume_below = files - reserve / 2;
     }
 }
 
@@ -77,10 +109,31 @@ impl<H: Handler> Worker<H> {
                 // Accepted as the shutdown began: nothing will serve it.
                 let _ = self.ring.close_now(socket);
             }
-        } else if c.result != -libc::ECANCELED {
-            tracing::warn!(worker = self.id, error = %io::Error::from_raw_os_error(-c.result), "accept failed");
+        } else if c.result != -libc::ECANCELED && self.logs.accept.admit(self.ctx.out.now) {
+            let error = io::Error::from_raw_os_error(-c.result);
+            tracing::warn!(
+                worker = self.id,
+                %error,
+                open = self.open,
+                files = self.ring.files(),
+                "accept failed"
+            );
+        }
+        let in_use = self.slots.len() as u32;
+        if self.accept.accepting && !self.accept.full && in_use >= self.accept.pause_at {
+            self.accept.full = true;
+            if !self.accept.peer_addresses {
+                for listener in &self.accept.listeners {
+                    let _ = self.ring.cancel_fd(listener.as_raw_fd());
+                }
+            }
         }
         if c.more() || !self.accept.accepting {
+            return;
+        }
+        if self.accept.full {
+            // Re-armed when connections leave room (`freed`).
+            self.accept.paused.push(token);
             return;
         }
         let out_of_room =
@@ -110,6 +163,7 @@ impl<H: Handler> Worker<H> {
             ops: ops::RECV_ARMED,
             timer_at: 0,
         });
+        self.accepted_at.insert(slot, std::time::Instant::now());
         if let Err(e) = self.ring.recv_multi(socket, Kind::Recv.token(gen, slot)) {
             tracing::error!(worker = self.id, error = %e, "cannot arm recv");
             self.slots[slot as usize].ops &= !ops::RECV_ARMED;
@@ -119,8 +173,23 @@ impl<H: Handler> Worker<H> {
         self.schedule(slot);
     }
 
+    /// A slot was freed: accepts paused on an about full table resume once
+    /// half the reserve is free.
+    pub(super) fn freed(&mut self) {
+        if self.accept.full && (self.slots.len() as u32) < self.accept.resume_below {
+            self.accept.full = false;
+            self.accept.retry_at.get_or_insert(self.ctx.out.now);
+        }
+    }
+
     /// Accepts paused on a full file table are due again.
     pub(super) fn retry_accepts(&mut self) {
+        if self.accept.full {
+            // `freed` asks again when there is room; a deadline left here
+            // would wake the worker every turn for nothing.
+            self.accept.retry_at = None;
+            return;
+        }
         if self.accept.retry_at.is_none_or(|at| at > self.ctx.out.now) {
             return;
         }

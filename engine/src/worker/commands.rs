@@ -17,6 +17,8 @@ pub(super) struct Shutdown {
     /// When connections still open are torn down.
     deadline: Option<u64>,
     forced: bool,
+    /// Upgraded connections open when the shutdown began.
+    draining: usize,
 }
 
 impl Shutdown {
@@ -40,7 +42,11 @@ impl<H: Handler> Worker<H> {
     pub(super) fn command(&mut self, command: Command) {
         let (id, op) = match command {
             Command::Conn { id, op } => (id, op),
-            Command::Publish { topic, frame } => return self.deliver(&topic, &frame, None),
+            Command::Publish { topic, frame, at } => {
+                self.deliver(&topic, &frame, None);
+                self.stats.publish_delay.record(at.elapsed());
+                return;
+            }
             Command::Shutdown => return self.begin_shutdown(),
         };
         let Some(s) = live(&mut self.slots, id.slot, id.gen) else {
@@ -70,6 +76,14 @@ impl<H: Handler> Worker<H> {
             Some(self.ctx.out.now + self.config().shutdown_timeout.as_millis() as u64);
         self.stop_accepting();
         let slots: Vec<u32> = self.slots.iter().map(|(slot, _)| slot as u32).collect();
+        self.shutdown.draining = self.open;
+        tracing::info!(
+            worker = self.id,
+            connections = self.open,
+            sockets = slots.len(),
+            timeout_s = self.config().shutdown_timeout.as_secs_f64(),
+            "draining: no new connections, closing each open one with 1001"
+        );
         for slot in slots {
             self.slots[slot as usize].conn.shutdown(&mut self.ctx.out);
             self.drive(slot);
@@ -84,12 +98,29 @@ impl<H: Handler> Worker<H> {
             return false;
         };
         if self.slots.is_empty() {
+            // After a cut the line at the deadline said how it ended.
+            if !self.shutdown.forced {
+                tracing::info!(
+                    worker = self.id,
+                    closed = self.shutdown.draining,
+                    "drained: every connection closed"
+                );
+            }
             return true;
         }
         let now = self.ctx.out.now;
         if now >= deadline && !self.shutdown.forced {
             self.shutdown.forced = true;
             let slots: Vec<u32> = self.slots.iter().map(|(slot, _)| slot as u32).collect();
+            // Every socket left is a connection that was open, its close
+            // handshake unfinished: the handler heard of its close
+            // already, so `self.open` no longer counts it.
+            tracing::warn!(
+                worker = self.id,
+                closed = self.shutdown.draining.saturating_sub(slots.len()),
+                cut = slots.len(),
+                "shutdown timeout: cutting the sockets still open"
+            );
             for slot in slots {
                 self.teardown(slot);
             }

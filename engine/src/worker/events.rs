@@ -25,6 +25,7 @@ impl<H: Handler> Worker<H> {
             Event::Dropped(messages) => self.call(slot, |h, conn| h.dropped(conn, messages)),
             Event::Closed(report) => {
                 let reason = report.reason.as_str();
+                self.log_close(slot, report.code, reason);
                 self.call(slot, |h, conn| h.close(conn, report.code, reason));
                 // Its subscriptions end with it, before any other
                 // publication can reach the slot.
@@ -35,6 +36,29 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
+    }
+
+    /// A close that is not the normal end of a connection (1000, 1001, or a
+    /// close frame without a code) gets a line: the operator's view of
+    /// protocol errors, timeouts and vanished peers.
+    fn log_close(&mut self, slot: u32, code: CloseCode, reason: &str) {
+        if matches!(
+            code,
+            CloseCode::NORMAL | CloseCode::GOING_AWAY | CloseCode::NO_STATUS
+        ) || !self.logs.closed.admit(self.ctx.out.now)
+        {
+            return;
+        }
+        // The peer's address is not kept past the handshake (it would cost
+        // every idle connection its bytes); the id ties it to the upgrade.
+        let s = &self.slots[slot as usize];
+        tracing::info!(
+            worker = self.id,
+            conn = %self.ctx.conn_id(&s.conn),
+            code = code.0,
+            reason,
+            "connection closed abnormally"
+        );
     }
 
     /// Runs one callback on the connection in `slot`. One that panics

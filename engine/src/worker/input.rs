@@ -18,9 +18,30 @@ use uringws_ring::{Received, Token};
 
 /// What was decided about a complete request head.
 enum Decision<S> {
-    /// Answer and close: the response and how it is counted.
-    Respond(Bytes, RequestOutcome),
+    /// Answer and close: the response, how it is counted and, for a
+    /// refused upgrade or a request the protocol refused, why (for the log).
+    Respond(Bytes, RequestOutcome, Option<Why>),
     Upgrade(Bytes, S),
+}
+
+/// Why a request was refused, turned into text only for a line the log
+/// throttle lets through: a storm of refusals should cost no formatting.
+enum Why {
+    /// The body of the response sent.
+    Body(Bytes),
+    Error(Error),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Body(body) => {
+                let text = String::from_utf8_lossy(body);
+                f.write_str(&text.chars().take(200).collect::<String>())
+            }
+            Why::Error(error) => error.fmt(f),
+        }
+    }
 }
 
 impl<H: Handler> Worker<H> {
@@ -110,7 +131,7 @@ impl<H: Handler> Worker<H> {
     fn handshake(&mut self, slot: u32) {
         let refusal = if self.shutdown.started() {
             Some(Refusal::ShuttingDown)
-        } else if self.open >= self.config().max_connections_per_worker {
+        } else if self.open >= self.capacity {
             Some(Refusal::AtCapacity)
         } else {
             None
@@ -128,9 +149,16 @@ impl<H: Handler> Worker<H> {
             return;
         };
         match decision {
-            Decision::Respond(response, outcome) => {
+            Decision::Respond(response, outcome, refused) => {
                 self.stats.count_request(outcome);
                 s.conn.respond(response, &mut self.ctx.out);
+                if let (Some(why), RequestOutcome::Handshake(status)) = (refused, outcome) {
+                    if self.logs.refused.admit(self.ctx.out.now) {
+                        let peer = peer.addr.map(|a| a.to_string()).unwrap_or_default();
+                        let reason = why.to_string();
+                        tracing::info!(worker, status, reason, peer = %peer, "request refused");
+                    }
+                }
             }
             Decision::Upgrade(response, state) => {
                 s.conn.upgrade(response, head_len, &mut self.ctx.out);
@@ -138,6 +166,9 @@ impl<H: Handler> Worker<H> {
                 self.open += 1;
                 self.stats.set_open(self.open);
                 self.stats.count_request(RequestOutcome::Handshake(101));
+                if let Some(at) = self.accepted_at.remove(&slot) {
+                    self.stats.handshake_duration.record(at.elapsed());
+                }
                 self.call(slot, |handler, conn| handler.open(conn));
                 // What `open` published reaches this worker's subscribers
                 // now, not with the next frame anyone sends.
@@ -158,12 +189,18 @@ fn decide<H: Handler>(
 ) -> Decision<H::State> {
     let refuse = |response: Response| {
         let status = response.status();
-        Decision::Respond(response.encode(), RequestOutcome::Handshake(status))
+        let why = Why::Body(response.body().clone());
+        Decision::Respond(
+            response.encode(),
+            RequestOutcome::Handshake(status),
+            Some(why),
+        )
     };
     match head {
         Head::Invalid(error) => Decision::Respond(
             Response::from(&error).encode(),
             RequestOutcome::Handshake(error.http_status().unwrap_or(500)),
+            Some(Why::Error(error)),
         ),
         Head::Http { request, body } => {
             let response = catch_unwind(AssertUnwindSafe(|| handler.http(request, body, peer)))
@@ -172,7 +209,7 @@ fn decide<H: Handler>(
                     Refusal::HandlerPanicked.response()
                 });
             let status = response.status();
-            Decision::Respond(response.encode(), RequestOutcome::Http(status))
+            Decision::Respond(response.encode(), RequestOutcome::Http(status), None)
         }
         Head::Upgrade(upgrade) => {
             if let Some(refusal) = refusal {

@@ -12,6 +12,7 @@ mod accept;
 mod commands;
 mod events;
 mod input;
+mod log;
 mod output;
 mod timers;
 
@@ -27,7 +28,7 @@ use crate::{
 use slab::Slab;
 use std::{
     cmp::Reverse,
-    collections::BinaryHeap,
+    collections::{BinaryHeap, HashMap},
     io,
     sync::Arc,
     time::{Duration, Instant},
@@ -107,9 +108,35 @@ pub(crate) struct Worker<H: Handler> {
     next_gen: u32,
     /// Upgraded connections not yet reported closed.
     open: usize,
+    /// Upgraded connections held at most; the rest of the file table is
+    /// for handshakes, so a client past it gets a 503, not a wait.
+    capacity: usize,
+    /// When each connection still in its handshake was accepted: a side
+    /// table, so an upgraded connection carries no timestamp.
+    accepted_at: HashMap<u32, Instant>,
     started: Instant,
     shutdown: commands::Shutdown,
     stats: Arc<WorkerStats>,
+    logs: log::Logs,
+}
+
+/// File-table entries kept beyond the upgraded connections, at most: for
+/// connections in their handshake or closing, and for answering 503 when
+/// the worker is full rather than leaving clients in the listen backlog.
+/// A few hundred answer a storm of refusals; more would only cost
+/// capacity (19,000 held connections need 19,256 of a 20,000 limit).
+pub(crate) const MAX_RESERVE: u32 = 256;
+
+/// Upgraded connections a ring of `files` direct descriptors holds, and
+/// the entries kept beyond them. The reserve has room for what accepts in
+/// flight take three times over, so that accepts paused near a full table
+/// (`Accepts::size_for`) resume while the worker is at its capacity.
+fn capacity(files: u32, max_connections: usize, in_flight: u32) -> (usize, u32) {
+    let reserve = (files / 16)
+        .clamp(8, MAX_RESERVE)
+        .max(in_flight.saturating_mul(3))
+        .min(files / 2);
+    (((files - reserve) as usize).min(max_connections), reserve)
 }
 
 impl<H: Handler> Worker<H> {
@@ -123,10 +150,10 @@ impl<H: Handler> Worker<H> {
         stats: Arc<WorkerStats>,
     ) -> io::Result<Self> {
         // Room for every allowed connection plus some still in their
-        // handshake or closing; the kernel caps it at the open-files limit.
+        // handshake or closing; the ring caps it at the open-files limit.
         let files = config
             .max_connections_per_worker
-            .saturating_add(1024)
+            .saturating_add(MAX_RESERVE as usize)
             .min(u32::MAX as usize) as u32;
         let ring = Ring::new(&RingConfig {
             entries: config.ring_entries,
@@ -134,9 +161,18 @@ impl<H: Handler> Worker<H> {
             recv_buffer_size: config.recv_buffer_size,
             files,
         })?;
+        let mut accept = accept::Accepts::new(listeners, config.peer_addresses);
+        let (capacity, reserve) = capacity(
+            ring.files(),
+            config.max_connections_per_worker,
+            accept.in_flight(),
+        );
+        accept.size_for(ring.files(), reserve);
+        stats.set_capacity(capacity);
         tracing::debug!(
             worker = id,
             files = ring.files(),
+            capacity,
             slot_bytes = std::mem::size_of::<Slot<H::State>>(),
             "ring ready"
         );
@@ -144,13 +180,12 @@ impl<H: Handler> Worker<H> {
         // and the slab never moves (a doubling copy would leave the old
         // block resident in the allocator).
         let slots = Slab::with_capacity(ring.files() as usize);
-        let peer_addresses = config.peer_addresses;
         Ok(Worker {
             id,
             ring,
             slots,
             handler,
-            accept: accept::Accepts::new(listeners, peer_addresses),
+            accept,
             ctx: Ctx {
                 worker: id,
                 out: Outbox::new(config),
@@ -164,9 +199,12 @@ impl<H: Handler> Worker<H> {
             rearm: Vec::new(),
             next_gen: 0,
             open: 0,
+            capacity,
+            accepted_at: HashMap::new(),
             started: Instant::now(),
             shutdown: commands::Shutdown::default(),
             stats,
+            logs: log::Logs::default(),
         })
     }
 
@@ -238,6 +276,7 @@ impl<H: Handler> Worker<H> {
             self.wake_all();
             self.rearm_recvs();
             self.stats.sync(&self.ctx.out.counters);
+            self.stats.set_topics(self.ctx.topics.sizes());
         }
         Ok(())
     }
@@ -248,6 +287,10 @@ impl<H: Handler> Worker<H> {
     fn trim(&mut self) {
         const KEEP: usize = 4096;
         self.ring.trim(KEEP);
+        // A connection storm's handshakes are over.
+        if self.accepted_at.capacity() > KEEP && self.accepted_at.len() < KEEP / 4 {
+            self.accepted_at.shrink_to(KEEP / 4);
+        }
         let direct = &mut self.ctx.out.direct;
         if direct.is_empty() && direct.capacity() > KEEP {
             *direct = Vec::with_capacity(KEEP);
@@ -371,6 +414,8 @@ impl<H: Handler> Worker<H> {
             self.ctx.topics.remove_conn(slot);
             let s = self.slots.remove(slot as usize);
             s.conn.free(&mut self.ctx.out);
+            self.accepted_at.remove(&slot);
+            self.freed();
         }
     }
 }
@@ -393,5 +438,28 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capacity;
+
+    #[test]
+    fn capacity_keeps_a_reserve_that_lets_paused_accepts_resume() {
+        // The default table (max_connections_per_worker 1 << 20) is bounded
+        // by the kernel's 1 << 20, then by the open-files limit.
+        assert_eq!(capacity(1 << 20, 1 << 20, 8), ((1 << 20) - 256, 256));
+        assert_eq!(capacity(20_000, 1 << 20, 8), (19_744, 256));
+        assert_eq!(capacity(1200, 1 << 20, 8), (1125, 75));
+        // max_connections_per_worker below what the table allows.
+        assert_eq!(capacity(356, 100, 8).0, 100);
+        // Many listeners, or a multishot accept's margin: at least three
+        // times what accepts in flight take.
+        assert_eq!(capacity(1024, 1 << 20, 32), (928, 96));
+        assert_eq!(capacity(20_000, 1 << 20, 128), (19_616, 384));
+        // Tiny tables keep half for handshakes.
+        assert_eq!(capacity(10, 1 << 20, 8), (5, 5));
+        assert_eq!(capacity(1, 1 << 20, 8), (1, 0));
     }
 }

@@ -22,14 +22,21 @@ impl<H: Handler> Worker<H> {
 
     pub(super) fn next_deadline(&self) -> Option<u64> {
         let timers = self.timers.peek().map(|Reverse((at, _))| *at);
-        [timers, self.accept.retry_at(), self.shutdown.deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        let logs = self.logs.due_at();
+        [
+            timers,
+            self.accept.retry_at(),
+            self.shutdown.deadline(),
+            logs,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub(super) fn run_timers(&mut self) {
         self.retry_accepts();
+        self.log_summaries();
         let now = self.ctx.out.now;
         while let Some(&Reverse((at, slot))) = self.timers.peek() {
             if at > now {

@@ -37,7 +37,7 @@ pub mod wire;
 
 pub use config::{topic_name, FanoutConfig, Mode, MAX_CONNECTIONS};
 
-use crate::client::{self, Live, Outcome, Plan, Scenario};
+use crate::client::{self, Live, Outcome, Plan, Scenario, Traffic};
 use crate::report::{FanoutReport, Latency};
 use bytes::BytesMut;
 use order::{Arrival, Pair};
@@ -99,12 +99,15 @@ struct Tally {
     dead: u64,
     to_dead: u64,
     errors: BTreeMap<String, u64>,
+    /// All of `errors` together, for the per-second series.
+    error_count: u64,
     latency: Latency,
     last_delivery_ns: u64,
 }
 
 impl Tally {
     fn error(&mut self, why: &str) {
+        self.error_count += 1;
         match self.errors.get_mut(why) {
             Some(n) => *n += 1,
             None => {
@@ -124,6 +127,7 @@ impl Tally {
         self.malformed += other.malformed;
         self.dead += other.dead;
         self.to_dead += other.to_dead;
+        self.error_count += other.error_count;
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
         }
@@ -300,6 +304,7 @@ impl Fanout {
             conns,
             tally: Tally::default(),
             frame: Vec::with_capacity(config.size + 256),
+            recent: Latency::default(),
             start_ns: 0,
             reported: 0,
         }
@@ -452,6 +457,8 @@ pub struct FanoutWorker {
     tally: Tally,
     /// Reused for building each published frame.
     frame: Vec<u8>,
+    /// This second's delivery latencies, for the series.
+    recent: Latency,
     /// `start_ns` once seen (it never changes after).
     start_ns: u64,
     /// Deliveries already added to `shared.delivered`.
@@ -590,9 +597,9 @@ impl FanoutWorker {
         }
         local.received += 1;
         self.tally.received += 1;
-        self.tally
-            .latency
-            .record(Duration::from_nanos(now_ns.saturating_sub(stamp.sent_ns)));
+        let latency = Duration::from_nanos(now_ns.saturating_sub(stamp.sent_ns));
+        self.tally.latency.record(latency);
+        self.recent.record(latency);
         self.tally.last_delivery_ns = self.tally.last_delivery_ns.max(now_ns);
     }
 }
@@ -727,6 +734,18 @@ impl Scenario for FanoutWorker {
         }
         let over = start + (config.duration + config.drain).as_nanos() as u64;
         self.shared.clock.ns(now) >= over
+    }
+
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            sent: self.tally.publishes,
+            received: self.tally.received,
+            errors: self.tally.error_count,
+        }
+    }
+
+    fn recent(&mut self) -> Option<&mut Latency> {
+        Some(&mut self.recent)
     }
 
     fn measured(self) -> Vec<crate::client::Measured> {

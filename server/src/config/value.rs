@@ -78,7 +78,7 @@ macro_rules! scalar_values {
     )+};
 }
 
-scalar_values!(usize, u16, f64, bool, String, Policy);
+scalar_values!(usize, u16, f64, bool, String, Policy, LogFormat);
 
 impl<T: Item> Value for Option<T> {
     const EXPECTED: &'static str = T::EXPECTED;
@@ -204,6 +204,35 @@ impl Item for Policy {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: one line per event, coloured only on a terminal.
+    Text,
+    /// For log collectors: one JSON object per line.
+    Json,
+}
+
+impl Item for LogFormat {
+    const EXPECTED: &'static str = "text or json";
+    const VALUE_NAME: &'static str = "text|json";
+    fn from_text(text: &str) -> Option<Self> {
+        match text {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+    fn to_text(&self) -> String {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+        .into()
+    }
+}
+
 /// A string that is a secret: `Debug` does not show it, so a logged
 /// `Config` cannot leak it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,7 +285,7 @@ impl fmt::Debug for StaticToken {
 }
 
 impl Item for StaticToken {
-    const EXPECTED: &'static str = "<token>:<topic patterns>";
+    const EXPECTED: &'static str = "<token>:<subscribe patterns>[|<publish patterns>]";
     const VALUE_NAME: &'static str = "TOKEN";
     // The topic patterns are separated by commas.
     const SEPARATOR: char = ';';

@@ -7,8 +7,9 @@ const PIECE: usize = std::mem::size_of::<uringws_ring::Chunk>();
 
 #[test]
 fn send_status_is_sent_then_queued_then_dropped_at_the_limit() {
-    // 100 bytes in six pieces (a header and a payload per frame).
-    let (mut conn, mut ob) = open_with(|c| c.backpressure_limit = 100 + 6 * PIECE);
+    // 100 bytes: the first frame in one piece (a copy sent directly), the
+    // others in two each (a header and the payload).
+    let (mut conn, mut ob) = open_with(|c| c.backpressure_limit = 100 + 4 * PIECE);
     let ten = Bytes::from_static(b"0123456789");
     assert_eq!(
         conn.send(OpCode::Text, ten.clone(), &mut ob),
@@ -112,27 +113,32 @@ fn close_policy_closes_with_1008_over_the_limit() {
 
 #[test]
 fn drain_is_reported_once_the_queue_falls_under_half_the_limit() {
-    // Room for two 60-byte frames with their pieces; half of it is 80.
-    const { assert!(62 + 2 * PIECE < 160) };
-    let (mut conn, mut ob) = open_with(|c| c.backpressure_limit = 160);
-    let sixty = Bytes::from(vec![6; 60]);
+    // Room for two 1,204-byte frames (sent vectored, not copied) with their
+    // pieces; half of it is 1,500.
+    const { assert!(2 * 1204 + 4 * PIECE < 3000) };
+    let (mut conn, mut ob) = open_with(|c| c.backpressure_limit = 3000);
+    let large = Bytes::from(vec![6; 1200]);
     assert_eq!(
-        conn.send(OpCode::Binary, sixty.clone(), &mut ob),
+        conn.send(OpCode::Binary, large.clone(), &mut ob),
         SendStatus::Sent
     );
     assert_eq!(
-        conn.send(OpCode::Binary, sixty, &mut ob),
+        conn.send(OpCode::Binary, large, &mut ob),
         SendStatus::Queued
     );
     assert_eq!(events(&mut conn, &mut ob), []);
     let send = conn.poll_transmit().unwrap();
-    assert_eq!(send.len(), 124);
-    conn.on_sent(30, Some(send), &mut ob);
-    assert_eq!(conn.queued(), 94);
-    assert_eq!(events(&mut conn, &mut ob), [], "94 is over half of 160");
+    assert_eq!(send.len(), 2408);
+    conn.on_sent(600, Some(send), &mut ob);
+    assert_eq!(conn.queued(), 1808);
+    assert_eq!(
+        events(&mut conn, &mut ob),
+        [],
+        "1,808 is over half of 3,000"
+    );
     let send = conn.poll_transmit().unwrap();
-    conn.on_sent(45, Some(send), &mut ob);
-    assert_eq!(conn.queued(), 49);
+    conn.on_sent(400, Some(send), &mut ob);
+    assert_eq!(conn.queued(), 1408);
     assert_eq!(events(&mut conn, &mut ob), [Ev::Drain]);
     assert_eq!(events(&mut conn, &mut ob), [], "drained twice");
     ob.wake.clear();

@@ -2,17 +2,23 @@
 
 use super::*;
 
+/// Past [`DIRECT_COPY_MAX`](crate::connection::output::DIRECT_COPY_MAX): a
+/// send of the header and the shared payload, not a copy.
+const LARGE: usize = 2000;
+
 #[test]
 fn short_vectored_send_sends_the_rest_next() {
     let (mut conn, mut ob) = open_conn();
-    conn.send(OpCode::Text, "hello world".into(), &mut ob);
+    let payload = "x".repeat(LARGE);
+    conn.send(OpCode::Text, payload.clone().into(), &mut ob);
     assert_eq!(std::mem::take(&mut ob.ready), [SLOT]);
     let send = conn.poll_transmit().unwrap();
     let all = send.to_vec();
-    assert_eq!(all.len(), 13);
+    assert_eq!(all.len(), LARGE + 4);
     assert!(conn.poll_transmit().is_none(), "two sends in flight");
     conn.on_sent(5, Some(send), &mut ob);
-    assert_eq!(conn.queued(), 8);
+    assert_eq!(conn.queued(), LARGE + 4 - 5);
+    assert_eq!(ob.counters.queued_bytes, conn.queued() as u64, "the gauge");
     assert_eq!(
         std::mem::take(&mut ob.ready),
         [SLOT],
@@ -20,14 +26,47 @@ fn short_vectored_send_sends_the_rest_next() {
     );
     let send = conn.poll_transmit().unwrap();
     assert_eq!(send.to_vec(), all[5..]);
-    conn.on_sent(8, Some(send), &mut ob);
-    assert_eq!(conn.queued(), 0);
+    conn.on_sent(send.len() as i32, Some(send), &mut ob);
+    assert_eq!((conn.queued(), ob.counters.queued_bytes), (0, 0));
     assert!(
         conn.output.io.is_none(),
         "an idle connection holds its buffers"
     );
-    assert_eq!(frames(&all), [Wire::Text("hello world".into())]);
-    assert_eq!(ob.counters.bytes_out, 13);
+    assert_eq!(frames(&all), [Wire::Text(payload)]);
+    assert_eq!(ob.counters.bytes_out, LARGE as u64 + 4);
+}
+
+#[test]
+fn a_small_send_to_an_idle_connection_goes_direct_in_one_piece_and_the_next_queues_behind() {
+    let (mut conn, mut ob) = open_conn();
+    assert_eq!(
+        conn.send(OpCode::Text, "hi".into(), &mut ob),
+        SendStatus::Sent
+    );
+    assert_eq!(
+        ob.direct,
+        [(SLOT, GEN, Bytes::from_static(&[0x81, 2, b'h', b'i']))]
+    );
+    assert!(conn.output.io.is_none(), "an Io taken for a direct send");
+    assert!(ob.ready.is_empty());
+    assert_eq!(conn.queued(), 4);
+    assert_eq!(
+        conn.send(OpCode::Binary, "there".into(), &mut ob),
+        SendStatus::Queued
+    );
+    assert_eq!((ob.direct.len(), &ob.ready[..]), (1, &[SLOT][..]));
+    assert_eq!(
+        sent_frames(&mut conn, &mut ob),
+        [Wire::Text("hi".into()), Wire::Binary(b"there".to_vec())]
+    );
+    // A large one to an idle connection is not copied.
+    conn.send(OpCode::Binary, vec![7; LARGE].into(), &mut ob);
+    assert!(ob.direct.is_empty());
+    assert_eq!(ob.ready, [SLOT]);
+    assert_eq!(
+        sent_frames(&mut conn, &mut ob),
+        [Wire::Binary(vec![7; LARGE])]
+    );
 }
 
 #[test]
@@ -69,16 +108,30 @@ fn short_direct_send_ends_the_connection() {
 
 #[test]
 fn send_error_ends_the_connection() {
-    let (mut conn, mut ob) = open_conn();
-    conn.send(OpCode::Text, "x".into(), &mut ob);
-    let send = conn.poll_transmit().unwrap();
-    conn.on_sent(-libc::ECONNRESET, Some(send), &mut ob);
-    assert!(conn.is_closed() && conn.is_done());
-    assert_eq!(
-        events(&mut conn, &mut ob),
-        [closed(1006, "connection lost")]
-    );
-    assert_eq!(conn.poll_transmit().map(|s| s.len()), None);
+    for payload in [1, LARGE] {
+        let (mut conn, mut ob) = open_conn();
+        conn.send(OpCode::Text, "x".repeat(payload).into(), &mut ob);
+        // Small: a direct send; large: a vectored one.
+        let send = match std::mem::take(&mut ob.direct).pop() {
+            Some(_) => {
+                assert!(conn.start_direct());
+                None
+            }
+            None => Some(conn.poll_transmit().unwrap()),
+        };
+        // Queued behind the send that fails: dropped with it, and from
+        // the worker's gauge.
+        conn.send(OpCode::Text, "y".into(), &mut ob);
+        assert!(ob.counters.queued_bytes > 0);
+        conn.on_sent(-libc::ECONNRESET, send, &mut ob);
+        assert!(conn.is_closed() && conn.is_done(), "{payload}");
+        assert_eq!(ob.counters.queued_bytes, 0, "{payload}");
+        assert_eq!(
+            events(&mut conn, &mut ob),
+            [closed(1006, "connection lost")]
+        );
+        assert_eq!(conn.poll_transmit().map(|s| s.len()), None);
+    }
 }
 
 #[test]
@@ -156,6 +209,55 @@ fn the_end_of_the_stream_while_open_is_a_lost_connection() {
         events(&mut conn, &mut ob),
         [closed(1006, "connection lost")]
     );
+}
+
+#[test]
+fn replies_queued_when_the_peer_half_closes_still_go_out_then_the_end() {
+    let (mut conn, mut ob) = open_conn();
+    let mut wire = text("one");
+    wire.extend(text("two"));
+    let evs = feed(&mut conn, &mut ob, &wire);
+    assert_eq!(evs, [Ev::Text("one".into()), Ev::Text("two".into())]);
+    conn.send(OpCode::Text, "echo one".into(), &mut ob);
+    conn.send(OpCode::Text, "echo two".into(), &mut ob);
+    conn.on_end_of_stream(&mut ob);
+    assert_eq!(
+        events(&mut conn, &mut ob),
+        [closed(1006, "connection lost")],
+        "the handler hears of the end at once"
+    );
+    assert_eq!(
+        conn.send(OpCode::Text, "too late".into(), &mut ob),
+        SendStatus::Dropped
+    );
+    assert!(!conn.is_done(), "the replies are not written yet");
+    assert_eq!(
+        sent_frames(&mut conn, &mut ob),
+        [Wire::Text("echo one".into()), Wire::Text("echo two".into())],
+        "no close frame after them: the peer could not answer it"
+    );
+    assert!(conn.is_done());
+}
+
+#[test]
+fn our_close_queued_when_the_peer_half_closes_still_goes_out_and_is_not_waited_for() {
+    let (mut conn, mut ob) = open_conn();
+    conn.send(OpCode::Binary, Bytes::from(vec![1u8; 300]), &mut ob);
+    conn.shutdown(&mut ob);
+    assert_eq!(
+        events(&mut conn, &mut ob),
+        [closed(1001, "server shutting down")]
+    );
+    conn.on_end_of_stream(&mut ob);
+    assert_eq!(events(&mut conn, &mut ob), [], "reported once");
+    assert_eq!(
+        sent_frames(&mut conn, &mut ob),
+        [
+            Wire::Binary(vec![1u8; 300]),
+            wire_close(1001, "server shutting down")
+        ]
+    );
+    assert!(conn.is_done(), "no answer is waited for from a closed side");
 }
 
 #[test]
