@@ -1,7 +1,8 @@
 //! The io_uring layer of uringws, shared by the engine (`uringws-engine`)
 //! and the load generator (`uringws-load`): one [`Ring`] per thread,
 //! sockets as direct descriptors ([`Socket`]), multishot receives into a
-//! provided-buffer ring, vectored sends whose memory the ring holds
+//! provided-buffer ring consumed incrementally (many small receives share
+//! a buffer), vectored sends whose memory the ring holds
 //! ([`VectoredSend`]), and a `user_data` scheme ([`Token`]). Every `unsafe`
 //! that io_uring needs lives in this crate, behind safe methods.
 //!
@@ -102,9 +103,9 @@ impl Completion {
         self.received.as_deref()
     }
 
-    /// Those bytes, to keep past the completion: the buffer goes back to
-    /// the kernel when the [`Received`] (or, untaken, the completion) is
-    /// dropped.
+    /// Those bytes, to keep past the completion: their buffer goes back to
+    /// the kernel once the kernel has moved past it and every [`Received`]
+    /// in it (or, untaken, its completion) is dropped.
     pub fn take_received(&mut self) -> Option<Received> {
         self.received.take()
     }
@@ -127,7 +128,7 @@ pub struct RingConfig {
     /// Submission queue entries (completion queue: four times as many).
     pub entries: u32,
     /// Provided receive buffers (a power of two, at most 32768) and their
-    /// size.
+    /// size; all of it is faulted in when the ring is made.
     pub recv_buffers: u16,
     pub recv_buffer_size: usize,
     /// Direct descriptors; capped by the open-files limit, as the kernel
