@@ -99,8 +99,6 @@ impl Drop for Shared {
 pub(crate) struct BufRing {
     shared: Rc<Shared>,
     bgid: u16,
-    /// Whether the kernel took `IOU_PBUF_RING_INC`.
-    incremental: bool,
 }
 
 /// The bytes one receive completion delivered, in a buffer of the ring.
@@ -213,20 +211,12 @@ impl BufRing {
             }
         };
         // Kernels before 6.12 refuse the flag: each receive then takes a
-        // whole buffer.
-        let incremental = match register(IOU_PBUF_RING_INC as u16) {
-            Ok(()) => true,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                register(0)?;
-                false
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(BufRing {
-            shared,
-            bgid,
-            incremental,
-        })
+        // whole buffer, and no completion says `IORING_CQE_F_BUF_MORE`.
+        match register(IOU_PBUF_RING_INC as u16) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => register(0)?,
+            result => result?,
+        }
+        Ok(BufRing { shared, bgid })
     }
 
     pub(crate) fn bgid(&self) -> u16 {
@@ -245,7 +235,7 @@ impl BufRing {
         }
         state.filled.set(start + len);
         state.live.set(state.live.get() + 1);
-        state.done.set(!(more && self.incremental));
+        state.done.set(!more);
         Some(Received {
             shared: self.shared.clone(),
             bid,

@@ -32,9 +32,8 @@ pub(super) struct Accepts {
     /// Accepting with one multishot accept per listener now.
     multishot: bool,
     /// Slots in use from which multishot gives way to single-shot
-    /// accepts, and below which it comes back.
+    /// accepts (it comes back below half that); 0: single-shot only.
     single_from: u32,
-    multishot_below: u32,
     /// How many connections wait in a listener's backlog at most.
     backlog: u32,
     /// Per accept token (`ACCEPTS_PER_LISTENER` per listener): what is in
@@ -70,7 +69,6 @@ impl Accepts {
             peer_addresses,
             multishot: false,
             single_from: 0,
-            multishot_below: 0,
             backlog: effective_backlog(backlog),
             armed: vec![Armed::No; tokens],
             accepting: true,
@@ -102,7 +100,6 @@ impl Accepts {
         if !self.peer_addresses {
             let room = (2 * self.backlog + MULTISHOT_MARGIN) * self.listeners.len() as u32;
             self.single_from = files.saturating_sub(room).min(self.pause_at);
-            self.multishot_below = self.single_from / 2;
             self.multishot = self.single_from > 0;
         }
     }
@@ -230,10 +227,7 @@ impl<H: Handler> Worker<H> {
             self.accept.full = false;
             self.accept.retry_at.get_or_insert(self.ctx.out.now);
         }
-        if !self.accept.peer_addresses
-            && !self.accept.multishot
-            && in_use < self.accept.multishot_below
-        {
+        if !self.accept.multishot && in_use < self.accept.single_from / 2 {
             // The single-shot accepts in flight lapse as they complete;
             // the first of each listener comes back as multishot.
             self.accept.multishot = true;
