@@ -1,8 +1,12 @@
 //! Starting and stopping the workers.
 
 use crate::{
-    config::EngineConfig, handler::Handler, pubsub::Publisher, remote::Command, stats::WorkerStats,
-    worker::Worker,
+    config::EngineConfig,
+    handler::Handler,
+    pubsub::Publisher,
+    remote::Command,
+    stats::WorkerStats,
+    worker::{Listener, Worker},
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use std::{
@@ -19,7 +23,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 /// Configures and starts an [`Engine`].
 #[derive(Debug, Clone)]
 pub struct EngineBuilder {
-    addrs: Vec<SocketAddr>,
+    /// Where to listen, and the TLS settings of TLS listeners.
+    addrs: Vec<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>,
     workers: Option<usize>,
     pin: bool,
     raise_open_files_limit: bool,
@@ -42,7 +47,16 @@ impl EngineBuilder {
     /// An address to listen on; may be given several times. Port 0 picks a
     /// free port, the same for every worker ([`Engine::local_addrs`]).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.addrs.push(addr);
+        self.addrs.push((addr, None));
+        self
+    }
+
+    /// A TLS (`wss://`) address to listen on, with its rustls settings
+    /// (certificates, ALPN, versions); may be given several times, beside
+    /// plain ones. The TLS handshake counts against the handshake timeout;
+    /// handlers see the same callbacks as on a plain listener.
+    pub fn listen_tls(mut self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
+        self.addrs.push((addr, Some(config)));
         self
     }
 
@@ -244,13 +258,14 @@ pub struct WorkerContext {
 /// `workers` listeners per address, all with `SO_REUSEPORT` on the same
 /// port so the kernel spreads connections over the workers.
 fn bind_all(
-    addrs: &[SocketAddr],
+    addrs: &[(SocketAddr, Option<Arc<rustls::ServerConfig>>)],
     workers: usize,
     backlog: i32,
-) -> io::Result<(Vec<SocketAddr>, Vec<Vec<Socket>>)> {
+) -> io::Result<(Vec<SocketAddr>, Vec<Vec<Listener>>)> {
     let mut bound = Vec::with_capacity(addrs.len());
-    let mut per_worker: Vec<Vec<Socket>> = (0..workers).map(|_| Vec::new()).collect();
-    for &addr in addrs {
+    let mut per_worker: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
+    for (addr, tls) in addrs {
+        let addr = *addr;
         let mut actual = addr;
         for sockets in per_worker.iter_mut() {
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -264,7 +279,10 @@ fn bind_all(
             if let Some(local) = socket.local_addr()?.as_socket() {
                 actual = local;
             }
-            sockets.push(socket);
+            sockets.push(Listener {
+                socket,
+                tls: tls.clone(),
+            });
         }
         bound.push(actual);
     }

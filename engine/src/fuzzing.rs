@@ -126,8 +126,7 @@ impl Harness {
             self.handshake(script);
             self.drive_input(&[], script);
         } else {
-            let input = self.conn.incoming(data);
-            self.drive_input(input, script);
+            self.drive_input(data, script);
         }
     }
 
@@ -209,7 +208,7 @@ impl Harness {
             }
         }
         if std::mem::take(&mut self.ctx.out.ready).contains(&ID.slot) {
-            if let Some(send) = self.conn.poll_transmit() {
+            if let Some(send) = self.conn.poll_transmit(&mut self.ctx.out) {
                 assert!(
                     self.in_flight.is_none(),
                     "a vectored send beside another send"
@@ -263,7 +262,7 @@ impl Harness {
 
     /// Whether the worker is to shut the transport now.
     pub fn is_done(&self) -> bool {
-        self.conn.is_done()
+        self.conn.is_done(&self.ctx.out)
     }
 
     /// Whether [`teardown`](Self::teardown) ran.
@@ -329,7 +328,7 @@ impl Harness {
             self.dispatch(event, script);
         }
         self.conn.after_input(&mut self.ctx.out);
-        if self.conn.is_done() {
+        if self.conn.is_done(&self.ctx.out) {
             self.teardown(script);
         }
     }

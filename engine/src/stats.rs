@@ -92,6 +92,8 @@ pub(crate) struct Counters {
     pub bytes_out: u64,
     pub backpressure_drops: u64,
     pub backpressure_closes: u64,
+    /// TLS connections failed by a bad record or handshake (an alert sent).
+    pub tls_failures: u64,
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +123,7 @@ pub struct WorkerStats {
     bytes_out: AtomicU64,
     backpressure_drops: AtomicU64,
     backpressure_closes: AtomicU64,
+    tls_failures: AtomicU64,
     /// Per connection, not per message: a lock is cheap beside the
     /// syscalls of a handshake.
     requests: Mutex<BTreeMap<RequestOutcome, u64>>,
@@ -150,6 +153,7 @@ impl WorkerStats {
             .store(c.backpressure_drops, Ordering::Relaxed);
         self.backpressure_closes
             .store(c.backpressure_closes, Ordering::Relaxed);
+        self.tls_failures.store(c.tls_failures, Ordering::Relaxed);
     }
 
     pub(crate) fn count_request(&self, outcome: RequestOutcome) {
@@ -240,6 +244,13 @@ impl WorkerStats {
     /// Connections closed with 1008 for backpressure.
     pub fn backpressure_closes(&self) -> u64 {
         self.backpressure_closes.load(Ordering::Relaxed)
+    }
+
+    /// TLS connections ended by a record or handshake that failed (a
+    /// plain request to a TLS port, a bad record, an alert from the peer):
+    /// the alert went out and the connection closed.
+    pub fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(Ordering::Relaxed)
     }
 
     /// Request heads by outcome.

@@ -132,6 +132,24 @@ impl Deref for Received {
     }
 }
 
+impl std::ops::DerefMut for Received {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `deref`, and the range is this value's alone:
+        // receives are cut from a buffer without overlapping, and a
+        // `Received` is neither cloned nor copied, so no other reference
+        // to these bytes exists while this one is borrowed.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.shared
+                    .buffers
+                    .as_ptr()
+                    .add(usize::from(self.bid) * self.shared.buf_size + self.start),
+                self.len,
+            )
+        }
+    }
+}
+
 impl Drop for Received {
     fn drop(&mut self) {
         let state = &self.shared.state[usize::from(self.bid)];

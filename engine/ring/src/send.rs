@@ -93,6 +93,13 @@ impl VectoredSend {
         }
     }
 
+    /// Adds a piece at the end (up to [`MAX_IOVECS`]; more are not sent).
+    pub fn push(&mut self, chunk: Chunk) {
+        if self.chunks.len() < MAX_IOVECS && !chunk.is_empty() {
+            self.chunks.push(chunk);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
     }

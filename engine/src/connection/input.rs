@@ -3,31 +3,94 @@
 use super::*;
 
 impl Connection {
-    /// Bytes from the transport, to be read by [`poll_head`](Self::poll_head)
-    /// or [`poll_event`](Self::poll_event).
+    /// Bytes from a plain connection's transport, into its buffer, to be
+    /// read by [`poll_head`](Self::poll_head) or
+    /// [`poll_event`](Self::poll_event). (Once upgraded, the worker hands
+    /// them to [`poll_event_in`](Self::poll_event_in) where they lie.)
     pub(crate) fn receive(&mut self, data: &[u8], ob: &mut Outbox) {
-        let data = self.layer.incoming(data);
         self.buffer_input(data, ob);
     }
 
-    /// Received bytes through the connection's byte layer, once, before
-    /// [`poll_event_in`](Self::poll_event_in) reads them.
-    pub(crate) fn incoming<'a>(&mut self, received: &'a [u8]) -> &'a [u8] {
-        self.layer.incoming(received)
+    /// Records from a TLS connection's transport, decrypted in `data`
+    /// where they lie; their plaintext joins the connection's buffer, to be
+    /// read by [`poll_head`](Self::poll_head) or
+    /// [`poll_event`](Self::poll_event). A record that cannot be read
+    /// fails the connection with the alert rustls gives.
+    pub(crate) fn receive_records(&mut self, data: &mut [u8], ob: &mut Outbox) {
+        let reading = self.is_reading();
+        let Some(tls) = ob.tls.get_mut(&self.id.slot) else {
+            return;
+        };
+        let io = self.output.io.get_or_insert_with(|| ob.pool.take());
+        let read = io.inbuf.len();
+        let result = tls.receive(data, &mut io.inbuf);
+        if !reading {
+            io.inbuf.truncate(read);
+        }
+        if tls.has_output() {
+            list(&mut self.output.listed, self.id, ob);
+        }
+        if let Err(error) = result {
+            self.fail_tls(&error, ob);
+        }
+    }
+
+    /// After a close was received or a final answer queued nothing more
+    /// is read; a close we sent still waits for the peer's.
+    fn is_reading(&self) -> bool {
+        match &self.state {
+            State::Handshake { .. } | State::Open { .. } => true,
+            State::Closing { wait_peer, .. } => *wait_peer,
+            State::Closed { .. } => false,
+        }
     }
 
     /// Appends bytes that went through the byte layer to the buffer.
     pub(super) fn buffer_input(&mut self, data: &[u8], ob: &mut Outbox) {
-        // After a close was received or a final answer queued nothing
-        // more is read; a close we sent still waits for the peer's.
-        let reading = match &self.state {
-            State::Handshake { .. } | State::Open { .. } => true,
-            State::Closing { wait_peer, .. } => *wait_peer,
-            State::Closed { .. } => false,
-        };
-        if reading {
+        if self.is_reading() {
             self.output.io(&mut ob.pool).inbuf.extend_from_slice(data);
         }
+    }
+
+    /// TLS failed (a bad record, a failed handshake, an alert from the
+    /// peer): the alert rustls has for it goes out, then the transport is
+    /// shut. No close frame can be sent or read any more, so an open
+    /// connection ends as 1006.
+    fn fail_tls(&mut self, error: &rustls::Error, ob: &mut Outbox) {
+        ob.counters.tls_failures += 1;
+        self.output.discard_input();
+        match &mut self.state {
+            State::Handshake { .. } => self.enter(
+                State::Closing {
+                    wait_peer: false,
+                    report: false,
+                },
+                ob,
+            ),
+            State::Open { .. } => {
+                let reason = format!("TLS: {error}");
+                let reason = Utf8Bytes::from(truncate_reason(&reason));
+                self.report(
+                    Report {
+                        code: CloseCode::ABNORMAL,
+                        reason,
+                    },
+                    ob,
+                );
+                // Nothing more can be encrypted.
+                self.output.discard(&mut ob.counters);
+                self.enter(
+                    State::Closing {
+                        wait_peer: false,
+                        report: true,
+                    },
+                    ob,
+                );
+            }
+            State::Closing { wait_peer, .. } => *wait_peer = false,
+            State::Closed { .. } => {}
+        }
+        list(&mut self.output.listed, self.id, ob);
     }
 
     /// Parses what was received as a request head. A complete one (with
@@ -292,7 +355,7 @@ impl Connection {
     /// After a batch of input: a lone small reply goes out as a direct
     /// send, and buffers left empty go back to the pool.
     pub(crate) fn after_input(&mut self, ob: &mut Outbox) {
-        if self.is_open() && self.layer.sends_as_is() {
+        if self.is_open() && self.layer().sends_as_is() {
             if let Some(frame) = self.output.take_direct_reply(&mut ob.pool) {
                 ob.direct.push((self.id.slot, self.id.gen, frame));
                 return;
@@ -301,5 +364,6 @@ impl Connection {
         // Mid-frame, the buffer holds room reserved for the frame's rest.
         let keep = self.is_handshake() || self.session.decoder().is_mid_message();
         self.output.release_io(&mut ob.pool, keep);
+        self.finish(ob);
     }
 }

@@ -13,10 +13,12 @@ mod send;
 #[cfg(test)]
 mod tests;
 mod time;
+mod tls;
 mod transport;
 
 pub(crate) use output::IoPool;
 use output::Sending;
+pub(crate) use tls::Tls;
 
 use crate::{
     config::{BackpressurePolicy, EngineConfig},
@@ -166,6 +168,10 @@ pub(crate) struct Outbox {
     /// Close reports not yet handed to the handler, by slot.
     pub reports: HashMap<u32, Report>,
     pub counters: Counters,
+    /// The TLS state of each TLS connection, by slot (see `layer`).
+    pub tls: HashMap<u32, Box<Tls>>,
+    /// Where queued frames are gathered into a record's plaintext.
+    scratch: Vec<u8>,
     /// Milliseconds since the worker started.
     pub now: u64,
 }
@@ -181,6 +187,8 @@ impl Outbox {
             wake: Vec::new(),
             reports: HashMap::new(),
             counters: Counters::default(),
+            tls: HashMap::new(),
+            scratch: Vec::new(),
             now: 0,
         }
     }
@@ -217,7 +225,6 @@ pub(crate) struct Connection {
     /// When the state began; while open, when the last ping went out.
     since: u64,
     last_activity: u64,
-    layer: ByteLayer,
 }
 
 impl Connection {
@@ -237,8 +244,29 @@ impl Connection {
             output: Output::new(io),
             since: ob.now,
             last_activity: ob.now,
-            layer: ByteLayer::Plain,
         }
+    }
+
+    /// A connection accepted on a TLS listener: the TLS handshake comes
+    /// first, and counts against the handshake timeout.
+    pub(crate) fn with_tls(
+        id: Id,
+        peer: Option<SocketAddr>,
+        tls: Box<Tls>,
+        ob: &mut Outbox,
+    ) -> Connection {
+        let mut conn = Connection::new(id, peer, ob);
+        conn.output.layer = ByteLayer::Tls;
+        ob.tls.insert(id.slot, tls);
+        conn
+    }
+
+    fn layer(&self) -> ByteLayer {
+        self.output.layer
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        self.layer() == ByteLayer::Tls
     }
 
     #[cfg(test)]
@@ -283,6 +311,9 @@ impl Connection {
     pub(crate) fn free(mut self, ob: &mut Outbox) {
         // Whatever path ended it, its queue leaves the worker's gauge.
         self.output.discard(&mut ob.counters);
+        if self.is_tls() {
+            ob.tls.remove(&self.id.slot);
+        }
         if let Some(io) = self.output.io {
             ob.pool.give(io);
         }

@@ -1,7 +1,7 @@
 //! A connection's write side: what is queued, what is in flight, and the
 //! buffers it holds only while busy ([`Io`], pooled per worker).
 
-use super::Outbox;
+use super::{layer::ByteLayer, Outbox};
 use crate::stats::Counters;
 use bytes::{Bytes, BytesMut};
 use std::{collections::VecDeque, net::SocketAddr};
@@ -102,6 +102,9 @@ pub(crate) struct Output {
     pub sending: Sending,
     /// Listed in [`Outbox::ready`](super::Outbox::ready) this turn.
     pub listed: bool,
+    /// The connection's byte layer: here, where it fits the padding, not
+    /// in a word of its own.
+    pub layer: ByteLayer,
     pub io: Option<Box<Io>>,
 }
 
@@ -111,6 +114,7 @@ impl Output {
             queued: 0,
             sending: Sending::Nothing,
             listed: false,
+            layer: ByteLayer::Plain,
             io,
         }
     }
@@ -228,13 +232,20 @@ impl Output {
 
     /// A send completed with `sent` bytes (all of a direct frame, or part
     /// of a vectored one, whose buffer comes back in `returned`). `false`
-    /// when the stream cannot go on (a direct send cut short).
+    /// when the stream cannot go on (a direct send cut short). A TLS
+    /// connection's queue was counted down as it was encrypted: its sends
+    /// carry records, not the queued bytes.
     pub(crate) fn sent(
         &mut self,
         sent: usize,
         returned: Option<Box<VectoredSend>>,
         counters: &mut Counters,
     ) -> bool {
+        let unqueue = if self.layer == ByteLayer::Plain {
+            sent
+        } else {
+            0
+        };
         let was = std::mem::replace(&mut self.sending, Sending::Nothing);
         if was == Sending::Direct {
             // MSG_WAITALL: all of the frame, or the connection failed part
@@ -247,10 +258,7 @@ impl Output {
                 return false;
             }
         }
-        let sent_u32 = u32::try_from(sent).unwrap_or(u32::MAX);
-        let was = self.queued;
-        self.queued = self.queued.saturating_sub(sent_u32);
-        counters.unqueue(was - self.queued);
+        self.unqueue(unqueue, counters);
         if let Some(mut send) = returned {
             send.advance(sent);
             match self.io.as_mut() {
@@ -260,6 +268,14 @@ impl Output {
             }
         }
         true
+    }
+
+    /// Counts `len` queued bytes as gone, here and in the worker's gauge.
+    pub(crate) fn unqueue(&mut self, len: usize, counters: &mut Counters) {
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        let was = self.queued;
+        self.queued = self.queued.saturating_sub(len);
+        counters.unqueue(was - self.queued);
     }
 
     /// Gives the [`Io`] back to the pool when it holds nothing, unless

@@ -17,7 +17,7 @@ impl Connection {
                     ob.counters.messages_out += 1;
                 }
                 let small = frame.wire_len() <= output::DIRECT_COPY_MAX;
-                if small && self.output.can_send_direct() && self.layer.sends_as_is() {
+                if small && self.output.can_send_direct() && self.layer().sends_as_is() {
                     // An echo or an ack to a connection with nothing else
                     // queued: one send of a copy, no Io and no queue
                     // taken for it (the copy is cheaper than both).
@@ -55,7 +55,7 @@ impl Connection {
             Err(status) => return status,
         };
         ob.counters.messages_out += 1;
-        if self.output.can_send_direct() && self.layer.sends_as_is() {
+        if self.output.can_send_direct() && self.layer().sends_as_is() {
             self.send_direct(frame, ob);
         } else {
             self.output.push_bytes(frame, ob);

@@ -2,17 +2,87 @@
 //! stream.
 
 use super::*;
+use uringws_ring::Chunk;
+
+/// Records (of up to 16 KiB of plaintext each) put into one send at most.
+const RECORDS_PER_SEND: usize = 16;
+
+/// Moves up to `max` bytes from the front of `queue` into `scratch`,
+/// splitting a piece that does not fit.
+fn gather(queue: &mut std::collections::VecDeque<Chunk>, scratch: &mut Vec<u8>, max: usize) {
+    while let Some(chunk) = queue.front_mut() {
+        let room = max - scratch.len();
+        if chunk.len() <= room {
+            scratch.extend_from_slice(chunk.as_slice());
+            queue.pop_front();
+            continue;
+        }
+        scratch.extend_from_slice(&chunk.as_slice()[..room]);
+        let rest = match &*chunk {
+            Chunk::Shared(bytes) => Chunk::Shared(bytes.slice(room..)),
+            Chunk::Inline { .. } => {
+                Chunk::Shared(Bytes::copy_from_slice(&chunk.as_slice()[room..]))
+            }
+        };
+        *chunk = rest;
+        return;
+    }
+}
 
 impl Connection {
     /// The vectored send to submit now, if any (direct frames go by the
     /// worker's [`Outbox::direct`] list instead).
-    pub(crate) fn poll_transmit(&mut self) -> Option<Box<VectoredSend>> {
+    pub(crate) fn poll_transmit(&mut self, ob: &mut Outbox) -> Option<Box<VectoredSend>> {
         self.output.listed = false;
         if self.is_closed() {
             return None;
         }
-        let send = self.output.poll_vectored()?;
-        Some(self.layer.outgoing(send))
+        match self.layer() {
+            ByteLayer::Plain => self.output.poll_vectored(),
+            ByteLayer::Tls => self.poll_records(ob),
+        }
+    }
+
+    /// A TLS connection's next send: TLS's own records, then the queue
+    /// encrypted, up to [`RECORDS_PER_SEND`] records, as one buffer. What
+    /// a short send left goes first, as it is.
+    fn poll_records(&mut self, ob: &mut Outbox) -> Option<Box<VectoredSend>> {
+        if self.output.sending != Sending::Nothing {
+            return None;
+        }
+        let tls = ob.tls.get_mut(&self.id.slot)?;
+        let io = self.output.io.get_or_insert_with(|| ob.pool.take());
+        let mut send = io.send.take()?;
+        let mut encrypted = 0;
+        if send.is_empty() {
+            let mut wire = BytesMut::new();
+            tls.take_output(&mut wire);
+            let mut records = 0;
+            while !io.out.is_empty() && records < RECORDS_PER_SEND && tls.can_write() {
+                let scratch = &mut ob.scratch;
+                scratch.clear();
+                gather(&mut io.out, scratch, tls::MAX_RECORD);
+                if !tls.encrypt(scratch, &mut wire) {
+                    break;
+                }
+                encrypted += scratch.len();
+                records += 1;
+            }
+            if !wire.is_empty() {
+                send.push(Chunk::Shared(wire.freeze()));
+            }
+        }
+        let send = if send.is_empty() {
+            io.send = Some(send);
+            None
+        } else {
+            Some(send)
+        };
+        self.output.unqueue(encrypted, &mut ob.counters);
+        if send.is_some() {
+            self.output.sending = Sending::Vectored;
+        }
+        send
     }
 
     /// A direct frame from [`Outbox::direct`] is about to be submitted;
@@ -58,7 +128,7 @@ impl Connection {
         if self.is_closed() {
             return true;
         }
-        if self.output.flushed() {
+        if self.output.flushed() && !self.has_records(ob) {
             self.output.release_io(&mut ob.pool, self.is_handshake());
         } else {
             // The rest of a short send, or what was queued meanwhile.
@@ -127,14 +197,44 @@ impl Connection {
     }
 
     /// Whether the transport is to be shut now: the connection is closed,
-    /// or closing with everything written and nothing left to wait for.
-    pub(crate) fn is_done(&self) -> bool {
+    /// or closing with everything written and nothing left to wait for,
+    /// TLS's close_notify included ([`finish`](Self::finish)).
+    pub(crate) fn is_done(&self, ob: &Outbox) -> bool {
         match &self.state {
             State::Closed { .. } => true,
-            State::Closing { wait_peer, .. } => {
-                self.output.flushed() && (!*wait_peer || self.session.state() == CloseState::Closed)
+            State::Closing { .. } => {
+                let tls = self.is_tls().then(|| ob.tls.get(&self.id.slot)).flatten();
+                self.closed_cleanly() && tls.is_none_or(|tls| !tls.has_output() && !tls.can_close())
             }
             _ => false,
         }
+    }
+
+    /// A closing connection with all written and nothing to wait for.
+    fn closed_cleanly(&self) -> bool {
+        let State::Closing { wait_peer, .. } = self.state else {
+            return false;
+        };
+        self.output.flushed() && (!wait_peer || self.session.state() == CloseState::Closed)
+    }
+
+    /// After what the connection had to write and wait for is done: a TLS
+    /// connection queues its close_notify, the last thing it sends.
+    pub(crate) fn finish(&mut self, ob: &mut Outbox) {
+        if !self.is_tls() || !self.closed_cleanly() {
+            return;
+        }
+        if ob.tls.get_mut(&self.id.slot).is_some_and(|tls| tls.close()) {
+            list(&mut self.output.listed, self.id, ob);
+        }
+    }
+
+    /// Whether TLS records of its own wait to be sent.
+    fn has_records(&self, ob: &Outbox) -> bool {
+        self.is_tls()
+            && ob
+                .tls
+                .get(&self.id.slot)
+                .is_some_and(|tls| tls.has_output())
     }
 }

@@ -9,10 +9,11 @@
 
 use super::{ops, Kind, Slot, Worker};
 use crate::{
-    connection::{Connection, Id},
+    connection::{Connection, Id, Tls},
     handler::Handler,
 };
-use std::{io, net::SocketAddr, os::fd::AsRawFd};
+use rustls::ServerConfig;
+use std::{io, net::SocketAddr, os::fd::AsRawFd, sync::Arc};
 use uringws_ring::{Completion, Socket, Token};
 
 /// How long to wait before accepting again when the file table is full.
@@ -24,8 +25,17 @@ const ACCEPTS_PER_LISTENER: u32 = 8;
 /// while a multishot accept goes through them.
 const MULTISHOT_MARGIN: u32 = 32;
 
+/// A worker's listening socket, plain or TLS.
+pub(crate) struct Listener {
+    pub socket: socket2::Socket,
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
 pub(super) struct Accepts {
     listeners: Vec<socket2::Socket>,
+    /// Each listener's TLS settings, for TLS listeners (kept when the
+    /// listeners close, for connections accepted before).
+    tls: Vec<Option<Arc<ServerConfig>>>,
     /// Single-shot accepts only, which report the peer's address;
     /// otherwise one multishot accept per listener while there is room.
     peer_addresses: bool,
@@ -58,14 +68,12 @@ enum Armed {
 }
 
 impl Accepts {
-    pub(super) fn new(
-        listeners: Vec<socket2::Socket>,
-        peer_addresses: bool,
-        backlog: i32,
-    ) -> Accepts {
+    pub(super) fn new(listeners: Vec<Listener>, peer_addresses: bool, backlog: i32) -> Accepts {
         let tokens = listeners.len() * ACCEPTS_PER_LISTENER as usize;
+        let (listeners, tls) = listeners.into_iter().map(|l| (l.socket, l.tls)).unzip();
         Accepts {
             listeners,
+            tls,
             peer_addresses,
             multishot: false,
             single_from: 0,
@@ -146,7 +154,9 @@ impl<H: Handler> Worker<H> {
     pub(super) fn on_accept(&mut self, token: Token, c: &Completion) {
         if let Some(socket) = c.socket() {
             if self.accept.accepting {
-                self.accepted(socket, c.peer());
+                let listener = (token.slot / ACCEPTS_PER_LISTENER) as usize;
+                let tls = self.accept.tls.get(listener).cloned().flatten();
+                self.accepted(socket, c.peer(), tls);
             } else {
                 // Accepted as the shutdown began: nothing will serve it.
                 let _ = self.ring.close_now(socket);
@@ -194,7 +204,21 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn accepted(&mut self, socket: Socket, peer: Option<SocketAddr>) {
+    fn accepted(
+        &mut self,
+        socket: Socket,
+        peer: Option<SocketAddr>,
+        tls: Option<Arc<ServerConfig>>,
+    ) {
+        let tls = match tls.map(Tls::new).transpose() {
+            Ok(tls) => tls.map(Box::new),
+            Err(error) => {
+                // The settings, not the peer: every connection would fail.
+                tracing::error!(worker = self.id, %error, "cannot start TLS");
+                let _ = self.ring.close_now(socket);
+                return;
+            }
+        };
         let gen = self.next_gen;
         // 32 bits here (a `ConnId` or `ConnRef` outlives its connection by
         // 4 billion accepts before it could name another), 24 in the ring's
@@ -202,8 +226,13 @@ impl<H: Handler> Worker<H> {
         self.next_gen = gen.wrapping_add(1);
         let entry = self.slots.vacant_entry();
         let slot = entry.key() as u32;
+        let id = Id { slot, gen };
+        let conn = match tls {
+            Some(tls) => Connection::with_tls(id, peer, tls, &mut self.ctx.out),
+            None => Connection::new(id, peer, &mut self.ctx.out),
+        };
         entry.insert(Slot {
-            conn: Connection::new(Id { slot, gen }, peer, &mut self.ctx.out),
+            conn,
             state: None,
             socket,
             ops: ops::RECV_ARMED,

@@ -64,18 +64,24 @@ impl<H: Handler> Worker<H> {
         }
         match result {
             n if n > 0 => {
-                let Some(data) = data else {
+                let Some(mut data) = data else {
                     self.teardown(slot);
                     return self.try_free(slot);
                 };
                 self.ctx.out.counters.bytes_in += data.len() as u64;
-                if s.conn.is_handshake() {
+                if s.conn.is_tls() {
+                    // Decrypted into the connection's buffer.
+                    s.conn.receive_records(&mut data, &mut self.ctx.out);
+                    if s.conn.is_handshake() {
+                        self.handshake(slot);
+                    }
+                    self.drive(slot);
+                } else if s.conn.is_handshake() {
                     s.conn.receive(&data, &mut self.ctx.out);
                     self.handshake(slot);
                     self.drive(slot);
                 } else {
-                    let input = s.conn.incoming(&data);
-                    self.drive_input(slot, input);
+                    self.drive_input(slot, &data);
                 }
                 self.want_rearm(slot);
             }

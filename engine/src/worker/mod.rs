@@ -9,6 +9,7 @@
 //! `timers`, and `commands` (other threads, shutdown).
 
 mod accept;
+pub(crate) use accept::Listener;
 mod commands;
 mod events;
 mod input;
@@ -143,7 +144,7 @@ impl<H: Handler> Worker<H> {
     pub(crate) fn new(
         id: usize,
         handler: H,
-        listeners: Vec<socket2::Socket>,
+        listeners: Vec<Listener>,
         config: Arc<EngineConfig>,
         (commands, rx): (UnboundedSender<Command>, UnboundedReceiver<Command>),
         publisher: Publisher,
@@ -347,7 +348,7 @@ impl<H: Handler> Worker<H> {
             return;
         };
         s.conn.after_input(&mut self.ctx.out);
-        if s.conn.is_done() {
+        if s.conn.is_done(&self.ctx.out) {
             self.teardown(slot);
         } else {
             self.schedule(slot);

@@ -29,7 +29,7 @@ impl<H: Handler> Worker<H> {
             let Some(s) = self.slots.get_mut(slot as usize) else {
                 continue;
             };
-            if let Some(send) = s.conn.poll_transmit() {
+            if let Some(send) = s.conn.poll_transmit(&mut self.ctx.out) {
                 let token = Kind::Send.token(s.conn.id.gen, slot);
                 self.ring.send_vectored(s.socket, send, token)?;
             }

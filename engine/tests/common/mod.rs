@@ -184,9 +184,9 @@ pub struct Hooks {
 
 /// Echoes text and binary messages, records opens, closes and drains.
 pub struct Echo {
-    worker: usize,
-    recorder: Arc<Recorder>,
-    hooks: Hooks,
+    pub worker: usize,
+    pub recorder: Arc<Recorder>,
+    pub hooks: Hooks,
 }
 
 impl Handler for Echo {

@@ -127,7 +127,7 @@ fn drain_is_reported_once_the_queue_falls_under_half_the_limit() {
         SendStatus::Queued
     );
     assert_eq!(events(&mut conn, &mut ob), []);
-    let send = conn.poll_transmit().unwrap();
+    let send = conn.poll_transmit(&mut ob).unwrap();
     assert_eq!(send.len(), 2408);
     conn.on_sent(600, Some(send), &mut ob);
     assert_eq!(conn.queued(), 1808);
@@ -136,7 +136,7 @@ fn drain_is_reported_once_the_queue_falls_under_half_the_limit() {
         [],
         "1,808 is over half of 3,000"
     );
-    let send = conn.poll_transmit().unwrap();
+    let send = conn.poll_transmit(&mut ob).unwrap();
     conn.on_sent(400, Some(send), &mut ob);
     assert_eq!(conn.queued(), 1408);
     assert_eq!(events(&mut conn, &mut ob), [Ev::Drain]);

@@ -9,9 +9,9 @@ fn peer_close_is_echoed_reported_and_done_once_written() {
         feed(&mut conn, &mut ob, &close_frame(4000, "done")),
         [closed(4000, "done")]
     );
-    assert!(!conn.is_done(), "done before the reply is written");
+    assert!(!conn.is_done(&ob), "done before the reply is written");
     assert_eq!(sent_frames(&mut conn, &mut ob), [wire_close(4000, "")]);
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
     assert_eq!(events(&mut conn, &mut ob), []);
 }
 
@@ -21,7 +21,7 @@ fn empty_peer_close_is_reported_1005_and_answered_empty() {
     let evs = feed(&mut conn, &mut ob, &client(OpCode::Close, true, b""));
     assert_eq!(evs, [closed(1005, "")]);
     assert_eq!(sent_frames(&mut conn, &mut ob), [Wire::Close(None)]);
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
 }
 
 #[test]
@@ -39,12 +39,12 @@ fn our_close_is_reported_once_and_ends_with_the_peers_close() {
         sent_frames(&mut conn, &mut ob),
         [Wire::Text("last".into()), wire_close(1000, "bye")]
     );
-    assert!(!conn.is_done(), "done before the peer answered");
+    assert!(!conn.is_done(&ob), "done before the peer answered");
     assert_eq!(feed(&mut conn, &mut ob, &text("in flight")), []);
     assert_eq!(ob.counters.messages_in, 0);
-    assert!(!conn.is_done());
+    assert!(!conn.is_done(&ob));
     assert_eq!(feed(&mut conn, &mut ob, &close_frame(1000, "")), []);
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
     assert_eq!(
         written(&mut conn, &mut ob),
         b"",
@@ -65,7 +65,7 @@ fn data_and_the_peers_close_in_one_read_end_our_close() {
     ]
     .concat();
     assert_eq!(feed(&mut conn, &mut ob, &received), []);
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
     assert_eq!(
         written(&mut conn, &mut ob),
         b"",
@@ -92,7 +92,7 @@ fn crossing_closes_end_with_one_report_and_one_close_frame() {
     assert!(input.is_empty(), "the peer's close is not read");
     conn.after_input(&mut ob);
     assert_eq!(sent_frames(&mut conn, &mut ob), [wire_close(1000, "ours")]);
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
 }
 
 #[test]
@@ -105,10 +105,10 @@ fn close_timeout_while_waiting_for_the_peer_ends_it() {
     assert_eq!(conn.poll_timeout(&ob.config), Some(6000));
     ob.now = 5999;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
-    assert!(!conn.is_done());
+    assert!(!conn.is_done(&ob));
     ob.now = 6000;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Closing);
-    assert!(conn.is_closed() && conn.is_done());
+    assert!(conn.is_closed() && conn.is_done(&ob));
     assert_eq!(events(&mut conn, &mut ob), [], "reported twice");
     assert_eq!(conn.poll_timeout(&ob.config), None);
 }
@@ -117,7 +117,7 @@ fn close_timeout_while_waiting_for_the_peer_ends_it() {
 fn transport_lost_while_open_reports_1006_once() {
     let (mut conn, mut ob) = open_conn();
     conn.on_transport_closed(&mut ob);
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
     assert_eq!(
         events(&mut conn, &mut ob),
         [closed(1006, "connection lost")]
@@ -133,7 +133,7 @@ fn transport_lost_while_closing_after_the_report_reports_nothing_more() {
     conn.close(CloseCode::GOING_AWAY, "away", &mut ob);
     assert_eq!(events(&mut conn, &mut ob), [closed(1001, "away")]);
     conn.on_transport_closed(&mut ob);
-    assert!(conn.is_closed() && conn.is_done());
+    assert!(conn.is_closed() && conn.is_done(&ob));
     assert_eq!(events(&mut conn, &mut ob), []);
 }
 
@@ -152,7 +152,7 @@ fn close_during_the_handshake_drops_without_a_report() {
     let mut conn = accepted(&mut ob);
     conn.receive(b"GET /chat HTTP/1.1\r\nHost: x\r\n", &mut ob);
     conn.close(CloseCode::NORMAL, "no", &mut ob);
-    assert!(conn.is_closed() && conn.is_done());
+    assert!(conn.is_closed() && conn.is_done(&ob));
     assert_eq!(events(&mut conn, &mut ob), []);
     assert_eq!(written(&mut conn, &mut ob), b"");
     conn.receive(b"\r\n", &mut ob);

@@ -179,16 +179,16 @@ fn body_over_max_body_is_invalid_with_413() {
 fn respond_closes_once_the_answer_is_written() {
     let (mut conn, mut ob, response) = answering_a_plain_request();
     assert_eq!(drive(&mut conn, &mut ob), []);
-    assert!(!conn.is_done(), "done before the answer is written");
+    assert!(!conn.is_done(&ob), "done before the answer is written");
     conn.receive(b"GET /more HTTP/1.1\r\n\r\n", &mut ob);
     assert_eq!(poll_head(&mut conn, &mut ob), None, "read after the answer");
     assert_eq!(std::mem::take(&mut ob.ready), [SLOT]);
-    let send = conn.poll_transmit().unwrap();
+    let send = conn.poll_transmit(&mut ob).unwrap();
     assert_eq!(send.to_vec(), response);
     conn.on_sent(10, Some(send), &mut ob);
-    assert!(!conn.is_done(), "done with part of the answer written");
+    assert!(!conn.is_done(&ob), "done with part of the answer written");
     assert_eq!(written(&mut conn, &mut ob), response[10..]);
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
     assert_eq!(
         events(&mut conn, &mut ob),
         [],
@@ -230,7 +230,7 @@ fn handshake_timeout_closes_without_a_report() {
     assert!(conn.is_handshake());
     ob.now = 11_000;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Handshake);
-    assert!(conn.is_closed() && conn.is_done());
+    assert!(conn.is_closed() && conn.is_done(&ob));
     assert_eq!(events(&mut conn, &mut ob), []);
     assert_eq!(conn.poll_timeout(&ob.config), None);
     assert_eq!(written(&mut conn, &mut ob), b"");

@@ -245,7 +245,7 @@ fn written(conn: &mut Connection, ob: &mut Outbox) -> Vec<u8> {
             }
         }
         if std::mem::take(&mut ob.ready).contains(&SLOT) {
-            if let Some(send) = conn.poll_transmit() {
+            if let Some(send) = conn.poll_transmit(ob) {
                 assert!(in_flight.is_none(), "a vectored send beside a direct one");
                 in_flight = Some(InFlight::Vectored(send));
             }

@@ -148,10 +148,10 @@ fn invalid_utf8_closes_with_1007_and_reads_nothing_more() {
     );
     assert_eq!(feed(&mut conn, &mut ob, &text("later")), []);
     assert_eq!(ob.counters.messages_in, 0);
-    assert!(!conn.is_done(), "done before our close is written");
+    assert!(!conn.is_done(&ob), "done before our close is written");
     assert_eq!(sent_frames(&mut conn, &mut ob), [wire_close(1007, "")]);
     assert!(
-        conn.is_done(),
+        conn.is_done(&ob),
         "the peer's answer is waited for after an error"
     );
 }
@@ -171,7 +171,7 @@ fn frame_over_max_frame_size_closes_with_1009_at_its_header() {
         [closed(1009, "frame of 17 bytes exceeds the limit of 16")]
     );
     assert_eq!(sent_frames(&mut conn, &mut ob), [wire_close(1009, "")]);
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
 }
 
 #[test]

@@ -12,10 +12,10 @@ fn short_vectored_send_sends_the_rest_next() {
     let payload = "x".repeat(LARGE);
     conn.send(OpCode::Text, payload.clone().into(), &mut ob);
     assert_eq!(std::mem::take(&mut ob.ready), [SLOT]);
-    let send = conn.poll_transmit().unwrap();
+    let send = conn.poll_transmit(&mut ob).unwrap();
     let all = send.to_vec();
     assert_eq!(all.len(), LARGE + 4);
-    assert!(conn.poll_transmit().is_none(), "two sends in flight");
+    assert!(conn.poll_transmit(&mut ob).is_none(), "two sends in flight");
     conn.on_sent(5, Some(send), &mut ob);
     assert_eq!(conn.queued(), LARGE + 4 - 5);
     assert_eq!(ob.counters.queued_bytes, conn.queued() as u64, "the gauge");
@@ -24,7 +24,7 @@ fn short_vectored_send_sends_the_rest_next() {
         [SLOT],
         "the rest is not listed"
     );
-    let send = conn.poll_transmit().unwrap();
+    let send = conn.poll_transmit(&mut ob).unwrap();
     assert_eq!(send.to_vec(), all[5..]);
     conn.on_sent(send.len() as i32, Some(send), &mut ob);
     assert_eq!((conn.queued(), ob.counters.queued_bytes), (0, 0));
@@ -98,7 +98,7 @@ fn short_direct_send_ends_the_connection() {
     assert!(conn.start_direct());
     assert!(conn.sending());
     conn.on_sent(4, None, &mut ob);
-    assert!(conn.is_closed() && conn.is_done());
+    assert!(conn.is_closed() && conn.is_done(&ob));
     assert!(!conn.sending());
     assert_eq!(
         events(&mut conn, &mut ob),
@@ -117,20 +117,20 @@ fn send_error_ends_the_connection() {
                 assert!(conn.start_direct());
                 None
             }
-            None => Some(conn.poll_transmit().unwrap()),
+            None => Some(conn.poll_transmit(&mut ob).unwrap()),
         };
         // Queued behind the send that fails: dropped with it, and from
         // the worker's gauge.
         conn.send(OpCode::Text, "y".into(), &mut ob);
         assert!(ob.counters.queued_bytes > 0);
         conn.on_sent(-libc::ECONNRESET, send, &mut ob);
-        assert!(conn.is_closed() && conn.is_done(), "{payload}");
+        assert!(conn.is_closed() && conn.is_done(&ob), "{payload}");
         assert_eq!(ob.counters.queued_bytes, 0, "{payload}");
         assert_eq!(
             events(&mut conn, &mut ob),
             [closed(1006, "connection lost")]
         );
-        assert_eq!(conn.poll_transmit().map(|s| s.len()), None);
+        assert_eq!(conn.poll_transmit(&mut ob).map(|s| s.len()), None);
     }
 }
 
@@ -145,7 +145,7 @@ fn after_input_turns_one_small_reply_into_a_direct_send() {
         conn.output.io.is_none(),
         "the Io is kept for a direct reply"
     );
-    assert!(conn.poll_transmit().is_none(), "sent twice");
+    assert!(conn.poll_transmit(&mut ob).is_none(), "sent twice");
     assert!(conn.start_direct());
     conn.on_sent(5, None, &mut ob);
     assert!(conn.is_open() && !conn.sending());
@@ -175,9 +175,9 @@ fn shutdown_closes_an_open_connection_with_1001() {
         sent_frames(&mut conn, &mut ob),
         [wire_close(1001, "server shutting down")]
     );
-    assert!(!conn.is_done(), "the peer's close is waited for");
+    assert!(!conn.is_done(&ob), "the peer's close is waited for");
     feed(&mut conn, &mut ob, &close_frame(1001, ""));
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn shutdown_drops_a_connection_in_its_handshake() {
     let mut conn = accepted(&mut ob);
     conn.receive(b"GET /chat HTTP/1.1\r\n", &mut ob);
     conn.shutdown(&mut ob);
-    assert!(conn.is_closed() && conn.is_done());
+    assert!(conn.is_closed() && conn.is_done(&ob));
     assert_eq!(events(&mut conn, &mut ob), []);
     assert_eq!(written(&mut conn, &mut ob), b"");
 }
@@ -195,16 +195,16 @@ fn shutdown_drops_a_connection_in_its_handshake() {
 fn an_answer_being_written_when_the_peer_shuts_its_side_still_goes_out() {
     let (mut conn, mut ob, response) = answering_a_plain_request();
     conn.on_end_of_stream(&mut ob);
-    assert!(!conn.is_done(), "the answer is not written yet");
+    assert!(!conn.is_done(&ob), "the answer is not written yet");
     assert_eq!(written(&mut conn, &mut ob), response);
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
 }
 
 #[test]
 fn the_end_of_the_stream_while_open_is_a_lost_connection() {
     let (mut conn, mut ob) = open_conn();
     conn.on_end_of_stream(&mut ob);
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
     assert_eq!(
         events(&mut conn, &mut ob),
         [closed(1006, "connection lost")]
@@ -230,13 +230,13 @@ fn replies_queued_when_the_peer_half_closes_still_go_out_then_the_end() {
         conn.send(OpCode::Text, "too late".into(), &mut ob),
         SendStatus::Dropped
     );
-    assert!(!conn.is_done(), "the replies are not written yet");
+    assert!(!conn.is_done(&ob), "the replies are not written yet");
     assert_eq!(
         sent_frames(&mut conn, &mut ob),
         [Wire::Text("echo one".into()), Wire::Text("echo two".into())],
         "no close frame after them: the peer could not answer it"
     );
-    assert!(conn.is_done());
+    assert!(conn.is_done(&ob));
 }
 
 #[test]
@@ -257,7 +257,10 @@ fn our_close_queued_when_the_peer_half_closes_still_goes_out_and_is_not_waited_f
             wire_close(1001, "server shutting down")
         ]
     );
-    assert!(conn.is_done(), "no answer is waited for from a closed side");
+    assert!(
+        conn.is_done(&ob),
+        "no answer is waited for from a closed side"
+    );
 }
 
 #[test]

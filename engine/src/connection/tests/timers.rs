@@ -49,7 +49,7 @@ fn idle_timeout_closes_with_1001() {
         sent_frames(&mut conn, &mut ob),
         [wire_close(1001, "idle timeout")]
     );
-    assert!(!conn.is_done(), "the peer's close is waited for");
+    assert!(!conn.is_done(&ob), "the peer's close is waited for");
 }
 
 #[test]
