@@ -56,6 +56,7 @@ impl EngineBuilder {
     /// plain ones. The TLS handshake counts against the handshake timeout;
     /// handlers see the same callbacks as on a plain listener.
     pub fn listen_tls(mut self, addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Self {
+        let config = crate::connection::noting_server_names(&config);
         self.addrs.push((addr, Some(config)));
         self
     }

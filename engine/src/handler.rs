@@ -4,7 +4,7 @@
 
 use crate::conn::Conn;
 use bytes::Bytes;
-use std::{borrow::Cow, fmt, net::SocketAddr};
+use std::{borrow::Cow, fmt, net::SocketAddr, sync::Arc};
 use uringws_protocol::{
     handshake::{Request, Upgrade},
     http::Response,
@@ -123,12 +123,16 @@ impl Reject {
 }
 
 /// Where a connection comes from, for the handler's decisions.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// The remote address, when the kernel still knows it.
     pub addr: Option<SocketAddr>,
     /// The worker (and core) the connection lives on.
     pub worker: usize,
+    /// Whether it came through a TLS listener (`wss://`).
+    pub tls: bool,
+    /// The name a TLS client asked for (SNI), if it sent one.
+    pub server_name: Option<Arc<str>>,
 }
 
 /// The callbacks of one worker. Only [`upgrade`](Handler::upgrade) and

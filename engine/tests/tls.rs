@@ -202,6 +202,13 @@ async fn wss_echoes_text_and_binary_and_closes_with_close_notify() {
         servers.recorder.closes().len() >= 2
     })
     .await;
+    // The handler saw which connection came through TLS, and its SNI name.
+    let peers = servers.recorder.peers.lock().unwrap().clone();
+    let seen: Vec<_> = peers
+        .iter()
+        .map(|(_, p)| (p.tls, p.server_name.as_deref().map(str::to_owned)))
+        .collect();
+    assert_eq!(seen, [(true, Some("localhost".to_owned())), (false, None)]);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ mod transport;
 
 pub(crate) use output::IoPool;
 use output::Sending;
-pub(crate) use tls::Tls;
+pub(crate) use tls::{noting_server_names, Tls};
 
 use crate::{
     config::{BackpressurePolicy, EngineConfig},
@@ -267,6 +267,11 @@ impl Connection {
 
     pub(crate) fn is_tls(&self) -> bool {
         self.layer() == ByteLayer::Tls
+    }
+
+    /// The SNI name a TLS client asked for.
+    pub(crate) fn server_name<'a>(&self, ob: &'a Outbox) -> Option<&'a str> {
+        ob.tls.get(&self.id.slot)?.server_name()
     }
 
     #[cfg(test)]

@@ -8,13 +8,45 @@
 
 use bytes::BytesMut;
 use rustls::{
-    server::UnbufferedServerConnection,
+    server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection},
+    sign::CertifiedKey,
     unbuffered::{
         ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
     },
     ServerConfig,
 };
-use std::sync::Arc;
+use std::{cell::RefCell, sync::Arc};
+
+thread_local! {
+    /// The SNI name of the ClientHello a resolver last saw on this thread.
+    static SERVER_NAME: RefCell<Option<Box<str>>> = const { RefCell::new(None) };
+}
+
+/// A listener's certificate resolver, noting the name each ClientHello
+/// asks for: the unbuffered connection does not keep it where we can read
+/// it. A resolver runs inside `process_tls_records`, on the worker's
+/// thread, so the connection being processed takes the name right after.
+#[derive(Debug)]
+struct NoteServerName(Arc<dyn ResolvesServerCert>);
+
+impl ResolvesServerCert for NoteServerName {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name().map(Box::from);
+        SERVER_NAME.with(|noted| *noted.borrow_mut() = name);
+        self.0.resolve(hello)
+    }
+
+    fn only_raw_public_keys(&self) -> bool {
+        self.0.only_raw_public_keys()
+    }
+}
+
+/// `config` with its resolver noting SNI names, for a listener.
+pub(crate) fn noting_server_names(config: &ServerConfig) -> Arc<ServerConfig> {
+    let mut config = config.clone();
+    config.cert_resolver = Arc::new(NoteServerName(config.cert_resolver.clone()));
+    Arc::new(config)
+}
 
 /// Plaintext put into one record at most (TLS's limit).
 pub(crate) const MAX_RECORD: usize = 16 << 10;
@@ -29,6 +61,8 @@ pub(crate) struct Tls {
     closing: bool,
     /// A record could not be read: nothing more is read.
     failed: bool,
+    /// The SNI name the client asked for.
+    server_name: Option<Box<str>>,
 }
 
 impl Tls {
@@ -39,6 +73,7 @@ impl Tls {
             out: Vec::new(),
             closing: false,
             failed: false,
+            server_name: None,
         })
     }
 
@@ -72,11 +107,19 @@ impl Tls {
             }
             result.map(drop)
         };
+        if let Some(name) = SERVER_NAME.with(|noted| noted.borrow_mut().take()) {
+            self.server_name = Some(name);
+        }
         if let Err(error) = result {
             self.fail();
             return Err(error);
         }
         Ok(())
+    }
+
+    /// The SNI name the client asked for, once its hello was read.
+    pub(crate) fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
     }
 
     /// Queues the alert rustls has for the error it returned.

@@ -146,7 +146,10 @@ impl<H: Handler> Worker<H> {
         let peer = Peer {
             addr: s.conn.peer(),
             worker: self.id,
+            tls: s.conn.is_tls(),
+            server_name: s.conn.server_name(&self.ctx.out).map(std::sync::Arc::from),
         };
+        let addr = peer.addr;
         let handler = &mut self.handler;
         let worker = self.id;
         let Some((decision, head_len)) = s.conn.poll_head(&mut self.ctx.out, |head| {
@@ -160,7 +163,7 @@ impl<H: Handler> Worker<H> {
                 s.conn.respond(response, &mut self.ctx.out);
                 if let (Some(why), RequestOutcome::Handshake(status)) = (refused, outcome) {
                     if self.logs.refused.admit(self.ctx.out.now) {
-                        let peer = peer.addr.map(|a| a.to_string()).unwrap_or_default();
+                        let peer = addr.map(|a| a.to_string()).unwrap_or_default();
                         let reason = why.to_string();
                         tracing::info!(worker, status, reason, peer = %peer, "request refused");
                     }
