@@ -24,6 +24,16 @@ pub use value::{LogFormat, Policy, Secret, StaticToken};
 settings! {
     /// Addresses to listen on.
     listen: Vec<SocketAddr> = vec![SocketAddr::from(([127, 0, 0, 1], 9001))];
+    /// Addresses to listen on with TLS (`wss://`, `https://`), beside
+    /// `listen` (set `listen = []` for TLS only).
+    tls_listen: Vec<SocketAddr> = Vec::new();
+    /// PEM files, each a certificate chain for `tls_listen` whose key is
+    /// at the same place in `tls_key`. A client gets the first valid for
+    /// the name it asks for (SNI), or the first if it sends none; an
+    /// unknown name is refused. Read again on SIGHUP.
+    tls_cert: Vec<String> = Vec::new();
+    /// PEM files of the private keys of `tls_cert`, in the same order.
+    tls_key: Vec<String> = Vec::new();
     /// Worker threads, each with its own io_uring and listener; 0: one per
     /// core.
     workers: usize = 0;
@@ -126,8 +136,18 @@ impl Config {
         for setting in SETTINGS {
             setting.check(self)?;
         }
-        if self.listen.is_empty() {
-            return Err("listen: no address".into());
+        if self.listen.is_empty() && self.tls_listen.is_empty() {
+            return Err("listen: no address (and no tls_listen)".into());
+        }
+        if self.tls_listen.is_empty() != self.tls_cert.is_empty() {
+            return Err("tls_listen needs tls_cert and tls_key, and they need tls_listen".into());
+        }
+        if self.tls_cert.len() != self.tls_key.len() {
+            return Err(format!(
+                "tls_cert and tls_key must name as many files ({} and {} given)",
+                self.tls_cert.len(),
+                self.tls_key.len()
+            ));
         }
         if !self.recv_buffers.is_power_of_two() {
             return Err("recv_buffers must be a power of two".into());

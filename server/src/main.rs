@@ -21,6 +21,7 @@ mod origins;
 mod per_ip;
 mod pubsub;
 mod routes;
+mod tls;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -62,6 +63,18 @@ fn main() -> ExitCode {
     for addr in &config.listen {
         builder = builder.listen(*addr);
     }
+    if !config.tls_listen.is_empty() {
+        let tls = match tls_listeners(&config) {
+            Ok(tls) => tls,
+            Err(e) => {
+                eprintln!("uringws: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for addr in &config.tls_listen {
+            builder = builder.listen_tls(*addr, tls.clone());
+        }
+    }
     if config.workers > 0 {
         builder = builder.workers(config.workers);
     }
@@ -88,8 +101,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for addr in engine.local_addrs() {
-        tracing::info!("listening on ws://{addr} (echo on / and /echo, pub/sub on /ws)");
+    for (i, addr) in engine.local_addrs().iter().enumerate() {
+        let scheme = if i < config.listen.len() { "ws" } else { "wss" };
+        tracing::info!("listening on {scheme}://{addr} (echo on / and /echo, pub/sub on /ws)");
     }
     if let Some(admin) = admin {
         let addr = admin
@@ -118,6 +132,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The TLS listeners' settings, their certificates read again on SIGHUP
+/// (a thread of its own waits for the signal, set up before the workers
+/// start, so that a SIGHUP never finds its default action, which ends the
+/// process).
+fn tls_listeners(config: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
+    let certificates = tls::Certificates::load(&config.tls_cert, &config.tls_key)?;
+    let server = certificates.server_config()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
+    let mut hangups = {
+        let _context = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| format!("cannot watch for SIGHUP: {e}"))?
+    };
+    std::thread::Builder::new()
+        .name("uringws-sighup".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                while hangups.recv().await.is_some() {
+                    match certificates.reload() {
+                        Ok(count) => tracing::info!(count, "SIGHUP: TLS certificates reloaded"),
+                        Err(error) => tracing::error!(
+                            %error,
+                            "SIGHUP: TLS certificates not reloaded; the previous ones stay"
+                        ),
+                    }
+                }
+            })
+        })
+        .map_err(|e| format!("cannot watch for SIGHUP: {e}"))?;
+    Ok(server)
 }
 
 /// Text for people (coloured only on a terminal that wants colour) or

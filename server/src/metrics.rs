@@ -109,6 +109,13 @@ const FAMILIES: &[Family] = &[
         value: WorkerStats::backpressure_closes,
     },
     Family {
+        name: "uringws_tls_failures_total",
+        kind: "counter",
+        help: "TLS connections ended by a failed handshake or record (plain HTTP to a TLS port, \
+               an unknown SNI name, a client refusing the certificate); each got rustls's alert.",
+        value: WorkerStats::tls_failures,
+    },
+    Family {
         name: "uringws_recv_buffer_exhaustions_total",
         kind: "counter",
         help: "Times a worker's receive-buffer ring ran dry (raise recv_buffers if this climbs).",

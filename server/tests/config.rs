@@ -155,8 +155,13 @@ const CANDIDATES: &[&str] = &[
 
 #[test]
 fn every_settings_variable_sets_its_key_and_nothing_else() {
-    // A token, so that auth_required = true is accepted.
-    let file = temp_file("baseline.toml", "tokens = [\"base:x\"]\n");
+    // A token, so that auth_required = true is accepted; TLS settings,
+    // which need each other (their files are read only at start).
+    let file = temp_file(
+        "baseline.toml",
+        "tokens = [\"base:x\"]\ntls_listen = [\"127.0.0.1:2\"]\n\
+         tls_cert = [\"c.pem\"]\ntls_key = [\"k.pem\"]\n",
+    );
     let file = file.to_str().unwrap();
     let (ok, out, err) = print_config(&["--config", file], &[]);
     assert!(ok, "{err}");
