@@ -16,7 +16,7 @@
 use crate::{
     config::EngineConfig,
     conn::{Conn, Ctx},
-    connection::{Connection, Id, Outbox},
+    connection::{Connection, Id, Outbox, Tls},
     pubsub::{Publisher, TopicTable},
 };
 use bytes::Bytes;
@@ -83,11 +83,28 @@ pub struct Harness {
 impl Harness {
     /// A connection accepted at `now` (milliseconds on the worker's clock).
     pub fn new(config: EngineConfig, now: u64) -> Harness {
+        Harness::accepted(config, None, now)
+    }
+
+    /// A connection accepted on a TLS listener with these settings.
+    pub fn with_tls(
+        config: EngineConfig,
+        tls: Arc<rustls::ServerConfig>,
+        now: u64,
+    ) -> Result<Harness, rustls::Error> {
+        let tls = Box::new(Tls::new(crate::connection::noting_server_names(&tls))?);
+        Ok(Harness::accepted(config, Some(tls), now))
+    }
+
+    fn accepted(config: EngineConfig, tls: Option<Box<Tls>>, now: u64) -> Harness {
         let publisher = Publisher::new(Arc::from(Vec::new()));
         let mut out = Outbox::new(Arc::new(config));
         out.now = now;
         let peer = "192.0.2.1:40000".parse().ok();
-        let conn = Connection::new(ID, peer, &mut out);
+        let conn = match tls {
+            Some(tls) => Connection::with_tls(ID, peer, tls, &mut out),
+            None => Connection::new(ID, peer, &mut out),
+        };
         Harness {
             conn,
             ctx: Ctx {
@@ -117,11 +134,20 @@ impl Harness {
         self.ctx.out.now = self.ctx.out.now.max(now);
     }
 
-    /// `on_recv` with bytes: in the handshake, into the connection's buffer
+    /// `on_recv` with bytes: a TLS connection's records decrypted into its
+    /// buffer; otherwise, in the handshake, into the connection's buffer
     /// and on to the decision on the head; after it, read where they lie.
     pub fn receive(&mut self, data: &[u8], script: &mut impl Script) {
         self.ctx.out.counters.bytes_in += data.len() as u64;
-        if self.conn.is_handshake() {
+        if self.conn.is_tls() {
+            // The worker decrypts in the ring's buffer; a copy stands in.
+            let mut data = data.to_vec();
+            self.conn.receive_records(&mut data, &mut self.ctx.out);
+            if self.conn.is_handshake() {
+                self.handshake(script);
+            }
+            self.drive_input(&[], script);
+        } else if self.conn.is_handshake() {
             self.conn.receive(data, &mut self.ctx.out);
             self.handshake(script);
             self.drive_input(&[], script);

@@ -337,3 +337,36 @@ async fn plain_http_garbage_and_truncated_hellos_to_a_tls_port_are_refused_alone
     .await;
     close_cleanly(ws).await;
 }
+
+/// A ClientHello and a malformed handshake record behind it, in one
+/// write: rustls fails on the second while its handshake reader still
+/// holds the first. The alert goes out and the worker serves on.
+#[tokio::test]
+async fn a_hello_with_a_bad_record_behind_it_gets_an_alert_and_the_worker_goes_on() {
+    let pki = pki();
+    let servers = Servers::start(test_config(), &pki);
+    let mut hello = Vec::new();
+    let mut client = rustls::ClientConnection::new(
+        client_config(&pki, &[&rustls::version::TLS13]),
+        ServerName::try_from("localhost").expect("name"),
+    )
+    .expect("client");
+    client.write_tls(&mut hello).expect("hello");
+    // A handshake record (22) whose message claims more than it holds.
+    hello.extend_from_slice(&[22, 3, 3, 0, 5, 1, 0xff, 0xff, 0xff, 0]);
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(servers.tls).await.expect("connect");
+        stream.write_all(&hello).await.expect("write");
+        // Its first flight and the alert, then the end of the stream.
+        let answer = read_until_closed(&mut stream, WAIT).await;
+        assert!(!answer.is_empty(), "no answer before the close");
+    }
+    wait_until(WAIT, "the failures counted", || {
+        let stats = servers.handle().stats();
+        stats.iter().map(|s| s.tls_failures()).sum::<u64>() == 3
+    })
+    .await;
+    let mut ws = wss_connect(servers.tls, client_config(&pki, &[&rustls::version::TLS13])).await;
+    echo(&mut ws, WsMessage::text("still serving")).await;
+    close_cleanly(ws).await;
+}

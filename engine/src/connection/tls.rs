@@ -86,56 +86,63 @@ impl Tls {
         data: &mut [u8],
         plain: &mut BytesMut,
     ) -> Result<(), rustls::Error> {
-        if self.failed {
+        // Once our close_notify is out, nothing the peer sends matters, and
+        // rustls must not be given more: it counts close_notify as its
+        // last alert and would assert on a fatal one for bad input after.
+        if self.failed || self.closing {
             return Ok(());
         }
         let result = if self.pending.is_empty() {
             // The usual case: whole records, decrypted in the ring's buffer.
-            process(&mut self.conn, &mut self.out, data, plain).map(|used| {
-                self.pending.extend_from_slice(&data[used..]);
-            })
+            let (used, result) = process(&mut self.conn, &mut self.out, data, plain);
+            match result {
+                Ok(()) => self.pending.extend_from_slice(&data[used..]),
+                Err(_) => self.fail(),
+            }
+            result
         } else {
             self.pending.extend_from_slice(data);
             let mut pending = std::mem::take(&mut self.pending);
-            let result = process(&mut self.conn, &mut self.out, &mut pending, plain);
-            if let Ok(used) = result {
-                pending.drain(..used);
-                // A burst's buffer is not kept by an idle connection.
-                if !pending.is_empty() {
-                    self.pending = pending;
+            let (used, result) = process(&mut self.conn, &mut self.out, &mut pending, plain);
+            match result {
+                Ok(()) => {
+                    pending.drain(..used);
+                    // A burst's buffer is not kept by an idle connection.
+                    if !pending.is_empty() {
+                        self.pending = pending;
+                    }
                 }
+                Err(_) => self.fail(),
             }
-            result.map(drop)
+            result
         };
         if let Some(name) = SERVER_NAME.with(|noted| noted.borrow_mut().take()) {
             self.server_name = Some(name);
         }
-        if let Err(error) = result {
-            self.fail();
-            return Err(error);
-        }
-        Ok(())
+        result
     }
 
-    /// The SNI name the client asked for, once its hello was read.
-    pub(crate) fn server_name(&self) -> Option<&str> {
-        self.server_name.as_deref()
-    }
-
-    /// Queues the alert rustls has for the error it returned.
+    /// Queues the alert rustls has for the error it returned. The alert
+    /// waits in rustls's own queue, which a call hands out before it reads
+    /// any record; a call past that would read the bad input again (and
+    /// rustls asserts that it sends one fatal alert only).
     fn fail(&mut self) {
         self.failed = true;
         self.pending = Vec::new();
-        loop {
+        while self.conn.wants_write() {
             let status = self.conn.process_tls_records(&mut []);
             match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     encode_into(&mut self.out, |buf| encode.encode(buf));
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
                 _ => return,
             }
         }
+    }
+
+    /// The SNI name the client asked for, once its hello was read.
+    pub(crate) fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
     }
 
     /// Whether application data can be encrypted now.
@@ -218,22 +225,30 @@ impl Tls {
 }
 
 /// Processes the records in `buf`: returns how many bytes were used (the
-/// rest is the start of a record).
+/// rest is the start of a record, or what followed a record that failed).
 fn process(
     conn: &mut UnbufferedServerConnection,
     out: &mut Vec<u8>,
     buf: &mut [u8],
     plain: &mut BytesMut,
-) -> Result<usize, rustls::Error> {
+) -> (usize, Result<(), rustls::Error>) {
     let mut used = 0;
     loop {
         let UnbufferedStatus { mut discard, state } = conn.process_tls_records(&mut buf[used..]);
-        match state? {
+        let state = match state {
+            Ok(state) => state,
+            Err(error) => return (used + discard, Err(error)),
+        };
+        match state {
             ConnectionState::ReadTraffic(mut traffic) => {
                 while let Some(record) = traffic.next_record() {
-                    let record = record?;
-                    discard += record.discard;
-                    plain.extend_from_slice(record.payload);
+                    match record {
+                        Ok(record) => {
+                            discard += record.discard;
+                            plain.extend_from_slice(record.payload);
+                        }
+                        Err(error) => return (used + discard, Err(error)),
+                    }
                 }
             }
             ConnectionState::EncodeTlsData(mut encode) => {
@@ -246,13 +261,17 @@ fn process(
             // same way.
             ConnectionState::ReadEarlyData(mut early) => {
                 while let Some(record) = early.next_record() {
-                    let record = record?;
-                    discard += record.discard;
-                    plain.extend_from_slice(record.payload);
+                    match record {
+                        Ok(record) => {
+                            discard += record.discard;
+                            plain.extend_from_slice(record.payload);
+                        }
+                        Err(error) => return (used + discard, Err(error)),
+                    }
                 }
             }
             // Everything whole is read.
-            _ => return Ok(used + discard),
+            _ => return (used + discard, Ok(())),
         }
         used += discard;
     }
