@@ -337,8 +337,9 @@ struct Conn {
     step: Step,
     socket: Option<Socket>,
     target: usize,
+    /// Socket creation; its handshake deadline is this plus the plan's
+    /// timeout, computed rather than stored.
     started: Instant,
-    deadline: Instant,
     handshake: Option<ClientHandshake>,
     inbuf: BytesMut,
     out: BytesMut,
@@ -483,7 +484,6 @@ impl<S: Scenario> Worker<'_, S> {
                     socket: None,
                     target,
                     started: now,
-                    deadline: now + self.plan.timeout,
                     handshake: None,
                     inbuf: BytesMut::new(),
                     out: BytesMut::new(),
@@ -543,7 +543,9 @@ impl<S: Scenario> Worker<'_, S> {
                     .get(id)
                     .and_then(|c| c.as_ref())
                     .is_some_and(|c| {
-                        c.step != Step::Open && c.step != Step::Closing && c.deadline <= now
+                        c.step != Step::Open
+                            && c.step != Step::Closing
+                            && c.started + self.plan.timeout <= now
                     });
                 if timed_out {
                     self.fail(id, "timeout");
@@ -936,3 +938,4 @@ fn handshake_reason(error: &Error) -> String {
         other => format!("bad handshake: {other}"),
     }
 }
+
