@@ -78,7 +78,7 @@ fn echo_run_writes_its_numbers_as_json() {
 fn bad_input_is_reported_and_fails() {
     let (ok, text) = load(&["connect", "http://127.0.0.1:1/"]);
     assert!(!ok);
-    assert!(text.contains("expected a ws:// URL"), "{text}");
+    assert!(text.contains("expected a ws:// or wss:// URL"), "{text}");
     let (ok, text) = load(&["connect", "ws://127.0.0.1:1/", "-n", "2"]);
     assert!(!ok);
     assert!(text.contains("error: refused"), "{text}");
