@@ -2,11 +2,14 @@
 //! ([`uringws_ring`]) drives many WebSocket client connections —
 //! socket, optional bind to a source address, connect, upgrade, then
 //! whatever the scenario does with them. Sockets are direct descriptors, so
-//! a worker is not bound by the process's open-files limit.
+//! a worker is not bound by the process's open-files limit. `wss://`
+//! connections add TLS between the socket and the WebSocket codec
+//! ([`crate::tls`]), after connect and before the upgrade.
 
 use crate::report::Latency;
 use crate::series::{Interval, Series};
 use crate::target::{SourceRange, Target};
+use crate::tls::TlsConn;
 use bytes::{Bytes, BytesMut};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -297,7 +300,12 @@ impl Plan {
 pub struct Outcome {
     pub counts: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
+    /// From socket creation to the 101: connect, TLS, upgrade.
     pub handshake: Latency,
+    /// `wss://` only: from connected to TLS established.
+    pub tls_handshake: Latency,
+    /// `wss://` only: from TLS established to the 101.
+    pub upgrade: Latency,
     pub alive_at_end: u64,
 }
 
@@ -311,6 +319,8 @@ impl Outcome {
             *self.errors.entry(k).or_default() += v;
         }
         self.handshake.merge(&other.handshake);
+        self.tls_handshake.merge(&other.tls_handshake);
+        self.upgrade.merge(&other.upgrade);
         self.alive_at_end += other.alive_at_end;
     }
 
@@ -337,14 +347,18 @@ struct Conn {
     step: Step,
     socket: Option<Socket>,
     target: usize,
+    /// Socket creation; its handshake deadline is this plus the plan's
+    /// timeout, computed rather than stored.
     started: Instant,
-    deadline: Instant,
     handshake: Option<ClientHandshake>,
     inbuf: BytesMut,
     out: BytesMut,
     sending: bool,
     recv_armed: bool,
     decoder: Decoder,
+    /// `wss://` only; boxed, so a plain connection carries one empty
+    /// pointer (it fits where the deadline field was).
+    tls: Option<Box<TlsConn>>,
 }
 
 #[derive(Clone, Copy)]
@@ -483,13 +497,13 @@ impl<S: Scenario> Worker<'_, S> {
                     socket: None,
                     target,
                     started: now,
-                    deadline: now + self.plan.timeout,
                     handshake: None,
                     inbuf: BytesMut::new(),
                     out: BytesMut::new(),
                     sending: false,
                     recv_armed: false,
                     decoder: Decoder::new(Role::Client, DecoderConfig::default()),
+                    tls: None,
                 }));
                 self.in_handshake += 1;
                 deadlines.push(Reverse((now + self.plan.timeout, id)));
@@ -515,7 +529,7 @@ impl<S: Scenario> Worker<'_, S> {
             completions.clear();
             self.ring.drain(&mut completions, 512);
             let now = Instant::now();
-            for c in completions.iter() {
+            for c in completions.iter_mut() {
                 self.handle(c, now);
             }
             for id in std::mem::take(&mut self.rearm) {
@@ -543,7 +557,9 @@ impl<S: Scenario> Worker<'_, S> {
                     .get(id)
                     .and_then(|c| c.as_ref())
                     .is_some_and(|c| {
-                        c.step != Step::Open && c.step != Step::Closing && c.deadline <= now
+                        c.step != Step::Open
+                            && c.step != Step::Closing
+                            && c.started + self.plan.timeout <= now
                     });
                 if timed_out {
                     self.fail(id, "timeout");
@@ -651,7 +667,7 @@ impl<S: Scenario> Worker<'_, S> {
         }
     }
 
-    fn handle(&mut self, c: &Completion, now: Instant) {
+    fn handle(&mut self, c: &mut Completion, now: Instant) {
         let (op, id) = split(c.user_data);
         let Some(Some(conn)) = self.conns.get_mut(id) else {
             return;
@@ -729,14 +745,23 @@ impl<S: Scenario> Worker<'_, S> {
                 if c.result < 0 {
                     return self.fail(id, &reason(c.result));
                 }
-                let target = &self.plan.targets[conn.target];
+                let plan = self.plan;
+                let target = &plan.targets[conn.target];
                 let request = ClientRequest::new(&target.host, &target.path);
                 let Ok((handshake, bytes)) = ClientHandshake::new(&request) else {
                     return self.fail(id, "bad request");
                 };
                 conn.handshake = Some(handshake);
                 conn.step = Step::Handshake;
+                // Over TLS the request waits in `out` until the handshake
+                // lets it be sealed; the ClientHello goes first.
                 conn.out.extend_from_slice(&bytes);
+                if let Some(secure) = &target.tls {
+                    match TlsConn::new(secure, now) {
+                        Ok(tls) => conn.tls = Some(Box::new(tls)),
+                        Err(e) => return self.fail(id, &secure.config.reason(&e)),
+                    }
+                }
                 flush(conn, id, &mut self.ring);
                 if let Some(socket) = conn.socket {
                     conn.recv_armed = self
@@ -776,11 +801,40 @@ impl<S: Scenario> Worker<'_, S> {
                         _ => self.fail(id, &why),
                     };
                 }
-                if let Some(data) = c.received() {
-                    conn.inbuf.extend_from_slice(data);
-                }
                 if !conn.recv_armed {
                     self.rearm.push(id);
+                }
+                if let Some(tls) = conn.tls.as_deref_mut() {
+                    let Some(mut data) = c.take_received() else {
+                        return;
+                    };
+                    let was_handshaking = tls.handshaking();
+                    let received = tls.receive(&mut data, &mut conn.inbuf);
+                    drop(data);
+                    if was_handshaking && !tls.handshaking() {
+                        let took = now.duration_since(tls.since);
+                        self.outcome.tls_handshake.record(took);
+                        tls.since = now;
+                    }
+                    // TLS's answers (the client's Finished, an alert), and
+                    // the upgrade request once the handshake lets it go.
+                    flush(conn, id, &mut self.ring);
+                    if let Err(e) = received {
+                        let plan = self.plan;
+                        let why = plan.targets[conn.target]
+                            .tls
+                            .as_ref()
+                            .map_or_else(|| format!("tls: {e}"), |t| t.config.reason(&e));
+                        return if conn.step == Step::Open {
+                            self.outcome.error(&why);
+                            self.live.open_now.fetch_sub(1, Ordering::Relaxed);
+                            self.drop_conn(id);
+                        } else {
+                            self.fail(id, &why)
+                        };
+                    }
+                } else if let Some(data) = c.received() {
+                    conn.inbuf.extend_from_slice(data);
                 }
                 if conn.step == Step::Handshake {
                     let parsed = conn
@@ -796,6 +850,9 @@ impl<S: Scenario> Worker<'_, S> {
                             let took = now.duration_since(conn.started);
                             self.outcome.handshake.record(took);
                             self.meter.handshakes.record(took);
+                            if let Some(tls) = &conn.tls {
+                                self.outcome.upgrade.record(now.duration_since(tls.since));
+                            }
                             self.outcome.count("connections opened");
                             self.live.opened.fetch_add(1, Ordering::Relaxed);
                             self.live.open_now.fetch_add(1, Ordering::Relaxed);
@@ -905,11 +962,18 @@ impl<S: Scenario> Worker<'_, S> {
 /// Sends what is queued, one send at a time per connection (sends on one
 /// socket must not overtake each other).
 fn flush(conn: &mut Conn, id: usize, ring: &mut Ring) {
-    if conn.sending || conn.out.is_empty() {
+    if conn.sending {
         return;
     }
     let Some(socket) = conn.socket else { return };
-    let bytes: Bytes = conn.out.split().freeze();
+    let bytes: Bytes = match conn.tls.as_deref_mut() {
+        None if conn.out.is_empty() => return,
+        None => conn.out.split().freeze(),
+        Some(tls) => match tls.seal(&mut conn.out) {
+            Some(wire) => wire,
+            None => return,
+        },
+    };
     if ring.send(socket, bytes, user_data(Op::Send, id)).is_ok() {
         conn.sending = true;
     }
@@ -934,5 +998,22 @@ fn handshake_reason(error: &Error) -> String {
         Error::AcceptMismatch => "bad accept".into(),
         Error::MalformedHttp(_) | Error::HeadTooLarge { .. } => "not HTTP".into(),
         other => format!("bad handshake: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_stays_small() {
+        // Held for every connection, hundreds of thousands in `hold`: TLS
+        // state is one pointer, boxed only for wss:// connections.
+        let size = std::mem::size_of::<Option<Conn>>();
+        eprintln!(
+            "Option<Conn>: {size} B; TlsConn (boxed, wss:// only): {} B",
+            std::mem::size_of::<TlsConn>()
+        );
+        assert!(size <= 224, "{size} B per connection");
     }
 }

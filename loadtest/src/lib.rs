@@ -3,12 +3,17 @@
 //! too (`uringws-ring`): sockets are direct descriptors, so one process
 //! holds far more connections than its open-files limit.
 //!
-//! - [`target`]: `ws://` URLs (resolved once) and local source-address
-//!   ranges, to get past the ~28k ephemeral ports of one address pair.
+//! - [`target`]: `ws://` and `wss://` URLs (resolved once) and local
+//!   source-address ranges, to get past the ~28k ephemeral ports of one
+//!   address pair.
+//! - [`tls`]: what `wss://` connections trust (given CAs only, or anything
+//!   with `--insecure`), and TLS as a connection's byte layer on rustls's
+//!   unbuffered client connection.
 //! - [`client`]: one worker thread per ring drives connections through
-//!   socket, bind, connect and upgrade, then hands them to a [`Scenario`](client::Scenario);
-//!   failures are counted by reason (refused, timeout, bad status, bad
-//!   accept, closed by server, …) and every wait has a deadline.
+//!   socket, bind, connect, TLS (`wss://`) and upgrade, then hands them to
+//!   a [`Scenario`](client::Scenario); failures are counted by reason
+//!   (refused, timeout, bad status, bad accept, TLS, closed by server, …)
+//!   and every wait has a deadline.
 //! - [`scenarios`]: `connect` (storm), `hold` (idle with pings), `echo`
 //!   (closed loop, or open loop at a fixed rate with latency from the
 //!   intended send time; every echo checked), `churn` (open at a rate, close
@@ -47,3 +52,4 @@ pub mod report;
 pub mod scenarios;
 pub mod series;
 pub mod target;
+pub mod tls;

@@ -17,7 +17,8 @@ use uringws_load::fanout::{Fanout, FanoutConfig, Phase};
 use uringws_load::report::{self, CpuTime, Latency, Summary};
 use uringws_load::scenarios::{Churn, Connect, Echo, Hold};
 use uringws_load::series::Window;
-use uringws_load::target::{SourceRange, Target};
+use uringws_load::target::{self, SourceRange, Target};
+use uringws_load::tls::TlsConfig;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -43,6 +44,19 @@ struct Cli {
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = duration::parse)]
     #[serde(rename = "timeout_s", serialize_with = "secs")]
     timeout: Duration,
+    /// wss://: trust the CA certificates in this PEM file, and only them
+    /// (no system roots are used).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "insecure")]
+    #[serde(serialize_with = "lossy_path")]
+    ca: Option<PathBuf>,
+    /// wss://: accept any server certificate, for any name (the
+    /// handshake's signatures are still checked).
+    #[arg(long, global = true)]
+    insecure: bool,
+    /// wss://: the server name to send (SNI) and to check the certificate
+    /// against, instead of each URL's host.
+    #[arg(long, global = true, value_name = "NAME")]
+    sni: Option<String>,
     /// Write the summary as JSON to this file.
     #[arg(long, global = true)]
     #[serde(serialize_with = "lossy_path")]
@@ -70,7 +84,7 @@ fn lossy_path<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::O
 
 #[derive(Args, Clone, Serialize)]
 struct Common {
-    /// ws:// URLs; connections are spread over them.
+    /// ws:// or wss:// URLs; connections are spread over them.
     #[arg(required = true)]
     urls: Vec<String>,
     /// Connections in all.
@@ -171,8 +185,8 @@ enum ModeArg {
 
 #[derive(Args, Serialize)]
 struct FanoutArgs {
-    /// ws:// URLs; connections are spread over them (uringws mode: the
-    /// server's /ws).
+    /// ws:// or wss:// URLs; connections are spread over them (uringws
+    /// mode: the server's /ws).
     #[arg(required = true)]
     urls: Vec<String>,
     /// What the server speaks.
@@ -316,12 +330,27 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
         "fanout" => "delivery",
         _ => "handshake",
     };
-    let targets = common
+    let mut targets = common
         .urls
         .iter()
         .map(|u| Target::parse(u))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
+    // Built even without a wss:// target, so a bad --ca fails every run
+    // alike, before anything connects.
+    let tls = match (&cli.ca, cli.insecure) {
+        (Some(ca), _) => Some(TlsConfig::with_ca_file(ca)?),
+        (None, true) => Some(TlsConfig::insecure()?),
+        (None, false) => None,
+    };
+    let sni = cli
+        .sni
+        .as_deref()
+        .map(|name| target::server_name(name).map_err(|e| format!("--sni: {e}")))
+        .transpose()?;
+    for target in &mut targets {
+        target.secure_with(tls.as_ref(), sni.as_ref());
+    }
     let sources = cli
         .connect_from
         .as_deref()
@@ -506,8 +535,14 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
             .insert("alive at end".into(), merged.alive_at_end);
     }
     let mut latency = BTreeMap::new();
-    if let Some(p) = merged.handshake.percentiles() {
-        latency.insert("handshake".to_string(), p);
+    for (key, l) in [
+        ("handshake", &merged.handshake),
+        ("tls handshake", &merged.tls_handshake),
+        ("upgrade", &merged.upgrade),
+    ] {
+        if let Some(p) = l.percentiles() {
+            latency.insert(key.to_string(), p);
+        }
     }
     for (name, l) in &scenario_latency {
         if let Some(p) = l.percentiles() {

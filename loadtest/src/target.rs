@@ -1,7 +1,10 @@
-//! Where connections go and where they come from: `ws://` URLs and ranges
-//! of local source addresses (each source address has its own ~28k
-//! ephemeral ports towards one target, so ranges let a run go past that).
+//! Where connections go and where they come from: `ws://` and `wss://`
+//! URLs, and ranges of local source addresses (each source address has its
+//! own ~28k ephemeral ports towards one target, so ranges let a run go
+//! past that).
 
+use crate::tls::{TargetTls, TlsConfig};
+use rustls::pki_types::ServerName;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
@@ -15,6 +18,8 @@ pub struct Target {
     /// Path and query, at least `/`.
     pub path: String,
     pub addr: SocketAddr,
+    /// `wss://` targets: the server name and what to trust.
+    pub tls: Option<TargetTls>,
 }
 
 /// Why a target or source range was refused, in words for the user.
@@ -34,17 +39,18 @@ fn bad(message: impl Into<String>) -> BadInput {
 }
 
 impl Target {
-    /// Parses `ws://host[:port][/path]` and resolves the host once, up
-    /// front: a load test should not measure DNS.
+    /// Parses `ws://host[:port][/path]` or `wss://host[:port][/path]`
+    /// and resolves the host once, up front: a load test should not
+    /// measure DNS. A `wss://` target trusts no certificate until
+    /// [`secure_with`](Self::secure_with) says what to trust; its server
+    /// name is the URL's host.
     pub fn parse(url: &str) -> Result<Target, BadInput> {
-        let rest = if let Some(rest) = url.strip_prefix("ws://") {
-            rest
-        } else if url.starts_with("wss://") {
-            return Err(bad(format!(
-                "{url}: wss:// (TLS) is not supported; use ws://"
-            )));
+        let (rest, secure) = if let Some(rest) = url.strip_prefix("ws://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (rest, true)
         } else {
-            return Err(bad(format!("{url}: expected a ws:// URL")));
+            return Err(bad(format!("{url}: expected a ws:// or wss:// URL")));
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
@@ -57,7 +63,19 @@ impl Target {
         if authority.contains('@') {
             return Err(bad(format!("{url}: user info in the URL is not supported")));
         }
-        let (name, port) = split_port(authority).map_err(|e| bad(format!("{url}: {e}")))?;
+        let default_port = if secure { 443 } else { 80 };
+        let (name, port) =
+            split_port(authority, default_port).map_err(|e| bad(format!("{url}: {e}")))?;
+        let tls = if secure {
+            let server_name = server_name(name).map_err(|e| bad(format!("{url}: {e}")))?;
+            let config = TlsConfig::trusting_nothing().map_err(bad)?;
+            Some(TargetTls {
+                server_name,
+                config,
+            })
+        } else {
+            None
+        };
         let addr = (name, port)
             .to_socket_addrs()
             .map_err(|e| bad(format!("{url}: cannot resolve {name}: {e}")))?
@@ -68,12 +86,42 @@ impl Target {
             host: authority.to_string(),
             path,
             addr,
+            tls,
         })
+    }
+
+    /// For a `wss://` target: trust what `config` trusts, and expect a
+    /// certificate for `server_name` (also sent as SNI) instead of the
+    /// URL's host; each if given. Nothing for a `ws://` target.
+    pub fn secure_with(
+        &mut self,
+        config: Option<&TlsConfig>,
+        server_name: Option<&ServerName<'static>>,
+    ) {
+        if let Some(tls) = &mut self.tls {
+            if let Some(config) = config {
+                tls.config = config.clone();
+            }
+            if let Some(name) = server_name {
+                tls.server_name = name.clone();
+            }
+        }
     }
 }
 
-/// `host`, `host:port`, `[v6]` or `[v6]:port` → (host, port); 80 by default.
-fn split_port(authority: &str) -> Result<(&str, u16), String> {
+/// A host as TLS names it: an IP address (no SNI is sent for one), or a
+/// DNS name. Also for `--sni`.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ServerName::IpAddress(ip.into()));
+    }
+    ServerName::try_from(host.to_string())
+        .map_err(|_| format!("{host:?} is neither a DNS name nor an IP address"))
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port` → (host, port); the
+/// scheme's port by default.
+fn split_port(authority: &str, default_port: u16) -> Result<(&str, u16), String> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let end = v6.find(']').ok_or("unclosed [ in host")?;
         let after = &v6[end + 1..];
@@ -91,7 +139,7 @@ fn split_port(authority: &str) -> Result<(&str, u16), String> {
     };
     let port = match port {
         Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
-        None => 80,
+        None => default_port,
     };
     Ok((host, port))
 }
@@ -167,13 +215,48 @@ mod tests {
         assert_eq!(t.addr, "[::1]:9001".parse().unwrap());
         let t = Target::parse("ws://localhost:9001/").unwrap();
         assert!(t.addr.ip().is_loopback());
+        assert!(t.tls.is_none());
+    }
+
+    #[test]
+    fn wss_urls() {
+        let t = Target::parse("wss://localhost/chat").unwrap();
+        assert_eq!(
+            (t.addr.port(), t.host.as_str(), t.path.as_str()),
+            (443, "localhost", "/chat")
+        );
+        let tls = t.tls.as_ref().unwrap();
+        assert_eq!(tls.server_name, ServerName::try_from("localhost").unwrap());
+        assert_eq!(tls.config.trust(), crate::tls::Trust::Nothing);
+        let t = Target::parse("wss://127.0.0.1:9443").unwrap();
+        assert_eq!((t.addr.port(), t.path.as_str()), (9443, "/"));
+        // An IP address is what the certificate must be for, and no SNI.
+        assert!(matches!(
+            t.tls.unwrap().server_name,
+            ServerName::IpAddress(_)
+        ));
+        let mut t = Target::parse("wss://[::1]:9443/").unwrap();
+        assert!(matches!(
+            t.tls.as_ref().unwrap().server_name,
+            ServerName::IpAddress(_)
+        ));
+        let insecure = crate::tls::TlsConfig::insecure().unwrap();
+        let name = server_name("example.test").unwrap();
+        t.secure_with(Some(&insecure), Some(&name));
+        let tls = t.tls.unwrap();
+        assert_eq!(
+            (tls.config.trust(), tls.server_name),
+            (crate::tls::Trust::Anything, name)
+        );
+        assert!(server_name("not a name").is_err());
     }
 
     #[test]
     fn bad_urls_say_why() {
         for (url, why) in [
-            ("http://127.0.0.1/", "expected a ws:// URL"),
-            ("wss://127.0.0.1/", "TLS"),
+            ("http://127.0.0.1/", "expected a ws:// or wss:// URL"),
+            ("wss://127.0.0.1:x/", "bad port"),
+            ("wss://u@localhost/", "user info"),
             ("ws:///echo", "no host"),
             ("ws://127.0.0.1:99999/", "bad port"),
             ("ws://127.0.0.1:x/", "bad port"),
