@@ -1,4 +1,4 @@
-// The demo page (GET /) end to end: the release `uringws` binary and
+// The demo page (GET /) end to end, over http and https: the release `uringws` binary and
 // Debian's headless Chromium, driven through the page's own inputs and
 // buttons as a person would use them.
 //
@@ -9,10 +9,12 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -142,8 +144,8 @@ after(async () => {
 });
 
 /** A page in its own browser context, as a second person would have. */
-async function openPage(url) {
-  const context = await browser.newContext();
+async function openPage(url, on = browser) {
+  const context = await on.newContext();
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   page.problems = [];
@@ -325,4 +327,43 @@ test('a page from an origin not on the allow-list is refused; one from an allowe
   assertNoProblems(outsider, 'page from localhost');
   assertNoProblems(insider, 'page from 127.0.0.1');
   await server.kill();
+});
+
+test('over https: the page opens wss:// to the TLS listener, and pub/sub works through it', { timeout: TEST_MS }, async () => {
+  // A certificate of the test's own, made now; Chromium is told to trust
+  // exactly its key and nothing else.
+  const dir = mkdtempSync(join(tmpdir(), 'uringws-e2e-tls-'));
+  const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  const spki = new X509Certificate(readFileSync(cert)).publicKey.export({ type: 'spki', format: 'der' });
+  const pin = createHash('sha256').update(spki).digest('base64');
+  const tlsPort = await freePort();
+  const server = await new Server(await freePort(), ['--anonymous-publish',
+    '--tls-listen', `127.0.0.1:${tlsPort}`, '--tls-cert', cert, '--tls-key', key]).start();
+  const trusting = await chromium.launch({ executablePath: CHROMIUM, timeout: WAIT_MS,
+    args: [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${pin}`] });
+  try {
+    const url = `https://localhost:${tlsPort}/`;
+    const alice = await openPage(url, trusting);
+    const bob = await openPage(url, trusting);
+    const sockets = [];
+    for (const page of [alice, bob]) page.on('websocket', (ws) => sockets.push(ws.url()));
+    await connect(alice, 'alice');
+    await connect(bob, 'bob');
+    await subscribe(bob, 'bob', 'secure');
+    await publish(alice, 'alice', 'secure', 'hello over wss');
+    await expectMessage(bob, 'bob', 'secure', 'hello over wss');
+    assert.ok(sockets.length >= 2, `the pages opened websockets: ${sockets}`);
+    for (const socket of sockets) {
+      assert.ok(socket.startsWith(`wss://localhost:${tlsPort}/`), `a wss:// connection to the TLS port: ${socket}`);
+    }
+    assertNoProblems(alice, 'alice');
+    assertNoProblems(bob, 'bob');
+  } finally {
+    await trusting.close();
+    await server.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
