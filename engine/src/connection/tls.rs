@@ -94,30 +94,24 @@ impl Tls {
         }
         let result = if self.pending.is_empty() {
             // The usual case: whole records, decrypted in the ring's buffer.
-            let (used, result) = process(&mut self.conn, &mut self.out, data, plain);
-            match result {
-                Ok(()) => self.pending.extend_from_slice(&data[used..]),
-                Err(_) => self.fail(),
-            }
-            result
+            process(&mut self.conn, &mut self.out, data, plain)
+                .map(|used| self.pending.extend_from_slice(&data[used..]))
         } else {
             self.pending.extend_from_slice(data);
             let mut pending = std::mem::take(&mut self.pending);
-            let (used, result) = process(&mut self.conn, &mut self.out, &mut pending, plain);
-            match result {
-                Ok(()) => {
-                    pending.drain(..used);
-                    // A burst's buffer is not kept by an idle connection.
-                    if !pending.is_empty() {
-                        self.pending = pending;
-                    }
+            process(&mut self.conn, &mut self.out, &mut pending, plain).map(|used| {
+                pending.drain(..used);
+                // A burst's buffer is not kept by an idle connection.
+                if !pending.is_empty() {
+                    self.pending = pending;
                 }
-                Err(_) => self.fail(),
-            }
-            result
+            })
         };
         if let Some(name) = SERVER_NAME.with(|noted| noted.borrow_mut().take()) {
             self.server_name = Some(name);
+        }
+        if result.is_err() {
+            self.fail();
         }
         result
     }
@@ -164,7 +158,7 @@ impl Tls {
     /// Encrypts `plain` as records appended to `wire`. False while the
     /// handshake does not allow it yet, or once the connection is closing.
     pub(crate) fn encrypt(&mut self, plain: &[u8], wire: &mut BytesMut) -> bool {
-        if self.failed || self.closing {
+        if !self.can_write() {
             return false;
         }
         self.with_write_traffic(
@@ -225,30 +219,22 @@ impl Tls {
 }
 
 /// Processes the records in `buf`: returns how many bytes were used (the
-/// rest is the start of a record, or what followed a record that failed).
+/// rest is the start of a record).
 fn process(
     conn: &mut UnbufferedServerConnection,
     out: &mut Vec<u8>,
     buf: &mut [u8],
     plain: &mut BytesMut,
-) -> (usize, Result<(), rustls::Error>) {
+) -> Result<usize, rustls::Error> {
     let mut used = 0;
     loop {
         let UnbufferedStatus { mut discard, state } = conn.process_tls_records(&mut buf[used..]);
-        let state = match state {
-            Ok(state) => state,
-            Err(error) => return (used + discard, Err(error)),
-        };
-        match state {
+        match state? {
             ConnectionState::ReadTraffic(mut traffic) => {
                 while let Some(record) = traffic.next_record() {
-                    match record {
-                        Ok(record) => {
-                            discard += record.discard;
-                            plain.extend_from_slice(record.payload);
-                        }
-                        Err(error) => return (used + discard, Err(error)),
-                    }
+                    let record = record?;
+                    discard += record.discard;
+                    plain.extend_from_slice(record.payload);
                 }
             }
             ConnectionState::EncodeTlsData(mut encode) => {
@@ -261,17 +247,13 @@ fn process(
             // same way.
             ConnectionState::ReadEarlyData(mut early) => {
                 while let Some(record) = early.next_record() {
-                    match record {
-                        Ok(record) => {
-                            discard += record.discard;
-                            plain.extend_from_slice(record.payload);
-                        }
-                        Err(error) => return (used + discard, Err(error)),
-                    }
+                    let record = record?;
+                    discard += record.discard;
+                    plain.extend_from_slice(record.payload);
                 }
             }
             // Everything whole is read.
-            _ => return (used + discard, Ok(())),
+            _ => return Ok(used + discard),
         }
         used += discard;
     }
