@@ -2,29 +2,56 @@
 //! stream.
 
 use super::*;
+use std::collections::VecDeque;
 use uringws_ring::Chunk;
 
 /// Records (of up to 16 KiB of plaintext each) put into one send at most.
 const RECORDS_PER_SEND: usize = 16;
 
-/// Moves up to `max` bytes from the front of `queue` into `scratch`,
-/// splitting a piece that does not fit.
-fn gather(queue: &mut std::collections::VecDeque<Chunk>, scratch: &mut Vec<u8>, max: usize) {
+/// A queued piece at least this long is encrypted where it lies, not
+/// gathered with its neighbours first: rustls copies it once anyway.
+const ENCRYPT_IN_PLACE: usize = 2048;
+
+/// The plaintext of the next record from the front of `queue`: a large
+/// shared piece (or up to a record of it) as it is, or small pieces
+/// gathered into `scratch`, up to a record, stopping before a large one.
+/// Its length is what [`consume`] then takes off the queue.
+fn next_record<'a>(queue: &'a VecDeque<Chunk>, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    scratch.clear();
+    for chunk in queue {
+        let bytes = chunk.as_slice();
+        if bytes.len() >= ENCRYPT_IN_PLACE {
+            if scratch.is_empty() {
+                return &bytes[..bytes.len().min(tls::MAX_RECORD)];
+            }
+            break;
+        }
+        let room = tls::MAX_RECORD - scratch.len();
+        scratch.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if scratch.len() == tls::MAX_RECORD {
+            break;
+        }
+    }
+    scratch
+}
+
+/// Takes `len` bytes off the front of `queue`, splitting a piece.
+fn consume(queue: &mut VecDeque<Chunk>, mut len: usize) {
     while let Some(chunk) = queue.front_mut() {
-        let room = max - scratch.len();
-        if chunk.len() <= room {
-            scratch.extend_from_slice(chunk.as_slice());
+        if chunk.len() <= len {
+            len -= chunk.len();
             queue.pop_front();
             continue;
         }
-        scratch.extend_from_slice(&chunk.as_slice()[..room]);
-        let rest = match &*chunk {
-            Chunk::Shared(bytes) => Chunk::Shared(bytes.slice(room..)),
-            Chunk::Inline { .. } => {
-                Chunk::Shared(Bytes::copy_from_slice(&chunk.as_slice()[room..]))
-            }
-        };
-        *chunk = rest;
+        if len > 0 {
+            let rest = match &*chunk {
+                Chunk::Shared(bytes) => Chunk::Shared(bytes.slice(len..)),
+                Chunk::Inline { .. } => {
+                    Chunk::Shared(Bytes::copy_from_slice(&chunk.as_slice()[len..]))
+                }
+            };
+            *chunk = rest;
+        }
         return;
     }
 }
@@ -59,13 +86,13 @@ impl Connection {
             tls.take_output(&mut wire);
             let mut records = 0;
             while !io.out.is_empty() && records < RECORDS_PER_SEND && tls.can_write() {
-                let scratch = &mut ob.scratch;
-                scratch.clear();
-                gather(&mut io.out, scratch, tls::MAX_RECORD);
-                if !tls.encrypt(scratch, &mut wire) {
+                let plain = next_record(&io.out, &mut ob.scratch);
+                let len = plain.len();
+                if !tls.encrypt(plain, &mut wire) {
                     break;
                 }
-                encrypted += scratch.len();
+                consume(&mut io.out, len);
+                encrypted += len;
                 records += 1;
             }
             if !wire.is_empty() {
