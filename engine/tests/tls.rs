@@ -28,6 +28,11 @@ struct Pki {
 }
 
 fn pki() -> Pki {
+    pki_valid(true)
+}
+
+/// With `valid` false, the server certificate expired years ago.
+fn pki_valid(valid: bool) -> Pki {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -36,7 +41,11 @@ fn pki() -> Pki {
         .push(rcgen::DnType::CommonName, "uringws test CA");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA cert");
     let key = rcgen::KeyPair::generate().expect("server key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    if !valid {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
     let cert = params.signed_by(&key, &ca).expect("server cert");
     Pki {
         ca: ca.der().clone(),
@@ -328,6 +337,28 @@ async fn plain_http_garbage_and_truncated_hellos_to_a_tls_port_are_refused_alone
         refused.is_err(),
         "an unknown issuer is refused by the client"
     );
+
+    // An expired certificate: the client refuses it, with an alert the
+    // server counts.
+    let expired = self::pki_valid(false);
+    let stale = Servers::start(test_config(), &expired);
+    let refused = tls_connect(
+        stale.tls,
+        client_config(&expired, &[&rustls::version::TLS13]),
+    )
+    .await;
+    let error = refused.expect_err("an expired certificate is refused by the client");
+    assert!(error.to_string().contains("xpired"), "{error}");
+    wait_until(WAIT, "the expired one counted", || {
+        stale
+            .handle()
+            .stats()
+            .iter()
+            .map(|s| s.tls_failures())
+            .sum::<u64>()
+            == 1
+    })
+    .await;
 
     echo(&mut ws, WsMessage::text("still here")).await;
     wait_until(WAIT, "the failures counted", || {
