@@ -19,6 +19,11 @@ connections sends RATE 64-byte messages per second, each expected on every
 other connection. uringws serves it with the engine's `room` example (a
 topic every connection joins; publish to others), uws on `/broadcast`.
 
+With --tls CERT.pem,KEY.pem every run is over wss:// (the load generator
+does not check the certificate: --insecure), against the servers that
+serve TLS: uringws (its TLS listener on the measured port) and
+tokio-tungstenite over tokio-rustls, with the same rustls and provider.
+
 Build first: cargo build --release -p uringws-server -p uringws-peers -p uringws-load
     && cargo build --release -p uringws-engine --example room
 The uws peer (uWebSockets.js under Node) also needs `npm ci` in benches/peers/uws.
@@ -32,6 +37,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 UWS = os.path.join(ROOT, "benches", "peers", "uws")
+# (certificate, key) PEM files when the runs are over wss://.
+TLS = None
 
 
 def uringws(binary, threads):
@@ -39,7 +46,26 @@ def uringws(binary, threads):
             "--idle-timeout", "0", "--ping-interval", "0"]
 
 
+def tls_servers(threads, baseline=None):
+    cert, key = TLS
+    files = ["--tls-cert", cert, "--tls-key", key]
+    # uringws's plain listener goes to a port of its own; start() puts the
+    # TLS one on the measured port.
+    table = {"uringws": uringws(f"{BIN}/uringws", threads) + files}
+    if baseline:
+        table["uringws-baseline"] = uringws(os.path.abspath(baseline), threads) + files
+    return table | {
+        "tokio-tungstenite+rustls": [f"{BIN}/peer-tungstenite-tls", "--threads", str(threads)] + files,
+    }
+
+
+def url(port, path="/echo"):
+    return f"{'wss' if TLS else 'ws'}://127.0.0.1:{port}{path}"
+
+
 def servers(threads, baseline=None):
+    if TLS:
+        return tls_servers(threads, baseline)
     table = {"uringws": uringws(f"{BIN}/uringws", threads)}
     if baseline:
         # An earlier build of uringws, for before/after in the same run.
@@ -104,7 +130,10 @@ def rss_kib(pid):
 
 
 def start(cmd, cpus, port):
-    proc = subprocess.Popen(["taskset", "-c", cpus] + cmd + ["--listen", f"127.0.0.1:{port}"],
+    listen = ["--listen", f"127.0.0.1:{port}"]
+    if TLS and "--tls-cert" in cmd and os.path.basename(cmd[0]) == "uringws":
+        listen = ["--listen", f"127.0.0.1:{free_port()}", "--tls-listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(["taskset", "-c", cpus] + cmd + listen,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -129,7 +158,7 @@ def stop(proc):
 def load(cpus, args, timeout):
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = ["taskset", "-c", cpus, f"{BIN}/uringws-load", "--quiet", "--workers", "1",
-               "--json", out.name] + args
+               "--json", out.name] + (["--insecure"] if TLS else []) + args
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
         try:
             return json.load(open(out.name))
@@ -142,7 +171,7 @@ def echo_run(name, cmd, a, size, conns):
     proc = start(cmd, a.server_cpus, port)
     try:
         user0, sys0 = cpu_times(proc.pid)
-        report = load(a.load_cpus, ["echo", f"ws://127.0.0.1:{port}/echo", "-n", str(conns),
+        report = load(a.load_cpus, ["echo", url(port), "-n", str(conns),
                                     "--duration", str(a.seconds), "--size", str(size), "--binary"],
                       a.seconds + 60)
         user1, sys1 = cpu_times(proc.pid)
@@ -181,7 +210,7 @@ def hold_run(name, cmd, a, conns):
     try:
         before = rss_kib(proc.pid)
         report = load(a.load_cpus, ["--connect-from", hold_sources(conns), "hold",
-                                    f"ws://127.0.0.1:{port}/echo", "-n", str(conns),
+                                    url(port), "-n", str(conns),
                                     "--duration", str(a.hold_seconds), "--ping-interval", "0"],
                       a.hold_seconds + 120)
         # The load generator has ended and closed its sockets by now; read
@@ -204,7 +233,7 @@ def fanout_run(name, cmd, path, a, conns, rate):
     try:
         cpu0 = cpu_s(proc.pid)
         report = load(a.load_cpus, ["--connect-from", hold_sources(conns), "fanout",
-                                    f"ws://127.0.0.1:{port}{path}", "--mode", "broadcast",
+                                    url(port, path), "--mode", "broadcast",
                                     "-n", str(conns), "--publishers", "1", "--size", "64",
                                     "--rate", str(rate), "--duration", str(a.seconds)],
                       a.seconds + 120)
@@ -236,7 +265,17 @@ def main():
     p.add_argument("--only", default="", help="comma-separated server names, e.g. uringws,uws")
     p.add_argument("--baseline", default="", help="another uringws binary (an earlier build), "
                    "measured as uringws-baseline")
+    p.add_argument("--tls", default="", metavar="CERT,KEY",
+                   help="PEM certificate and key: every run over wss:// (echo and hold)")
     a = p.parse_args()
+    global TLS
+    if a.tls:
+        cert, _, key = a.tls.partition(",")
+        if not (os.path.exists(cert) and os.path.exists(key)):
+            sys.exit("--tls wants CERT.pem,KEY.pem, both existing files")
+        TLS = (os.path.abspath(cert), os.path.abspath(key))
+        if a.fanout:
+            sys.exit("--tls: fan-out runs are plain only")
     fan_table = broadcasters(a.threads)
     if a.only:
         fan_table = {k: v for k, v in fan_table.items() if k in a.only.split(",")}

@@ -4,7 +4,7 @@
 //! difference between the servers.
 
 use clap::Parser;
-use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
+use std::{future::Future, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The largest message the peers accept, as uringws's default (64 MiB
@@ -29,6 +29,13 @@ pub struct Args {
     /// multi-thread runtime with that many workers.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
+    /// PEM certificate chain, for the peers that serve wss:// (with
+    /// `--tls-key`).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Parses the command line, builds the runtime, and runs `connection` in a
@@ -38,7 +45,15 @@ where
     F: Fn(TcpStream) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let args = Args::parse();
+    serve_with(Args::parse(), connection)
+}
+
+/// [`serve`] with the command line already parsed.
+pub fn serve_with<F, Fut>(args: Args, connection: F) -> ExitCode
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
