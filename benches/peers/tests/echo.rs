@@ -45,9 +45,13 @@ fn start(binary: &str) -> Server {
     start_with(binary, &[])
 }
 
-/// Starts `program` with `args` first (a script for an interpreter).
+/// Starts `program` with `args` first (a script for an interpreter, which
+/// then names the server in messages, or options of the peer's own).
 fn start_with(program: &str, args: &[&str]) -> Server {
-    let binary = args.last().copied().unwrap_or(program);
+    let binary = match (program, args.last()) {
+        ("node", Some(script)) => script,
+        _ => program,
+    };
     let addr = TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port");
@@ -76,19 +80,31 @@ fn start_with(program: &str, args: &[&str]) -> Server {
     }
 }
 
-/// A client connection: the socket, the bytes read but not yet decoded, and
+/// A socket, plain or wrapped in a TLS client.
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+/// A client connection: the stream, the bytes read but not yet decoded, and
 /// the decoder.
 struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     buf: BytesMut,
     decoder: Decoder,
 }
 
+fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
 impl Client {
     fn connect(addr: SocketAddr, path: &str) -> Client {
-        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        Client::upgrade(Box::new(tcp(addr)), addr, path)
+    }
+
+    fn upgrade(stream: Box<dyn Stream>, addr: SocketAddr, path: &str) -> Client {
         let mut client = Client {
             stream,
             buf: BytesMut::new(),
@@ -155,8 +171,10 @@ fn check_echo(binary: &str) {
 }
 
 fn check_echo_on(server: Server, binary: &str) {
-    let mut client = Client::connect(server.addr, "/echo");
+    check_echo_with(Client::connect(server.addr, "/echo"), binary);
+}
 
+fn check_echo_with(mut client: Client, binary: &str) {
     let text = "héllo, echo ✓";
     client.send(OpCode::Text, true, text.as_bytes());
     match client.receive() {
@@ -204,6 +222,47 @@ fn check_fragmented_on(server: Server, binary: &str) {
         Message::Binary(echo) => assert!(echo[..] == payload[..], "{binary}: fragmented"),
         other => panic!("{binary}: fragmented binary came back as {other:?}"),
     }
+}
+
+/// The wss:// peer, with a certificate made now, through a rustls client
+/// that trusts it.
+#[test]
+fn tungstenite_over_rustls_echoes() {
+    let binary = env!("CARGO_BIN_EXE_peer-tungstenite-tls");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let dir = std::env::temp_dir().join(format!("uringws-peer-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("cert file");
+    std::fs::write(&key_path, key.serialize_pem()).expect("key file");
+    let files = [
+        "--tls-cert",
+        cert_path.to_str().expect("path"),
+        "--tls-key",
+        key_path.to_str().expect("path"),
+    ];
+    let server = start_with(binary, &files);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).expect("root");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    let stream = rustls::StreamOwned::new(tls, tcp(server.addr));
+    check_echo_with(
+        Client::upgrade(Box::new(stream), server.addr, "/echo"),
+        binary,
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
