@@ -94,6 +94,9 @@ pub(crate) struct Counters {
     pub backpressure_closes: u64,
     /// TLS connections failed by a bad record or handshake (an alert sent).
     pub tls_failures: u64,
+    /// TLS handshakes completed, in full and resuming a session.
+    pub tls_full: u64,
+    pub tls_resumed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -124,6 +127,8 @@ pub struct WorkerStats {
     backpressure_drops: AtomicU64,
     backpressure_closes: AtomicU64,
     tls_failures: AtomicU64,
+    tls_full: AtomicU64,
+    tls_resumed: AtomicU64,
     /// Per connection, not per message: a lock is cheap beside the
     /// syscalls of a handshake.
     requests: Mutex<BTreeMap<RequestOutcome, u64>>,
@@ -154,6 +159,8 @@ impl WorkerStats {
         self.backpressure_closes
             .store(c.backpressure_closes, Ordering::Relaxed);
         self.tls_failures.store(c.tls_failures, Ordering::Relaxed);
+        self.tls_full.store(c.tls_full, Ordering::Relaxed);
+        self.tls_resumed.store(c.tls_resumed, Ordering::Relaxed);
     }
 
     pub(crate) fn count_request(&self, outcome: RequestOutcome) {
@@ -251,6 +258,16 @@ impl WorkerStats {
     /// the alert went out and the connection closed.
     pub fn tls_failures(&self) -> u64 {
         self.tls_failures.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes completed in full (a new session).
+    pub fn tls_handshakes_full(&self) -> u64 {
+        self.tls_full.load(Ordering::Relaxed)
+    }
+
+    /// TLS handshakes that resumed a session (a client's ticket).
+    pub fn tls_handshakes_resumed(&self) -> u64 {
+        self.tls_resumed.load(Ordering::Relaxed)
     }
 
     /// Request heads by outcome.

@@ -401,3 +401,32 @@ async fn a_hello_with_a_bad_record_behind_it_gets_an_alert_and_the_worker_goes_o
     echo(&mut ws, WsMessage::text("still serving")).await;
     close_cleanly(ws).await;
 }
+
+/// A client that comes back with the session ticket it was given resumes,
+/// and the worker counts full and resumed handshakes apart.
+#[tokio::test]
+async fn a_returning_client_resumes_and_handshakes_are_counted_by_kind() {
+    let pki = pki();
+    let servers = Servers::start(test_config(), &pki);
+    // One client configuration, whose session store keeps the tickets.
+    let config = client_config(&pki, &[&rustls::version::TLS13]);
+    for round in 0..3 {
+        let mut ws = wss_connect(servers.tls, config.clone()).await;
+        let kind = ws.get_ref().get_ref().1.handshake_kind();
+        let expected = if round == 0 {
+            rustls::HandshakeKind::Full
+        } else {
+            rustls::HandshakeKind::Resumed
+        };
+        assert_eq!(kind, Some(expected), "round {round}");
+        echo(&mut ws, WsMessage::text("again")).await;
+        close_cleanly(ws).await;
+    }
+    wait_until(WAIT, "the handshakes counted", || {
+        let stats = servers.handle().stats();
+        let full: u64 = stats.iter().map(|s| s.tls_handshakes_full()).sum();
+        let resumed: u64 = stats.iter().map(|s| s.tls_handshakes_resumed()).sum();
+        (full, resumed) == (1, 2)
+    })
+    .await;
+}

@@ -57,6 +57,11 @@ struct Cli {
     /// against, instead of each URL's host.
     #[arg(long, global = true, value_name = "NAME")]
     sni: Option<String>,
+    /// wss://: resume TLS sessions (the tickets a server sends, kept per
+    /// worker), as returning browsers do; without it every connection is a
+    /// full handshake.
+    #[arg(long, global = true)]
+    resume: bool,
     /// Write the summary as JSON to this file.
     #[arg(long, global = true)]
     #[serde(serialize_with = "lossy_path")]
@@ -342,6 +347,10 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
         (Some(ca), _) => Some(TlsConfig::with_ca_file(ca)?),
         (None, true) => Some(TlsConfig::insecure()?),
         (None, false) => None,
+    };
+    let tls = match tls {
+        Some(tls) if cli.resume => Some(tls.resuming()),
+        tls => tls,
     };
     let sni = cli
         .sni

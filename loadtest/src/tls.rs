@@ -39,8 +39,9 @@ pub enum Trust {
 
 /// How connections to `wss://` targets speak TLS, shared by all of them:
 /// TLS 1.2 and 1.3 on the ring provider, ALPN `http/1.1`, and a full
-/// handshake every time (no session resumption), so that every connection
-/// costs the server what a new client's would.
+/// handshake every time (no session resumption, unless
+/// [`resuming`](Self::resuming)), so that every connection costs the server
+/// what a new client's would.
 #[derive(Clone)]
 pub struct TlsConfig {
     config: Arc<ClientConfig>,
@@ -99,6 +100,18 @@ impl TlsConfig {
         TlsConfig {
             config: Arc::new(config),
             trust,
+        }
+    }
+
+    /// The same, resuming sessions: the tickets servers send are kept (in
+    /// memory, shared by the connections) and each new connection to a
+    /// server offers one.
+    pub fn resuming(&self) -> TlsConfig {
+        let mut config = (*self.config).clone();
+        config.resumption = Resumption::default();
+        TlsConfig {
+            config: Arc::new(config),
+            trust: self.trust,
         }
     }
 

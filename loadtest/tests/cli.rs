@@ -625,3 +625,64 @@ fn wss_bad_tls_options_are_refused_before_connecting() {
     assert!(!ok);
     assert!(text.contains("--sni"), "{text}");
 }
+
+/// `--resume`: connections after the first offer the tickets the server
+/// sent, and the server resumes them (it counts the kinds apart); without
+/// it every handshake is a full one.
+#[test]
+fn wss_resume_offers_the_servers_tickets() {
+    let pki = pki("wss resume CA");
+    let (engine, _) = wss_server(&pki);
+    let url = format!("wss://{}/", engine.local_addrs()[0]);
+    let count = |engine: &Engine| {
+        let stats = engine.handle().stats();
+        (
+            stats.iter().map(|s| s.tls_handshakes_full()).sum::<u64>(),
+            stats
+                .iter()
+                .map(|s| s.tls_handshakes_resumed())
+                .sum::<u64>(),
+        )
+    };
+    let (ok, text) = load(&[
+        "--insecure",
+        "connect",
+        &url,
+        "-n",
+        "50",
+        "--concurrency",
+        "1",
+    ]);
+    assert!(ok, "{text}");
+    let wait_for = |what: &str, check: &dyn Fn((u64, u64)) -> bool| {
+        let started = std::time::Instant::now();
+        while !check(count(&engine)) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what}: {:?}",
+                count(&engine)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for("50 full handshakes", &|(full, resumed)| {
+        full == 50 && resumed == 0
+    });
+    let (ok, text) = load(&[
+        "--insecure",
+        "--resume",
+        "connect",
+        &url,
+        "-n",
+        "50",
+        "--concurrency",
+        "1",
+    ]);
+    assert!(ok, "{text}");
+    // Each worker's first connection has no ticket yet.
+    wait_for("the rest resumed", &|(full, resumed)| {
+        full <= 52 && full + resumed == 100
+    });
+    engine.shutdown();
+    engine.join().unwrap();
+}

@@ -116,6 +116,18 @@ const FAMILIES: &[Family] = &[
         value: WorkerStats::tls_failures,
     },
     Family {
+        name: "uringws_tls_handshakes_full_total",
+        kind: "counter",
+        help: "TLS handshakes completed in full (a new session).",
+        value: WorkerStats::tls_handshakes_full,
+    },
+    Family {
+        name: "uringws_tls_handshakes_resumed_total",
+        kind: "counter",
+        help: "TLS handshakes that resumed a session from a client's ticket.",
+        value: WorkerStats::tls_handshakes_resumed,
+    },
+    Family {
         name: "uringws_recv_buffer_exhaustions_total",
         kind: "counter",
         help: "Times a worker's receive-buffer ring ran dry (raise recv_buffers if this climbs).",

@@ -77,6 +77,11 @@ impl Certificates {
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.ignore_client_order = true;
+        // Stateless session tickets: a returning client resumes without the
+        // server keeping anything per session (rustls's default is a
+        // 256-entry cache, which a busy server outgrows at once).
+        config.ticketer =
+            rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS tickets: {e}"))?;
         Ok(Arc::new(config))
     }
 

@@ -27,6 +27,11 @@ impl Connection {
         if !reading {
             io.inbuf.truncate(read);
         }
+        match tls.handshake_done() {
+            Some(true) => ob.counters.tls_resumed += 1,
+            Some(false) => ob.counters.tls_full += 1,
+            None => {}
+        }
         if tls.has_output() {
             list(&mut self.output.listed, self.id, ob);
         }

@@ -63,6 +63,8 @@ pub(crate) struct Tls {
     failed: bool,
     /// The SNI name the client asked for.
     server_name: Option<Box<str>>,
+    /// The handshake's end was reported ([`handshake_done`](Self::handshake_done)).
+    reported: bool,
 }
 
 impl Tls {
@@ -74,6 +76,7 @@ impl Tls {
             closing: false,
             failed: false,
             server_name: None,
+            reported: false,
         })
     }
 
@@ -132,6 +135,16 @@ impl Tls {
                 _ => return,
             }
         }
+    }
+
+    /// Once, when the handshake is over: whether it resumed a session.
+    pub(crate) fn handshake_done(&mut self) -> Option<bool> {
+        if self.reported || self.conn.is_handshaking() {
+            return None;
+        }
+        self.reported = true;
+        let kind = self.conn.handshake_kind();
+        Some(kind == Some(rustls::HandshakeKind::Resumed))
     }
 
     /// The SNI name the client asked for, once its hello was read.

@@ -36,6 +36,8 @@ fn acceptor(args: &Args) -> Result<TlsAcceptor, String> {
         .map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.ignore_client_order = true;
+    // Stateless tickets, as the `uringws` binary.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
