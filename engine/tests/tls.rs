@@ -14,7 +14,7 @@ use tokio::{
 };
 use tokio_rustls::{client::TlsStream, TlsConnector};
 use tokio_tungstenite::{tungstenite::Message as WsMessage, WebSocketStream};
-use uringws_engine::{Engine, EngineConfig, EngineHandle, WorkerContext};
+use uringws_engine::{Engine, EngineConfig, EngineHandle, WorkerContext, WorkerStats};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -115,6 +115,11 @@ impl Servers {
 
     fn handle(&self) -> EngineHandle {
         self.engine.as_ref().expect("running").handle()
+    }
+
+    /// A counter of the workers' stats, summed over them.
+    fn total(&self, counter: fn(&WorkerStats) -> u64) -> u64 {
+        self.handle().stats().iter().map(|s| counter(s)).sum()
     }
 }
 
@@ -350,20 +355,13 @@ async fn plain_http_garbage_and_truncated_hellos_to_a_tls_port_are_refused_alone
     let error = refused.expect_err("an expired certificate is refused by the client");
     assert!(error.to_string().contains("xpired"), "{error}");
     wait_until(WAIT, "the expired one counted", || {
-        stale
-            .handle()
-            .stats()
-            .iter()
-            .map(|s| s.tls_failures())
-            .sum::<u64>()
-            == 1
+        stale.total(WorkerStats::tls_failures) == 1
     })
     .await;
 
     echo(&mut ws, WsMessage::text("still here")).await;
     wait_until(WAIT, "the failures counted", || {
-        let stats = servers.handle().stats();
-        stats.iter().map(|s| s.tls_failures()).sum::<u64>() >= 3
+        servers.total(WorkerStats::tls_failures) >= 3
     })
     .await;
     close_cleanly(ws).await;
@@ -393,8 +391,7 @@ async fn a_hello_with_a_bad_record_behind_it_gets_an_alert_and_the_worker_goes_o
         assert!(!answer.is_empty(), "no answer before the close");
     }
     wait_until(WAIT, "the failures counted", || {
-        let stats = servers.handle().stats();
-        stats.iter().map(|s| s.tls_failures()).sum::<u64>() == 3
+        servers.total(WorkerStats::tls_failures) == 3
     })
     .await;
     let mut ws = wss_connect(servers.tls, client_config(&pki, &[&rustls::version::TLS13])).await;
@@ -423,9 +420,8 @@ async fn a_returning_client_resumes_and_handshakes_are_counted_by_kind() {
         close_cleanly(ws).await;
     }
     wait_until(WAIT, "the handshakes counted", || {
-        let stats = servers.handle().stats();
-        let full: u64 = stats.iter().map(|s| s.tls_handshakes_full()).sum();
-        let resumed: u64 = stats.iter().map(|s| s.tls_handshakes_resumed()).sum();
+        let full = servers.total(WorkerStats::tls_handshakes_full);
+        let resumed = servers.total(WorkerStats::tls_handshakes_resumed);
         (full, resumed) == (1, 2)
     })
     .await;
