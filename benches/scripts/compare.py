@@ -56,6 +56,7 @@ def tls_servers(threads, baseline=None):
         table["uringws-baseline"] = uringws(os.path.abspath(baseline), threads) + files
     return table | {
         "tokio-tungstenite+rustls": [f"{BIN}/peer-tungstenite-tls", "--threads", str(threads)] + files,
+        "uws-cpp": [f"{BIN}/peer-uws-cpp", "--threads", str(threads)] + files,
     }
 
 
@@ -75,6 +76,8 @@ def servers(threads, baseline=None):
         "fastwebsockets": [f"{BIN}/peer-fastwebsockets", "--threads", str(threads)],
         "tokio-websockets": [f"{BIN}/peer-tokio-websockets", "--threads", str(threads)],
         "tokio-uring": [f"{BIN}/peer-tokio-uring", "--threads", str(threads)],
+        # C++ uWebSockets itself (epoll), built by benches/peers/uws-cpp/build.sh.
+        "uws-cpp": [f"{BIN}/peer-uws-cpp", "--threads", str(threads)],
         # uWebSockets' C++ core under Node.js (uWebSockets.js): one JS call
         # per message on top of what C++ uWebSockets costs.
         "uws": ["node", os.path.join(UWS, "server.js"), "--threads", str(threads)],
@@ -97,6 +100,8 @@ def missing(cmd):
         if not os.path.exists(os.path.join(UWS, "node_modules", "uwebsockets", "package.json")):
             return f"not installed: run `npm ci` in {os.path.relpath(UWS)}"
         return None
+    if cmd[0].endswith("/peer-uws-cpp") and not os.access(cmd[0], os.X_OK):
+        return "not built: run benches/peers/uws-cpp/build.sh"
     if not os.access(cmd[0], os.X_OK):
         return (f"{os.path.relpath(cmd[0])} not built: cargo build --release "
                 "-p uringws-server -p uringws-peers -p uringws-load, and "

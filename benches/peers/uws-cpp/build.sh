@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds peer-uws-cpp (C++ uWebSockets with its default epoll backend and
+# OpenSSL) into target/release/, from the uWebSockets and uSockets sources
+# that the crate libuwebsockets-sys 0.0.10 vendors; cargo fetches the crate.
+# Needs g++ and Debian's libssl-dev and zlib1g-dev.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+here="$root/benches/peers/uws-cpp"
+out="$root/target/release/peer-uws-cpp"
+fetch=$(mktemp -d /tmp/uws-fetch.XXXXXX)
+trap 'rm -rf "$fetch"' EXIT
+mkdir -p "$fetch/src"
+printf '[package]\nname = "uws-fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nlibuwebsockets-sys = "=0.0.10"\n' >"$fetch/Cargo.toml"
+echo 'fn main() {}' >"$fetch/src/main.rs"
+(cd "$fetch" && cargo fetch --quiet)
+src=$(cd "$fetch" && cargo metadata --format-version 1 --quiet |
+  python3 -c 'import json, sys; m = json.load(sys.stdin); print(next(p["manifest_path"] for p in m["packages"] if p["name"] == "libuwebsockets-sys"))')
+uws="$(dirname "$src")/uWebSockets"
+us="$uws/uSockets/src"
+obj=$(mktemp -d /tmp/uws-obj.XXXXXX)
+flags=(-O3 -flto -DLIBUS_USE_OPENSSL -DUWS_NO_ZLIB_FALLBACK -Wno-deprecated-declarations -I"$us")
+for c in "$us"/*.c "$us"/eventing/epoll_kqueue.c "$us"/crypto/openssl.c; do
+  gcc "${flags[@]}" -c "$c" -o "$obj/$(basename "$c").o"
+done
+g++ "${flags[@]}" -std=c++20 -c "$us/crypto/sni_tree.cpp" -o "$obj/sni_tree.o"
+g++ "${flags[@]}" -std=c++20 -I"$uws/src" "$here/server.cpp" "$obj"/*.o -lssl -lcrypto -lz -o "$out"
+rm -rf "$obj"
+echo "built $out"

@@ -1,0 +1,104 @@
+// C++ uWebSockets echo server, the peer the targets are set against: every
+// text and binary message back as it came on `/` and `/echo` (uWebSockets
+// answers pings and closes itself), and `/broadcast`, where each message is
+// published to every other connection. Plain, or TLS with --tls-cert and
+// --tls-key (OpenSSL). One thread: the comparisons run one server core.
+//
+//   peer-uws-cpp --listen 127.0.0.1:9001 [--tls-cert cert.pem --tls-key key.pem]
+//
+// Built by build.sh, from the sources the crate libuwebsockets-sys vendors.
+
+#include "App.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+namespace {
+
+struct PerSocket {};
+
+struct Options {
+    std::string host = "127.0.0.1";
+    int port = 9001;
+    std::string cert, key;
+};
+
+bool parse(int argc, char **argv, Options &o) {
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string flag = argv[i], value = argv[i + 1];
+        if (flag == "--listen") {
+            auto colon = value.rfind(':');
+            if (colon == std::string::npos) return false;
+            o.host = value.substr(0, colon);
+            o.port = std::atoi(value.c_str() + colon + 1);
+        } else if (flag == "--tls-cert") {
+            o.cert = value;
+        } else if (flag == "--tls-key") {
+            o.key = value;
+        } else if (flag == "--threads") {
+            if (value != "1") return false;
+        } else {
+            return false;
+        }
+    }
+    return (argc % 2) == 1 && o.port > 0 && o.cert.empty() == o.key.empty();
+}
+
+// The same limits as uringws's defaults (Autobahn 9.x sends 16 MiB), and
+// no idle timeout or automatic pings, as in the comparisons' uringws runs.
+template <bool SSL>
+typename uWS::TemplatedApp<SSL>::template WebSocketBehavior<PerSocket> behaviour(bool broadcast) {
+    typename uWS::TemplatedApp<SSL>::template WebSocketBehavior<PerSocket> b;
+    b.compression = uWS::DISABLED;
+    b.maxPayloadLength = 64 * 1024 * 1024;
+    b.idleTimeout = 0;
+    b.maxBackpressure = 64 * 1024 * 1024;
+    b.sendPingsAutomatically = false;
+    if (broadcast) {
+        b.open = [](auto *ws) { ws->subscribe("all"); };
+        b.message = [](auto *ws, std::string_view message, uWS::OpCode op) {
+            ws->publish("all", message, op);
+        };
+    } else {
+        b.message = [](auto *ws, std::string_view message, uWS::OpCode op) {
+            ws->send(message, op);
+        };
+    }
+    return b;
+}
+
+template <bool SSL>
+int serve(uWS::TemplatedApp<SSL> &&app, const Options &o) {
+    bool listening = false;
+    app.template ws<PerSocket>("/", behaviour<SSL>(false))
+        .template ws<PerSocket>("/echo", behaviour<SSL>(false))
+        .template ws<PerSocket>("/broadcast", behaviour<SSL>(true))
+        .listen(o.host, o.port, [&](auto *socket) { listening = socket != nullptr; });
+    if (!listening) {
+        std::cerr << "peer-uws-cpp: cannot listen on " << o.host << ":" << o.port << std::endl;
+        return 1;
+    }
+    std::cerr << "listening on " << o.host << ":" << o.port << std::endl;
+    app.run();
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    Options o;
+    if (!parse(argc, argv, o)) {
+        std::cerr << "usage: peer-uws-cpp --listen HOST:PORT [--threads 1] "
+                     "[--tls-cert FILE --tls-key FILE]" << std::endl;
+        return 2;
+    }
+    if (o.cert.empty()) {
+        return serve(uWS::App(), o);
+    }
+    uWS::SocketContextOptions tls;
+    tls.cert_file_name = o.cert.c_str();
+    tls.key_file_name = o.key.c_str();
+    return serve(uWS::SSLApp(tls), o);
+}
