@@ -224,17 +224,26 @@ fn check_fragmented_on(server: Server, binary: &str) {
     }
 }
 
-/// The wss:// peer, with a certificate made now, through a rustls client
-/// that trusts it.
+/// The wss:// peer.
 #[test]
 fn tungstenite_over_rustls_echoes() {
-    let binary = env!("CARGO_BIN_EXE_peer-tungstenite-tls");
+    check_tls_echo(env!("CARGO_BIN_EXE_peer-tungstenite-tls"));
+}
+
+/// `binary` serving wss:// with a certificate made now, through a rustls
+/// client that trusts it.
+fn check_tls_echo(binary: &str) {
     let key = rcgen::KeyPair::generate().expect("key");
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
         .expect("params")
         .self_signed(&key)
         .expect("cert");
-    let dir = std::env::temp_dir().join(format!("uringws-peer-tls-{}", std::process::id()));
+    // One directory per peer: the tests run at once.
+    let peer = std::path::Path::new(binary)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("peer");
+    let dir = std::env::temp_dir().join(format!("uringws-{peer}-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, cert.pem()).expect("cert file");
@@ -351,4 +360,28 @@ fn uws_broadcasts_to_the_others() {
             "client {i} got its own message back"
         );
     }
+}
+
+/// C++ uWebSockets, where `uws-cpp/build.sh` built it (it needs g++ and
+/// OpenSSL's headers, which a machine may not have): the test says so and
+/// passes where it is not, as compare.py skips it.
+fn uws_cpp() -> Option<String> {
+    let binary = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/release/peer-uws-cpp"
+    );
+    if std::path::Path::new(binary).exists() {
+        Some(binary.to_string())
+    } else {
+        eprintln!("uws-cpp peer skipped: run benches/peers/uws-cpp/build.sh");
+        None
+    }
+}
+
+#[test]
+fn uws_cpp_echoes() {
+    let Some(binary) = uws_cpp() else { return };
+    check_echo(&binary);
+    check_fragmented(&binary);
+    check_tls_echo(&binary);
 }
