@@ -136,7 +136,9 @@ def rss_kib(pid):
 
 def start(cmd, cpus, port):
     listen = ["--listen", f"127.0.0.1:{port}"]
-    if TLS and "--tls-cert" in cmd and os.path.basename(cmd[0]) == "uringws":
+    # uringws (any build of it, the one flag only it takes) serves TLS on
+    # its TLS listener; the peers' own listener is their TLS one.
+    if TLS and "--workers" in cmd:
         listen = ["--listen", f"127.0.0.1:{free_port()}", "--tls-listen", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(["taskset", "-c", cpus] + cmd + listen,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
