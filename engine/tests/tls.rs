@@ -269,6 +269,18 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
     got
 }
 
+/// The records of a TLS 1.3 ClientHello for `localhost`.
+fn client_hello(pki: &Pki) -> Vec<u8> {
+    let mut hello = Vec::new();
+    let mut client = rustls::ClientConnection::new(
+        client_config(pki, &[&rustls::version::TLS13]),
+        ServerName::try_from("localhost").expect("name"),
+    )
+    .expect("client");
+    client.write_tls(&mut hello).expect("hello");
+    hello
+}
+
 /// A TLS alert record: content type 21.
 fn is_alert(bytes: &[u8]) -> bool {
     bytes.first() == Some(&21)
@@ -308,15 +320,7 @@ async fn plain_http_garbage_and_truncated_hellos_to_a_tls_port_are_refused_alone
 
     // The start of a ClientHello, then silence: closed by the handshake
     // timeout.
-    let mut hello = Vec::new();
-    {
-        let mut client = rustls::ClientConnection::new(
-            client_config(&pki, &[&rustls::version::TLS13]),
-            ServerName::try_from("localhost").expect("name"),
-        )
-        .expect("client");
-        client.write_tls(&mut hello).expect("hello");
-    }
+    let hello = client_hello(&pki);
     let mut truncated = TcpStream::connect(servers.tls).await.expect("connect");
     truncated
         .write_all(&hello[..hello.len() / 2])
@@ -374,13 +378,7 @@ async fn plain_http_garbage_and_truncated_hellos_to_a_tls_port_are_refused_alone
 async fn a_hello_with_a_bad_record_behind_it_gets_an_alert_and_the_worker_goes_on() {
     let pki = pki();
     let servers = Servers::start(test_config(), &pki);
-    let mut hello = Vec::new();
-    let mut client = rustls::ClientConnection::new(
-        client_config(&pki, &[&rustls::version::TLS13]),
-        ServerName::try_from("localhost").expect("name"),
-    )
-    .expect("client");
-    client.write_tls(&mut hello).expect("hello");
+    let mut hello = client_hello(&pki);
     // A handshake record (22) whose message claims more than it holds.
     hello.extend_from_slice(&[22, 3, 3, 0, 5, 1, 0xff, 0xff, 0xff, 0]);
     for _ in 0..3 {

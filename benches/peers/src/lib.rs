@@ -19,6 +19,33 @@ pub fn is_echo_path(path: &str) -> bool {
     matches!(path, "/" | "/echo")
 }
 
+/// tokio-tungstenite's echo, over any stream (plain or TLS): every text and
+/// binary message back as it came. Reading flushes the queued pong or
+/// close reply; the stream ends once the close handshake is done or the
+/// connection failed.
+pub async fn tungstenite_echo<S>(mut ws: tokio_tungstenite::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    while let Some(Ok(message)) = ws.next().await {
+        if let Message::Text(_) | Message::Binary(_) = message {
+            if ws.send(message).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// tungstenite's limits set to uringws's; buffer sizes at the library's
+/// defaults.
+pub fn tungstenite_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_FRAME))
+}
+
 /// A peer library's WebSocket echo server.
 #[derive(Debug, Parser)]
 pub struct Args {

@@ -4,14 +4,12 @@
 //! ALPN http/1.1, AES-128-GCM preferred, as the `uringws` binary does.
 
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
 use mimalloc::MiMalloc;
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use std::{process::ExitCode, sync::Arc};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::tungstenite::{protocol::WebSocketConfig, Message};
-use uringws_peers::{Args, MAX_FRAME, MAX_MESSAGE};
+use uringws_peers::{tungstenite_config, tungstenite_echo, Args};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -45,18 +43,9 @@ async fn connection(acceptor: TlsAcceptor, stream: TcpStream) {
     let Ok(stream) = acceptor.accept(stream).await else {
         return;
     };
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_FRAME));
-    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
-        return;
-    };
-    while let Some(Ok(message)) = ws.next().await {
-        if let Message::Text(_) | Message::Binary(_) = message {
-            if ws.send(message).await.is_err() {
-                return;
-            }
-        }
+    let config = Some(tungstenite_config());
+    if let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config).await {
+        tungstenite_echo(ws).await;
     }
 }
 

@@ -1,17 +1,14 @@
 //! tokio-tungstenite echo server: every text and binary message back as it
 //! came; tungstenite itself answers pings and closes.
 
-use futures_util::{SinkExt, StreamExt};
 use mimalloc::MiMalloc;
 use std::process::ExitCode;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{
     handshake::server::{ErrorResponse, Request, Response},
     http::StatusCode,
-    protocol::WebSocketConfig,
-    Message,
 };
-use uringws_peers::{is_echo_path, MAX_FRAME, MAX_MESSAGE};
+use uringws_peers::{is_echo_path, tungstenite_config, tungstenite_echo};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -29,24 +26,9 @@ fn route(request: &Request, response: Response) -> Result<Response, ErrorRespons
 }
 
 async fn connection(stream: TcpStream) {
-    // Buffer sizes stay at the library's defaults; only the limits are set,
-    // to uringws's.
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_FRAME));
-    let Ok(mut ws) =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, route, Some(config)).await
-    else {
-        return;
-    };
-    // Reading flushes the queued pong or close reply; the stream ends once
-    // the close handshake is done or the connection failed.
-    while let Some(Ok(message)) = ws.next().await {
-        if let Message::Text(_) | Message::Binary(_) = message {
-            if ws.send(message).await.is_err() {
-                return;
-            }
-        }
+    let config = Some(tungstenite_config());
+    if let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(stream, route, config).await {
+        tungstenite_echo(ws).await;
     }
 }
 
