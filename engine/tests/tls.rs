@@ -234,6 +234,35 @@ async fn wss_over_tls12_too() {
     close_cleanly(ws).await;
 }
 
+/// After the handshake our own record layer carries the connection; one
+/// that goes quiet drops its expanded keys (the worker sweeps each
+/// second) and makes them again for the next record; a client's key
+/// update is followed and answered.
+#[tokio::test]
+async fn a_quiet_connection_and_a_key_update_keep_working() {
+    let pki = pki();
+    let servers = Servers::start(test_config(), &pki);
+    let mut tls13 = wss_connect(servers.tls, client_config(&pki, &[&rustls::version::TLS13])).await;
+    let mut tls12 = wss_connect(servers.tls, client_config(&pki, &[&rustls::version::TLS12])).await;
+    for ws in [&mut tls13, &mut tls12] {
+        echo(ws, WsMessage::text("before the quiet")).await;
+    }
+    let keyed = || servers.total(WorkerStats::tls_keyed_connections);
+    assert_eq!(keyed(), 2, "busy: both hold expanded keys");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(keyed(), 0, "quiet: both dropped them");
+    for ws in [&mut tls13, &mut tls12] {
+        echo(ws, WsMessage::text("after the quiet")).await;
+    }
+    for round in 0..3 {
+        let (_, client) = tls13.get_mut().get_mut();
+        client.refresh_traffic_keys().expect("key update");
+        echo(&mut tls13, WsMessage::text(format!("new keys {round}"))).await;
+    }
+    close_cleanly(tls13).await;
+    close_cleanly(tls12).await;
+}
+
 /// Messages larger than a record and than a send's worth of records, in
 /// both directions, and many small ones in a burst.
 #[tokio::test]

@@ -128,6 +128,12 @@ const FAMILIES: &[Family] = &[
         value: WorkerStats::tls_handshakes_resumed,
     },
     Family {
+        name: "uringws_tls_keyed_connections",
+        kind: "gauge",
+        help: "TLS connections holding expanded keys (a record within the last second or two); the others hold raw key bytes only.",
+        value: WorkerStats::tls_keyed_connections,
+    },
+    Family {
         name: "uringws_recv_buffer_exhaustions_total",
         kind: "counter",
         help: "Times a worker's receive-buffer ring ran dry (raise recv_buffers if this climbs).",

@@ -1,8 +1,10 @@
 //! A TLS connection's byte layer fed arbitrary records: a real rustls
-//! client on one side (its handshake, then arbitrary application data it
-//! encrypts: request heads, frames, garbage), arbitrary bytes injected
-//! into the stream at any point (before, during and after the handshake),
-//! sends completed in full or in part, time passing, the end of the stream.
+//! client on one side, TLS 1.3 or 1.2 (its handshake, then arbitrary
+//! application data it encrypts: request heads, frames, garbage; key
+//! updates), arbitrary bytes injected into the stream at any point (before,
+//! during and after the handshake, so into rustls's handshake and into our
+//! record layer after it), sends completed in full or in part, time
+//! passing, the end of the stream.
 //!
 //! Invariants: no panic; one send in flight at a time (the harness checks);
 //! while nothing was injected, every byte the server sends is valid TLS to
@@ -38,6 +40,8 @@ enum Op {
     ClientRead,
     /// The client sends its close_notify.
     ClientClose,
+    /// The client updates its key and asks for ours to be (TLS 1.3).
+    KeyUpdate,
     Advance(u16),
     EndOfStream,
 }
@@ -45,6 +49,13 @@ enum Op {
 struct Pki {
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
+    client12: Arc<rustls::ClientConfig>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    tls12: bool,
+    ops: Vec<Op>,
 }
 
 /// One CA and certificate for the whole run, made at start.
@@ -70,14 +81,20 @@ fn pki() -> &'static Pki {
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         let mut roots = rustls::RootCertStore::empty();
         roots.add(der).expect("root");
-        let client = rustls::ClientConfig::builder_with_provider(provider)
+        let client = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let client12 = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
             .expect("versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
         Pki {
             server: Arc::new(server),
             client: Arc::new(client),
+            client12: Arc::new(client12),
         }
     })
 }
@@ -114,7 +131,8 @@ impl Script for Echo {
     }
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+fuzz_target!(|input: Input| {
+    let Input { tls12, ops } = input;
     let pki = pki();
     let config = EngineConfig {
         handshake_timeout: std::time::Duration::from_millis(500),
@@ -124,11 +142,13 @@ fuzz_target!(|ops: Vec<Op>| {
         return;
     };
     let name = ServerName::try_from("localhost").expect("name");
-    let mut client = rustls::ClientConnection::new(pki.client.clone(), name).expect("client");
+    let config = if tls12 { &pki.client12 } else { &pki.client };
+    let mut client = rustls::ClientConnection::new(config.clone(), name).expect("client");
     let mut script = Echo;
     // Bytes on their way to the server, and whether any were injected.
     let mut to_server: Vec<u8> = Vec::new();
     let mut injected = false;
+    let mut key_updates = 0;
     let mut to_client: Vec<u8> = Vec::new();
     let mut client_failed = false;
     let mut now = 0u64;
@@ -186,6 +206,16 @@ fuzz_target!(|ops: Vec<Op>| {
                 // the server may answer it with an alert.
                 injected |= client.is_handshaking();
                 client.send_close_notify();
+            }
+            // Refused before the handshake ends and in TLS 1.2.
+            Op::KeyUpdate => {
+                // More than 32 in a row are refused (as rustls refuses
+                // them): past that many, counted loosely, an alert of the
+                // server's is the client's doing.
+                if client.refresh_traffic_keys().is_ok() {
+                    key_updates += 1;
+                    injected |= key_updates >= 32;
+                }
             }
             Op::Advance(ms) => {
                 now += u64::from(ms);

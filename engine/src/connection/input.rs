@@ -32,8 +32,12 @@ impl Connection {
             Some(false) => ob.counters.tls_full += 1,
             None => {}
         }
+        let keyed = tls.take_listing();
         if tls.has_output() {
             list(&mut self.output.listed, self.id, ob);
+        }
+        if keyed {
+            ob.list_keys(self.id.slot);
         }
         if let Err(error) = result {
             self.fail_tls(&error, ob);

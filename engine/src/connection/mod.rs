@@ -9,6 +9,7 @@
 mod input;
 mod layer;
 mod output;
+mod records;
 mod send;
 #[cfg(test)]
 mod tests;
@@ -172,6 +173,11 @@ pub(crate) struct Outbox {
     pub tls: HashMap<u32, Box<Tls>>,
     /// Where queued frames are gathered into a record's plaintext.
     scratch: Vec<u8>,
+    /// TLS connections holding expanded keys, by slot, and when they are
+    /// next swept ([`sweep_keys`](Self::sweep_keys)).
+    keyed: Vec<u32>,
+    keys_due: u64,
+    sweeps: u32,
     /// Milliseconds since the worker started.
     pub now: u64,
 }
@@ -189,8 +195,41 @@ impl Outbox {
             counters: Counters::default(),
             tls: HashMap::new(),
             scratch: Vec::new(),
+            keyed: Vec::new(),
+            keys_due: 0,
+            sweeps: 0,
             now: 0,
         }
+    }
+
+    /// A TLS connection expanded its keys: it is swept from now on.
+    fn list_keys(&mut self, slot: u32) {
+        if self.keyed.is_empty() {
+            self.keys_due = self.now + KEY_SWEEP_MS;
+        }
+        self.keyed.push(slot);
+        self.counters.tls_keyed = self.keyed.len() as u64;
+    }
+
+    /// When the next key sweep is due, if a connection holds keys.
+    pub(crate) fn keys_due(&self) -> Option<u64> {
+        (!self.keyed.is_empty()).then_some(self.keys_due)
+    }
+
+    /// Drops the expanded keys of TLS connections that used none since the
+    /// last sweep: 1.1 KB each, made again in 0.2 µs when a record comes.
+    /// The sweep walks only the connections holding keys, so a million
+    /// idle ones cost it nothing.
+    pub(crate) fn sweep_keys(&mut self) {
+        if self.keys_due().is_none_or(|due| due > self.now) {
+            return;
+        }
+        self.sweeps = self.sweeps.wrapping_add(1);
+        let (tls, epoch) = (&mut self.tls, self.sweeps);
+        self.keyed
+            .retain(|slot| tls.get_mut(slot).is_some_and(|tls| tls.age(epoch)));
+        self.keys_due = self.now + KEY_SWEEP_MS;
+        self.counters.tls_keyed = self.keyed.len() as u64;
     }
 
     /// `frame` in one piece, for a single send of its bytes. Blocks are
@@ -207,6 +246,9 @@ impl Outbox {
         self.arena.split().freeze()
     }
 }
+
+/// How often TLS connections that went quiet drop their expanded keys.
+const KEY_SWEEP_MS: u64 = 1000;
 
 /// Most room reserved ahead of the bytes of a frame that is arriving in
 /// pieces: a header alone, which costs a peer 10 bytes, must not make us

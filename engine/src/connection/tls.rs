@@ -1,11 +1,13 @@
 //! TLS as a connection's byte layer: rustls's unbuffered server
-//! connection, fed the ring's receive buffers (records are decrypted where
-//! they arrived) and writing its records into the connection's sends. It
-//! keeps no buffer while the connection is idle: the ciphertext of a record
-//! that came in part waits in `pending` until the rest comes, and TLS's
-//! own records (handshake, alerts, close_notify) wait in `out` until the
-//! next send takes them.
+//! connection for the handshake, then our own record layer with its keys
+//! ([`Records`], a fraction of rustls's memory), fed the ring's receive
+//! buffers (records are decrypted where they arrived) and writing records
+//! into the connection's sends. It keeps no buffer while the connection is
+//! idle: the ciphertext of a record that came in part waits in `pending`
+//! until the rest comes, and TLS's own records (handshake, alerts,
+//! close_notify) wait in `out` until the next send takes them.
 
+use super::records::{self, Read, Records};
 use bytes::BytesMut;
 use rustls::{
     server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection},
@@ -44,6 +46,8 @@ impl ResolvesServerCert for NoteServerName {
 /// `config` with its resolver noting SNI names, for a listener.
 pub(crate) fn noting_server_names(config: &ServerConfig) -> Arc<ServerConfig> {
     let mut config = config.clone();
+    // So that [`Records`] can take the keys over after the handshake.
+    config.enable_secret_extraction = true;
     config.cert_resolver = Arc::new(NoteServerName(config.cert_resolver.clone()));
     Arc::new(config)
 }
@@ -52,7 +56,7 @@ pub(crate) fn noting_server_names(config: &ServerConfig) -> Arc<ServerConfig> {
 pub(crate) const MAX_RECORD: usize = 16 << 10;
 
 pub(crate) struct Tls {
-    conn: UnbufferedServerConnection,
+    stage: Stage,
     /// Received ciphertext not yet processed: the start of a record.
     pending: Vec<u8>,
     /// TLS's own records, to go out before any application data.
@@ -61,21 +65,40 @@ pub(crate) struct Tls {
     closing: bool,
     /// A record could not be read: nothing more is read.
     failed: bool,
+    /// The peer's close_notify came: nothing more is read.
+    peer_closed: bool,
+    /// The config lets the keys be handed to [`Records`].
+    extract: bool,
     /// The SNI name the client asked for.
     server_name: Option<Box<str>>,
-    /// The handshake's end was reported ([`handshake_done`](Self::handshake_done)).
+    /// Once the handshake is over: whether it resumed a session.
+    resumed: Option<bool>,
+    /// That was reported ([`handshake_done`](Self::handshake_done)).
     reported: bool,
+}
+
+enum Stage {
+    /// rustls runs the handshake, and what follows if its suite is one
+    /// [`Records`] does not handle.
+    Rustls(Box<UnbufferedServerConnection>),
+    /// After the handshake: our record layer with rustls's keys.
+    Records(Records),
+    /// The keys could not be taken over; the connection has failed.
+    Gone,
 }
 
 impl Tls {
     pub(crate) fn new(config: Arc<ServerConfig>) -> Result<Tls, rustls::Error> {
         Ok(Tls {
-            conn: UnbufferedServerConnection::new(config)?,
+            extract: config.enable_secret_extraction,
+            stage: Stage::Rustls(Box::new(UnbufferedServerConnection::new(config)?)),
             pending: Vec::new(),
             out: Vec::new(),
             closing: false,
             failed: false,
+            peer_closed: false,
             server_name: None,
+            resumed: None,
             reported: false,
         })
     }
@@ -92,17 +115,17 @@ impl Tls {
         // Once our close_notify is out, nothing the peer sends matters, and
         // rustls must not be given more: it counts close_notify as its
         // last alert and would assert on a fatal one for bad input after.
-        if self.failed || self.closing {
+        if self.failed || self.closing || self.peer_closed {
             return Ok(());
         }
         let result = if self.pending.is_empty() {
             // The usual case: whole records, decrypted in the ring's buffer.
-            process(&mut self.conn, &mut self.out, data, plain)
+            self.read(data, plain)
                 .map(|used| self.pending.extend_from_slice(&data[used..]))
         } else {
             self.pending.extend_from_slice(data);
             let mut pending = std::mem::take(&mut self.pending);
-            process(&mut self.conn, &mut self.out, &mut pending, plain).map(|used| {
+            self.read(&mut pending, plain).map(|used| {
                 pending.drain(..used);
                 // A burst's buffer is not kept by an idle connection.
                 if !pending.is_empty() {
@@ -119,15 +142,69 @@ impl Tls {
         result
     }
 
-    /// Queues the alert rustls has for the error it returned. The alert
-    /// waits in rustls's own queue, which a call hands out before it reads
-    /// any record; a call past that would read the bad input again (and
-    /// rustls asserts that it sends one fatal alert only).
+    /// Reads the whole records in `buf`: returns how many bytes were used
+    /// (the rest is the start of a record). Once rustls is done with the
+    /// handshake and has nothing to send, [`Records`] takes over.
+    fn read(&mut self, buf: &mut [u8], plain: &mut BytesMut) -> Result<usize, rustls::Error> {
+        let conn = match &mut self.stage {
+            Stage::Rustls(conn) => conn,
+            Stage::Records(records) => {
+                return match records.open(buf, plain, &mut self.out)? {
+                    Read::Used(used) => Ok(used),
+                    Read::PeerClosed => {
+                        self.peer_closed = true;
+                        Ok(buf.len())
+                    }
+                };
+            }
+            Stage::Gone => return Ok(buf.len()),
+        };
+        if !conn.is_handshaking() {
+            // rustls keeps the connection: a suite or config of its own.
+            return Ok(process(conn, &mut self.out, buf, plain)?.0);
+        }
+        // rustls is shown one more record at a time, so that it reads
+        // nothing past the handshake's last: a KeyUpdate there, read by
+        // rustls, would leave its answer in rustls's keeping after we took
+        // the keys. (Bytes that are not a whole record go in one piece.)
+        let (mut used, mut shown) = (0, 0);
+        let writable = loop {
+            let end = whole_record(&buf[shown..]).map_or(buf.len(), |len| shown + len);
+            let (n, writable) = process(conn, &mut self.out, &mut buf[used..end], plain)?;
+            used += n;
+            shown = end;
+            if !conn.is_handshaking() {
+                break writable;
+            }
+            if end == buf.len() {
+                return Ok(used);
+            }
+        };
+        let kind = conn.handshake_kind();
+        self.resumed = Some(kind == Some(rustls::HandshakeKind::Resumed));
+        let ours = conn.negotiated_cipher_suite().is_some_and(records::handles);
+        if writable && self.extract && ours {
+            let Stage::Rustls(conn) = std::mem::replace(&mut self.stage, Stage::Gone) else {
+                unreachable!("the stage was rustls's a moment ago");
+            };
+            self.stage = Stage::Records(Records::new(*conn)?);
+        }
+        Ok(used + self.read(&mut buf[used..], plain)?)
+    }
+
+    /// Queues the alert rustls has for the error it returned ([`Records`]
+    /// has queued its own). The alert waits in rustls's own queue, which a
+    /// call hands out before it reads any record; a call past that would
+    /// read the bad input again (and rustls asserts that it sends one
+    /// fatal alert only).
     fn fail(&mut self) {
         self.failed = true;
         self.pending = Vec::new();
-        while self.conn.wants_write() {
-            let status = self.conn.process_tls_records(&mut []);
+        let Stage::Rustls(conn) = &mut self.stage else {
+            return;
+        };
+        while conn.wants_write() {
+            let status = conn.process_tls_records(&mut []);
             match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     encode_into(&mut self.out, |buf| encode.encode(buf));
@@ -139,12 +216,9 @@ impl Tls {
 
     /// Once, when the handshake is over: whether it resumed a session.
     pub(crate) fn handshake_done(&mut self) -> Option<bool> {
-        if self.reported || self.conn.is_handshaking() {
-            return None;
-        }
+        let resumed = self.resumed.filter(|_| !self.reported)?;
         self.reported = true;
-        let kind = self.conn.handshake_kind();
-        Some(kind == Some(rustls::HandshakeKind::Resumed))
+        Some(resumed)
     }
 
     /// The SNI name the client asked for, once its hello was read.
@@ -174,16 +248,32 @@ impl Tls {
         if !self.can_write() {
             return false;
         }
-        self.with_write_traffic(
-            |traffic, wire| encrypt_into(wire, plain.len(), |buf| traffic.encrypt(plain, buf)),
-            wire,
-        )
+        match &mut self.stage {
+            Stage::Records(records) => match records.encrypt(plain, wire) {
+                Ok(()) => true,
+                // A TLS 1.2 key worn out: the connection can only end.
+                Err(_) => {
+                    self.close();
+                    false
+                }
+            },
+            Stage::Rustls(_) => self.with_write_traffic(
+                |traffic, wire| encrypt_into(wire, plain.len(), |buf| traffic.encrypt(plain, buf)),
+                wire,
+            ),
+            Stage::Gone => false,
+        }
     }
 
     /// Whether close_notify can still be queued: not yet, and the
     /// handshake is over, and no record failed.
     pub(crate) fn can_close(&self) -> bool {
-        !self.conn.is_handshaking() && !self.failed && !self.closing
+        let ready = match &self.stage {
+            Stage::Rustls(conn) => !conn.is_handshaking(),
+            Stage::Records(_) => true,
+            Stage::Gone => false,
+        };
+        ready && !self.failed && !self.closing
     }
 
     /// Queues close_notify, once; false if it cannot be sent.
@@ -191,14 +281,43 @@ impl Tls {
         if !self.can_close() {
             return false;
         }
+        self.closing = true;
+        if let Stage::Records(records) = &mut self.stage {
+            return records.close(&mut self.out).is_ok();
+        }
         let mut wire = BytesMut::new();
         let queued = self.with_write_traffic(
             |traffic, wire| encrypt_into(wire, 0, |buf| traffic.queue_close_notify(buf)),
             &mut wire,
         );
         self.out.extend_from_slice(&wire);
-        self.closing = true;
         queued
+    }
+
+    /// True once after expanded keys were made for a connection not on the
+    /// worker's list of those holding some ([`Outbox::sweep_keys`]).
+    pub(crate) fn take_listing(&mut self) -> bool {
+        match &mut self.stage {
+            Stage::Records(records) => records.take_listing(),
+            _ => false,
+        }
+    }
+
+    /// See [`Records::age`].
+    pub(crate) fn age(&mut self, epoch: u32) -> bool {
+        match &mut self.stage {
+            Stage::Records(records) => records.age(epoch),
+            _ => false,
+        }
+    }
+
+    /// Our record layer, once it took over.
+    #[cfg(test)]
+    pub(crate) fn records(&mut self) -> Option<&mut Records> {
+        match &mut self.stage {
+            Stage::Records(records) => Some(records),
+            _ => None,
+        }
     }
 
     /// Runs `write` in rustls's write state, handling on the way what the
@@ -211,11 +330,13 @@ impl Tls {
         ) -> bool,
         wire: &mut BytesMut,
     ) -> bool {
+        let Stage::Rustls(conn) = &mut self.stage else {
+            return false;
+        };
         loop {
             // The unprocessed bytes, so the deframer sees the same buffer
             // as when it read them.
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut self.pending);
+            let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.pending);
             debug_assert_eq!(discard, 0, "records left unread");
             match state {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => return write(&mut traffic, wire),
@@ -232,13 +353,14 @@ impl Tls {
 }
 
 /// Processes the records in `buf`: returns how many bytes were used (the
-/// rest is the start of a record).
+/// rest is the start of a record), and whether rustls ended ready to write
+/// application data with nothing of its own to send.
 fn process(
     conn: &mut UnbufferedServerConnection,
     out: &mut Vec<u8>,
     buf: &mut [u8],
     plain: &mut BytesMut,
-) -> Result<usize, rustls::Error> {
+) -> Result<(usize, bool), rustls::Error> {
     let mut used = 0;
     loop {
         let UnbufferedStatus { mut discard, state } = conn.process_tls_records(&mut buf[used..]);
@@ -265,11 +387,21 @@ fn process(
                     plain.extend_from_slice(record.payload);
                 }
             }
+            ConnectionState::WriteTraffic(_) => return Ok((used + discard, true)),
             // Everything whole is read.
-            _ => return Ok(used + discard),
+            _ => return Ok((used + discard, false)),
         }
         used += discard;
     }
+}
+
+/// The length of the record at the start of `buf`, if it is whole.
+fn whole_record(buf: &[u8]) -> Option<usize> {
+    let &[_, _, _, hi, lo] = buf.get(..5)? else {
+        return None;
+    };
+    let len = 5 + usize::from(u16::from_be_bytes([hi, lo]));
+    (buf.len() >= len).then_some(len)
 }
 
 /// Appends what `encode` writes to `out`, growing it to the size asked.

@@ -101,6 +101,9 @@ impl Connection {
                 send.push(Chunk::Shared(wire.freeze()));
             }
         }
+        if tls.take_listing() {
+            ob.list_keys(self.id.slot);
+        }
         let send = if send.is_empty() {
             io.send = Some(send);
             None

@@ -27,6 +27,7 @@ impl<H: Handler> Worker<H> {
             timers,
             self.accept.retry_at(),
             self.shutdown.deadline(),
+            self.ctx.out.keys_due(),
             logs,
         ]
         .into_iter()
@@ -37,6 +38,7 @@ impl<H: Handler> Worker<H> {
     pub(super) fn run_timers(&mut self) {
         self.retry_accepts();
         self.log_summaries();
+        self.ctx.out.sweep_keys();
         let now = self.ctx.out.now;
         while let Some(&Reverse((at, slot))) = self.timers.peek() {
             if at > now {

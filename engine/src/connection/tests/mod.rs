@@ -17,6 +17,7 @@ mod close;
 mod handshake;
 mod open;
 mod output;
+mod records;
 mod timers;
 
 const SLOT: u32 = 3;
