@@ -275,7 +275,7 @@ impl WorkerStats {
     }
 
     /// TLS connections holding their expanded keys: those that sent or
-    /// received a record within the last second or two. The others keep
+    /// received a record within the last quarter to half second. The others keep
     /// raw key bytes only, and expand them again (0.2 µs) for their next
     /// record.
     pub fn tls_keyed_connections(&self) -> u64 {

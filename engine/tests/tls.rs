@@ -235,8 +235,8 @@ async fn wss_over_tls12_too() {
 }
 
 /// After the handshake our own record layer carries the connection; one
-/// that goes quiet drops its expanded keys (the worker sweeps each
-/// second) and makes them again for the next record; a client's key
+/// that goes quiet drops its expanded keys (the worker sweeps every
+/// 250 ms) and makes them again for the next record; a client's key
 /// update is followed and answered.
 #[tokio::test]
 async fn a_quiet_connection_and_a_key_update_keep_working() {
@@ -249,7 +249,7 @@ async fn a_quiet_connection_and_a_key_update_keep_working() {
     }
     let keyed = || servers.total(WorkerStats::tls_keyed_connections);
     assert_eq!(keyed(), 2, "busy: both hold expanded keys");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(keyed(), 0, "quiet: both dropped them");
     for ws in [&mut tls13, &mut tls12] {
         echo(ws, WsMessage::text("after the quiet")).await;

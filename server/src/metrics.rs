@@ -130,7 +130,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "uringws_tls_keyed_connections",
         kind: "gauge",
-        help: "TLS connections holding expanded keys (a record within the last second or two); the others hold raw key bytes only.",
+        help: "TLS connections holding expanded keys (a record within the last half second); the others hold raw key bytes only.",
         value: WorkerStats::tls_keyed_connections,
     },
     Family {
