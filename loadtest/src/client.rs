@@ -815,6 +815,11 @@ impl<S: Scenario> Worker<'_, S> {
                         let took = now.duration_since(tls.since);
                         self.outcome.tls_handshake.record(took);
                         tls.since = now;
+                        // So a run against any server shows whether it
+                        // resumes the sessions `--resume` offers.
+                        if tls.resumed() {
+                            self.outcome.count("tls sessions resumed");
+                        }
                     }
                     // TLS's answers (the client's Finished, an alert), and
                     // the upgrade request once the handshake lets it go.

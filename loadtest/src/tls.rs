@@ -241,6 +241,11 @@ impl TlsConn {
         })
     }
 
+    /// Whether the handshake that ended resumed a session.
+    pub(crate) fn resumed(&self) -> bool {
+        self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
     /// Whether the handshake is still going on.
     pub(crate) fn handshaking(&self) -> bool {
         self.conn.is_handshaking()

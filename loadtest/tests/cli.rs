@@ -683,6 +683,16 @@ fn wss_resume_offers_the_servers_tickets() {
     wait_for("the rest resumed", &|(full, resumed)| {
         full <= 52 && full + resumed == 100
     });
+    // The client counts the same resumptions the server does.
+    let (_, resumed) = count(&engine);
+    let line = text
+        .lines()
+        .find(|l| l.contains("tls sessions resumed"))
+        .unwrap_or_else(|| panic!("no resumption count: {text}"));
+    assert!(
+        line.split_whitespace().any(|w| w == resumed.to_string()),
+        "{line} against {resumed}"
+    );
     engine.shutdown();
     engine.join().unwrap();
 }
