@@ -92,6 +92,11 @@ pub enum Error {
     /// The server enabled an extension we did not offer.
     #[error("server enabled extension {0:?} which was not offered")]
     UnofferedExtension(String),
+    /// The server's permessage-deflate answer breaks RFC 7692 §7 against
+    /// our offer (an unknown or repeated parameter, a value out of range
+    /// or above what we offered, a window for us we did not let it set).
+    #[error("server's permessage-deflate answer: {0}")]
+    DeflateAnswer(&'static str),
 
     // ---- frames and messages (answered with a close code) ----
     /// Opcode 0x3–0x7 or 0xB–0xF.

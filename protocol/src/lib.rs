@@ -3,6 +3,7 @@
 
 pub mod close;
 pub mod decoder;
+pub mod deflate;
 pub mod encoder;
 pub mod error;
 pub mod frame;
