@@ -65,7 +65,7 @@ impl Connection {
     /// peer): the alert rustls has for it goes out, then the transport is
     /// shut. No close frame can be sent or read any more, so an open
     /// connection ends as 1006.
-    fn fail_tls(&mut self, error: &rustls::Error, ob: &mut Outbox) {
+    pub(super) fn fail_tls(&mut self, error: &rustls::Error, ob: &mut Outbox) {
         ob.counters.tls_failures += 1;
         self.output.discard_input();
         match &mut self.state {
@@ -96,7 +96,10 @@ impl Connection {
                     ob,
                 );
             }
-            State::Closing { wait_peer, .. } => *wait_peer = false,
+            State::Closing { wait_peer, .. } => {
+                *wait_peer = false;
+                self.output.discard(&mut ob.counters);
+            }
             State::Closed { .. } => {}
         }
         list(&mut self.output.listed, self.id, ob);

@@ -24,6 +24,7 @@ use rustls::{
     AlertDescription, CipherSuite, ConnectionTrafficSecrets, ContentType, Error, InvalidMessage,
     PeerMisbehaved, SupportedCipherSuite,
 };
+use zeroize::Zeroize;
 
 /// Plaintext in one record at most (RFC 8446 §5.1).
 const MAX_PLAINTEXT: usize = 1 << 14;
@@ -47,8 +48,11 @@ const CLIENT_HELLO: u8 = 1;
 const WARNING: u8 = 1;
 const FATAL: u8 = 2;
 
-/// Whether this layer seals and opens records of `suite`; rustls keeps the
-/// connection otherwise (a suite of another provider).
+/// Whether this layer seals and opens records of `suite`, known by its
+/// identifier whichever provider negotiated it (records are then sealed
+/// with ring); rustls keeps the connection otherwise (a suite of a custom
+/// provider). A config's `max_fragment_size` no longer applies once we
+/// take over: records carry up to 2^14 bytes.
 pub(crate) fn handles(suite: SupportedCipherSuite) -> bool {
     matches!(
         suite.suite(),
@@ -72,6 +76,15 @@ struct Direction {
     seq: u64,
     /// The expanded key, while the connection is busy.
     expanded: Option<Box<LessSafeKey>>,
+}
+
+impl Drop for Direction {
+    /// As rustls does with its key bytes. (ring's expanded keys are not
+    /// wiped; neither are rustls's own.)
+    fn drop(&mut self) {
+        self.key.zeroize();
+        self.iv.zeroize();
+    }
 }
 
 impl Direction {
@@ -289,6 +302,11 @@ impl Records {
             )
             .map_err(|_| Error::DecryptError)?;
         self.rx.seq = seq;
+        // RFC 8446 §5.4: the inner plaintext (content, type, padding) is
+        // 2^14 + 1 bytes at most; TLS 1.2's plaintext 2^14.
+        if opened.len() > MAX_PLAINTEXT + usize::from(tls13) {
+            return Err(Error::PeerSentOversizedRecord);
+        }
         let (typ, data) = if tls13 {
             // The content type is the last byte that is not padding.
             let end = opened.iter().rposition(|&b| b != 0).ok_or(unexpected(0))?;
@@ -296,9 +314,6 @@ impl Records {
         } else {
             (typ, &opened[..])
         };
-        if data.len() > MAX_PLAINTEXT {
-            return Err(Error::PeerSentOversizedRecord);
-        }
         Ok((typ, data))
     }
 
@@ -429,11 +444,15 @@ impl Records {
             Error::InappropriateMessage { .. } | Error::PeerMisbehaved(_) => {
                 Some(AlertDescription::UnexpectedMessage)
             }
+            // RFC 8446 §4.6.3.
+            Error::InvalidMessage(InvalidMessage::InvalidKeyUpdate) => {
+                Some(AlertDescription::IllegalParameter)
+            }
             Error::InvalidMessage(_) => Some(AlertDescription::DecodeError),
             _ => Some(AlertDescription::InternalError),
         };
         if let Some(description) = description {
-            // The limit is what stops us sending; the peer is told anyway.
+            // Alerts are sealed past a worn-out key too; nothing else fails.
             let _ = self.alert(FATAL, description, out);
         }
         error
@@ -457,8 +476,14 @@ impl Records {
         self.alert(WARNING, AlertDescription::CloseNotify, out)
     }
 
+    /// A TLS 1.2 key sealed the records its suite allows (2^24 with
+    /// AES-GCM): nothing but alerts can be sent.
+    pub(crate) fn worn_out(&self) -> bool {
+        !self.tls13 && self.tx.seq >= self.limit
+    }
+
     /// Seals `data` as application data records appended to `wire`. An
-    /// error: the key is worn out (TLS 1.2, after 2^24 AES-GCM records).
+    /// error: the key is worn out ([`worn_out`](Self::worn_out)).
     pub(crate) fn encrypt(&mut self, data: &[u8], wire: &mut BytesMut) -> Result<(), Error> {
         for chunk in data.chunks(MAX_PLAINTEXT) {
             self.seal(APPLICATION_DATA, chunk, wire)?;
@@ -469,10 +494,13 @@ impl Records {
     /// Seals one record, first updating a TLS 1.3 key at its limit.
     fn seal(&mut self, typ: u8, data: &[u8], wire: &mut BytesMut) -> Result<(), Error> {
         if self.tx.seq >= self.limit {
-            if !self.tls13 {
+            if self.tls13 {
+                self.update_tx_key(wire)?;
+            } else if typ != ALERT {
+                // Alerts still go, as rustls lets them: close_notify ends
+                // a TLS 1.2 connection whose key is worn out.
                 return Err(Error::EncryptError);
             }
-            self.update_tx_key(wire)?;
         }
         self.seal_record(typ, data, wire);
         Ok(())

@@ -311,6 +311,12 @@ impl Tls {
         }
     }
 
+    /// A TLS 1.2 key is worn out: close_notify is queued, nothing more
+    /// can be encrypted, and the connection can only end.
+    pub(crate) fn worn_out(&self) -> bool {
+        matches!(&self.stage, Stage::Records(records) if records.worn_out())
+    }
+
     /// Our record layer, once it took over.
     #[cfg(test)]
     pub(crate) fn records(&mut self) -> Option<&mut Records> {

@@ -83,6 +83,7 @@ impl Connection {
         let io = self.output.io.get_or_insert_with(|| ob.pool.take());
         let mut send = io.send.take()?;
         let mut encrypted = 0;
+        let mut worn_out = false;
         if send.is_empty() {
             let mut wire = BytesMut::new();
             tls.take_output(&mut wire);
@@ -91,6 +92,7 @@ impl Connection {
                 let plain = next_record(&io.out, &mut ob.scratch);
                 let len = plain.len();
                 if !tls.encrypt(plain, &mut wire) {
+                    worn_out = tls.worn_out();
                     break;
                 }
                 consume(&mut io.out, len);
@@ -113,6 +115,10 @@ impl Connection {
         self.output.unqueue(encrypted, &mut ob.counters);
         if send.is_some() {
             self.output.sending = Sending::Vectored;
+        }
+        if worn_out {
+            // Its close_notify goes out after this send; nothing else can.
+            self.fail_tls(&rustls::Error::EncryptError, ob);
         }
         send
     }

@@ -15,6 +15,7 @@ use std::{
     io::{Read, Write},
     sync::{Arc, OnceLock},
 };
+use uringws_protocol::OpCode;
 
 const ALL: [SupportedCipherSuite; 6] = [
     suites::TLS13_AES_128_GCM_SHA256,
@@ -382,10 +383,31 @@ fn tls13_alerts_and_handshake_messages_after_the_handshake() {
         assert_eq!(server.receive(&mut wire, &mut plain), Err(expect.clone()));
         let mut out = BytesMut::new();
         server.take_output(&mut out);
-        // An alert of ours, except in answer to the peer's.
-        let answered = !matches!(expect, Error::AlertReceived(_));
-        assert_eq!(!out.is_empty(), answered, "{expect:?}");
+        // The alert rustls would send, except in answer to the peer's.
+        let alert = match &expect {
+            Error::AlertReceived(_) => None,
+            Error::InvalidMessage(rustls::InvalidMessage::InvalidKeyUpdate) => {
+                Some(AlertDescription::IllegalParameter)
+            }
+            Error::InvalidMessage(_) => Some(AlertDescription::DecodeError),
+            _ => Some(AlertDescription::UnexpectedMessage),
+        };
+        let got = client.open(&mut out, &mut BytesMut::new(), &mut Vec::new());
+        match alert {
+            None => assert!(out.is_empty(), "{expect:?}: no answer to an alert"),
+            Some(alert) => assert_eq!(got, Err(Error::AlertReceived(alert)), "{expect:?}"),
+        }
     }
+    // An inner plaintext over 2^14 + 1 bytes, its padding included.
+    let (mut client, mut server) = pair(ALL[0]).forger();
+    let mut wire = BytesMut::new();
+    let mut padded = vec![b'x'; 1 << 14];
+    padded.extend_from_slice(&[23, 0]);
+    client.seal_any(23, &padded, &mut wire);
+    assert_eq!(
+        server.receive(&mut wire, &mut plain),
+        Err(Error::PeerSentOversizedRecord)
+    );
 }
 
 fn inappropriate(typ: u8) -> Error {
@@ -416,6 +438,17 @@ fn a_worn_out_key_is_updated_in_tls13_and_ends_tls12() {
         } else {
             assert!(!sealed, "TLS 1.2 cannot update its key");
             assert!(!p.server.can_write());
+            assert!(p.server.worn_out());
+            // The records sealed before the limit, then close_notify.
+            let mut plain = p.pass_to_client(&wire).unwrap();
+            plain.extend(p.reply(b"").unwrap());
+            assert_eq!(plain, &data[..2 << 14]);
+            let mut rest = Vec::new();
+            assert_eq!(
+                p.client.reader().read_to_end(&mut rest).unwrap(),
+                0,
+                "a clean end"
+            );
         }
     }
 }
@@ -434,4 +467,65 @@ fn quiet_connections_drop_their_expanded_keys_and_make_them_again() {
     assert_eq!(p.deliver(usize::MAX).unwrap(), b"two");
     assert_eq!(p.reply(b"three").unwrap(), b"three");
     assert!(p.server.take_listing(), "made again: listed again");
+}
+
+/// The connection around it: a TLS 1.2 key that wears out mid-message ends
+/// the connection (1006 to the handler) with close_notify as its last
+/// bytes, rather than leaving it open with nothing able to go out.
+#[test]
+fn a_connection_whose_tls12_key_wears_out_ends_with_close_notify() {
+    use super::{drive, events, outbox, peer, poll_head, written, Ev, Seen, GEN, SLOT, UPGRADE};
+    use crate::connection::{Connection, Id};
+
+    let Pair {
+        mut client, server, ..
+    } = pair(ALL[3]);
+    let mut ob = outbox(|_| {});
+    let id = Id {
+        slot: SLOT,
+        gen: GEN,
+    };
+    let mut conn = Connection::with_tls(id, Some(peer()), Box::new(server), &mut ob);
+    let mut to_server = Vec::new();
+    client.writer().write_all(UPGRADE.as_bytes()).unwrap();
+    client.write_tls(&mut to_server).unwrap();
+    conn.receive_records(&mut to_server, &mut ob);
+    let Some((Seen::Upgrade { response, .. }, head_len)) = poll_head(&mut conn, &mut ob) else {
+        panic!("no upgrade");
+    };
+    conn.upgrade(response, head_len, &mut ob);
+    assert_eq!(drive(&mut conn, &mut ob), []);
+    let mut to_client = written(&mut conn, &mut ob);
+    assert!(conn.is_open());
+
+    let tls = ob.tls.get_mut(&SLOT).unwrap();
+    tls.records().unwrap().wear_out_after(1);
+    conn.send(OpCode::Binary, vec![7; 40_000].into(), &mut ob);
+    to_client.extend(written(&mut conn, &mut ob));
+    assert_eq!(
+        events(&mut conn, &mut ob),
+        [Ev::Closed(1006, "TLS: cannot encrypt message".into())]
+    );
+    conn.after_input(&mut ob);
+    to_client.extend(written(&mut conn, &mut ob));
+    assert!(conn.is_done(&ob), "nothing left to wait for");
+
+    let mut reader = &to_client[..];
+    while !reader.is_empty() {
+        client.read_tls(&mut reader).unwrap();
+        client
+            .process_new_packets()
+            .expect("the client reads it all");
+    }
+    let mut plain = Vec::new();
+    assert_eq!(
+        client.reader().read_to_end(&mut plain).unwrap(),
+        plain.len()
+    );
+    assert!(
+        plain.starts_with(b"HTTP/1.1 101"),
+        "the 101, then a record's worth"
+    );
+    // A clean end: read_to_end returned rather than failing on a
+    // truncated stream.
 }
