@@ -132,6 +132,9 @@ pub enum Error {
     /// A message's payload is larger than the configured maximum.
     #[error("message of {size} bytes exceeds the limit of {limit}")]
     MessageTooLarge { size: u64, limit: usize },
+    /// A compressed message (permessage-deflate) that does not inflate.
+    #[error("compressed payload is not valid DEFLATE data")]
+    BadCompressedData,
     /// A text message (or close reason) is not valid UTF-8.
     #[error("invalid UTF-8 in text payload")]
     InvalidUtf8,
@@ -203,7 +206,7 @@ impl Error {
             | Error::CloseFrameTooShort
             | Error::InvalidCloseCode(_)
             | Error::FrameAfterClose => CloseCode::PROTOCOL_ERROR,
-            Error::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Error::InvalidUtf8 | Error::BadCompressedData => CloseCode::INVALID_PAYLOAD,
             Error::FrameTooLarge { .. } | Error::MessageTooLarge { .. } => {
                 CloseCode::MESSAGE_TOO_BIG
             }

@@ -1,6 +1,8 @@
-//! permessage-deflate (RFC 7692). So far: its negotiation, for both roles
-//! ([`ServerDeflate::negotiate`], [`ClientDeflate::accept`]). Compressing
-//! and inflating messages come next.
+//! permessage-deflate (RFC 7692): its negotiation, for both roles
+//! ([`ServerDeflate::negotiate`], [`ClientDeflate::accept`]), and one
+//! message's payload compressed and inflated ([`Compressor`],
+//! [`Decompressor`], inflating in bounded steps against the message size
+//! limit). The decoder and encoder using them come next.
 //!
 //! Memory decides the design: a compressor with zlib's defaults holds
 //! about 256 KiB, so by default a server agrees to no context takeover in
@@ -9,8 +11,10 @@
 //! [`ServerDeflate::dedicated`] keeps context per connection, with a
 //! smaller window.
 
+mod codec;
 mod negotiation;
 
+pub use codec::{Compressor, Decompressor};
 pub use negotiation::{
     Agreed, ClientDeflate, DeflateParams, ServerDeflate, MAX_WINDOW_BITS, MIN_WINDOW_BITS, NAME,
 };
