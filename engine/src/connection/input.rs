@@ -78,23 +78,9 @@ impl Connection {
             ),
             State::Open { .. } => {
                 let reason = format!("TLS: {error}");
-                let reason = Utf8Bytes::from(truncate_reason(&reason));
-                self.report(
-                    Report {
-                        code: CloseCode::ABNORMAL,
-                        reason,
-                    },
-                    ob,
-                );
+                self.lose(Utf8Bytes::from(truncate_reason(&reason)), ob);
                 // Nothing more can be encrypted.
                 self.output.discard(&mut ob.counters);
-                self.enter(
-                    State::Closing {
-                        wait_peer: false,
-                        report: true,
-                    },
-                    ob,
-                );
             }
             State::Closing { wait_peer, .. } => {
                 *wait_peer = false;

@@ -376,6 +376,21 @@ impl Connection {
         ob.reports.insert(self.id.slot, report);
     }
 
+    /// An open connection that can exchange no close frame any more: the
+    /// handler hears 1006 with `reason`, and the connection closes without
+    /// waiting for the peer.
+    fn lose(&mut self, reason: Utf8Bytes, ob: &mut Outbox) {
+        let code = CloseCode::ABNORMAL;
+        self.report(Report { code, reason }, ob);
+        self.enter(
+            State::Closing {
+                wait_peer: false,
+                report: true,
+            },
+            ob,
+        );
+    }
+
     /// The report waiting for this connection, if its state says one does.
     fn take_report(&mut self, ob: &mut Outbox) -> Option<Event> {
         let (State::Closing { report, .. } | State::Closed { report }) = &mut self.state else {

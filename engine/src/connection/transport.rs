@@ -194,17 +194,8 @@ impl Connection {
     pub(crate) fn on_end_of_stream(&mut self, ob: &mut Outbox) {
         match &mut self.state {
             State::Open { .. } => {
-                let reason = Utf8Bytes::from_static("connection lost");
-                let code = CloseCode::ABNORMAL;
-                self.report(Report { code, reason }, ob);
+                self.lose(Utf8Bytes::from_static("connection lost"), ob);
                 self.output.discard_input();
-                self.enter(
-                    State::Closing {
-                        wait_peer: false,
-                        report: true,
-                    },
-                    ob,
-                );
             }
             // The close timeout still runs from our close frame.
             State::Closing { wait_peer, .. } => {
