@@ -7,8 +7,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 here="$root/benches/peers/uws-cpp"
 out="$root/target/release/peer-uws-cpp"
+# A clean clone has no target/release yet: the test command builds only the
+# dev profile before this.
+mkdir -p "$(dirname "$out")"
 fetch=$(mktemp -d /tmp/uws-fetch.XXXXXX)
-trap 'rm -rf "$fetch"' EXIT
+obj=$(mktemp -d /tmp/uws-obj.XXXXXX)
+trap 'rm -rf "$fetch" "$obj"' EXIT
 mkdir -p "$fetch/src"
 printf '[package]\nname = "uws-fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nlibuwebsockets-sys = "=0.0.10"\n' >"$fetch/Cargo.toml"
 echo 'fn main() {}' >"$fetch/src/main.rs"
@@ -17,12 +21,10 @@ src=$(cd "$fetch" && cargo metadata --format-version 1 --quiet |
   python3 -c 'import json, sys; m = json.load(sys.stdin); print(next(p["manifest_path"] for p in m["packages"] if p["name"] == "libuwebsockets-sys"))')
 uws="$(dirname "$src")/uWebSockets"
 us="$uws/uSockets/src"
-obj=$(mktemp -d /tmp/uws-obj.XXXXXX)
 flags=(-O3 -flto -DLIBUS_USE_OPENSSL -DUWS_NO_ZLIB_FALLBACK -Wno-deprecated-declarations -I"$us")
 for c in "$us"/*.c "$us"/eventing/epoll_kqueue.c "$us"/crypto/openssl.c; do
   gcc "${flags[@]}" -c "$c" -o "$obj/$(basename "$c").o"
 done
 g++ "${flags[@]}" -std=c++20 -c "$us/crypto/sni_tree.cpp" -o "$obj/sni_tree.o"
 g++ "${flags[@]}" -std=c++20 -I"$uws/src" "$here/server.cpp" "$obj"/*.o -lssl -lcrypto -lz -o "$out"
-rm -rf "$obj"
 echo "built $out"
