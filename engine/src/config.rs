@@ -1,7 +1,7 @@
 //! The engine's settings: limits, timeouts, backpressure, ring sizes.
 
 use std::time::Duration;
-use uringws_protocol::DecoderConfig;
+use uringws_protocol::{deflate::ServerDeflate, DecoderConfig};
 
 /// What to do with a connection whose send queue is over the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +13,41 @@ pub enum BackpressurePolicy {
     Close,
 }
 
+/// permessage-deflate (RFC 7692), for clients that offer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// What is agreed to and asked of clients; it decides whether
+    /// connections share the worker's streams or keep their own.
+    pub policy: ServerDeflate,
+    /// Messages shorter than this go out uncompressed: deflating them
+    /// costs more than the bytes it saves.
+    pub min_size: usize,
+    /// zlib's compression level, 0..=9.
+    pub level: u32,
+}
+
+impl Compression {
+    /// No context takeover either way: each worker has one compressor and
+    /// one decompressor for all its connections, and an idle connection
+    /// holds nothing for compression.
+    pub fn shared() -> Compression {
+        Compression {
+            policy: ServerDeflate::shared(),
+            min_size: 128,
+            level: 6,
+        }
+    }
+
+    /// Context takeover where the client allows it, windows of
+    /// 2^`window_bits`: each connection gets its own streams.
+    pub fn dedicated(window_bits: u8) -> Compression {
+        Compression {
+            policy: ServerDeflate::dedicated(window_bits),
+            ..Compression::shared()
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Largest HTTP request head; a larger one is answered 431.
@@ -20,8 +55,11 @@ pub struct EngineConfig {
     /// Largest body of a plain HTTP request ([`Handler::http`](crate::Handler::http));
     /// a larger one is answered 413.
     pub max_body: usize,
-    /// Frame and message size limits (1009 past them).
+    /// Frame and message size limits (1009 past them); the message limit
+    /// applies to what a compressed message inflates to.
     pub decoder: DecoderConfig,
+    /// permessage-deflate; `None` declines it.
+    pub compression: Option<Compression>,
     /// Upgraded connections per worker; past it upgrades get 503.
     pub max_connections_per_worker: usize,
     /// Bytes queued per connection before it counts as under backpressure.
@@ -60,6 +98,7 @@ impl Default for EngineConfig {
             max_head: 8192,
             max_body: 1 << 20,
             decoder: DecoderConfig::default(),
+            compression: None,
             max_connections_per_worker: 1 << 20,
             backpressure_limit: 1 << 20,
             backpressure_policy: BackpressurePolicy::Drop,

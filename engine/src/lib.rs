@@ -17,7 +17,7 @@ mod remote;
 mod stats;
 mod worker;
 
-pub use config::{BackpressurePolicy, EngineConfig};
+pub use config::{BackpressurePolicy, Compression, EngineConfig};
 pub use conn::Conn;
 pub use connection::SendStatus;
 pub use engine::{Engine, EngineBuilder, EngineHandle, WorkerContext};

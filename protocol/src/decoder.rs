@@ -6,6 +6,12 @@
 //! validates text as it arrives. A message that arrived in one frame is
 //! returned as a `Bytes` split off the caller's buffer: no copy. Only
 //! fragmented messages are copied, into one buffer per message.
+//!
+//! A message compressed with permessage-deflate (RSV1 on its first frame,
+//! when the extension was negotiated) comes out whole and still compressed
+//! ([`Message::Compressed`]): its text can only be checked once inflated,
+//! and the decompressor may be shared by many connections
+//! ([`Compressed::inflate`]).
 
 use crate::{
     close::CloseFrame,
@@ -26,6 +32,16 @@ pub enum Message {
     Pong(Bytes),
     /// `None` when the close frame carried no status code.
     Close(Option<CloseFrame>),
+    /// A text or binary message as permessage-deflate sent it: to be
+    /// inflated, and its text validated, by [`Compressed::inflate`].
+    Compressed(Compressed),
+}
+
+/// A whole message's compressed payload (all its fragments', in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compressed {
+    pub text: bool,
+    pub data: Bytes,
 }
 
 /// Limits and negotiated options for one connection's decoder.
@@ -37,8 +53,9 @@ pub struct DecoderConfig {
     /// The largest message accepted, over all its fragments (close 1009).
     /// Capped at 4 GiB.
     pub max_message_size: usize,
-    /// RSV1 is allowed only when an extension that defines it (such as
-    /// permessage-deflate) was negotiated.
+    /// RSV1 is allowed only when permessage-deflate, which defines it, was
+    /// negotiated, and then only on a data message's first frame (RFC 7692
+    /// §6.1): it marks the message compressed.
     pub allow_rsv1: bool,
 }
 
@@ -63,7 +80,8 @@ struct CurrentFrame {
     /// Payload bytes at the front of the buffer already unmasked (and
     /// validated, for text).
     done: usize,
-    /// Whether the payload is part of a text message.
+    /// Whether the payload is text to validate as it arrives: part of a
+    /// text message that is not compressed.
     text: bool,
 }
 
@@ -71,6 +89,7 @@ struct CurrentFrame {
 #[derive(Debug)]
 struct Fragments {
     text: bool,
+    compressed: bool,
     data: BytesMut,
 }
 
@@ -142,6 +161,12 @@ impl Decoder {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Whether RSV1 may mark a message compressed: set once
+    /// permessage-deflate is agreed.
+    pub fn set_allow_rsv1(&mut self, allow: bool) {
+        self.allow_rsv1 = allow;
     }
 
     /// Whether a frame or a fragmented message is partly received; a peer
@@ -227,7 +252,8 @@ impl Decoder {
 
     /// Checks a header against the connection's rules and limits.
     fn check(&self, header: FrameHeader) -> Result<CurrentFrame, Error> {
-        if header.rsv2 || header.rsv3 || (header.rsv1 && !self.allow_rsv1) {
+        let starts_message = matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        if header.rsv2 || header.rsv3 || (header.rsv1 && !(self.allow_rsv1 && starts_message)) {
             return Err(Error::ReservedBits);
         }
         match (self.role, header.mask.is_some()) {
@@ -248,8 +274,8 @@ impl Decoder {
         let text = match (header.opcode, fragments) {
             (OpCode::Continuation, None) => return Err(Error::UnexpectedContinuation),
             (OpCode::Text | OpCode::Binary, Some(_)) => return Err(Error::ExpectedContinuation),
-            (OpCode::Continuation, Some(fragments)) => fragments.text,
-            (OpCode::Text, None) => true,
+            (OpCode::Continuation, Some(fragments)) => fragments.text && !fragments.compressed,
+            (OpCode::Text, None) => !header.rsv1,
             _ => false,
         };
         if !header.opcode.is_control() {
@@ -332,16 +358,16 @@ impl Decoder {
             OpCode::Close => {
                 return CloseFrame::parse(payload.freeze()).map(|c| Some(Message::Close(c)))
             }
-            OpCode::Text | OpCode::Binary if header.fin => {
-                return self
-                    .complete(header.opcode == OpCode::Text, payload)
-                    .map(Some);
-            }
             OpCode::Text | OpCode::Binary => {
-                self.partial.get_or_insert_with(Default::default).fragments = Some(Fragments {
+                let fragments = Fragments {
                     text: header.opcode == OpCode::Text,
+                    compressed: header.rsv1,
                     data: payload,
-                });
+                };
+                if header.fin {
+                    return Ok(Some(fragments.complete()));
+                }
+                self.partial.get_or_insert_with(Default::default).fragments = Some(fragments);
                 return Ok(None);
             }
             OpCode::Continuation => payload,
@@ -356,19 +382,22 @@ impl Decoder {
         if !header.fin {
             return Ok(None);
         }
-        let Some(Fragments { text, data }) = partial.fragments.take() else {
+        let Some(fragments) = partial.fragments.take() else {
             return Err(Error::UnexpectedContinuation);
         };
-        self.complete(text, data).map(Some)
+        Ok(Some(fragments.complete()))
     }
+}
 
-    /// A whole message; its text, if any, was validated by `decode`.
-    fn complete(&mut self, text: bool, data: BytesMut) -> Result<Message, Error> {
-        let data = data.freeze();
-        if text {
-            Ok(Message::Text(Utf8Bytes::from_validated(data)))
-        } else {
-            Ok(Message::Binary(data))
+impl Fragments {
+    /// The whole message; its text, unless compressed, was validated by
+    /// `decode`.
+    fn complete(self) -> Message {
+        let data = self.data.freeze();
+        match (self.compressed, self.text) {
+            (true, text) => Message::Compressed(Compressed { text, data }),
+            (false, true) => Message::Text(Utf8Bytes::from_validated(data)),
+            (false, false) => Message::Binary(data),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! for a vectored write. A client's frames are masked, which needs a
 //! writable payload. [`encode_shared`] puts header and payload in one
 //! `Bytes` so a published message is encoded once and sent to many.
+//! The `compressed_` forms carry a payload that permessage-deflate
+//! compressed, in one frame with RSV1 set (RFC 7692 §6.1).
 
 use crate::{
     frame::{EncodedHeader, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD},
@@ -57,6 +59,21 @@ fn header(
     })
 }
 
+/// The header of a whole compressed message: only data frames may be.
+fn compressed_header(
+    opcode: OpCode,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> Result<FrameHeader, Error> {
+    if !matches!(opcode, OpCode::Text | OpCode::Binary) {
+        return Err(Error::ReservedBits);
+    }
+    Ok(FrameHeader {
+        rsv1: true,
+        ..header(opcode, true, len, mask)?
+    })
+}
+
 /// A server frame (unmasked) around `payload`, which is shared, not copied.
 /// `fin = false` starts or continues a fragmented message.
 pub fn server_frame(opcode: OpCode, fin: bool, payload: Bytes) -> Result<Frame, Error> {
@@ -64,19 +81,41 @@ pub fn server_frame(opcode: OpCode, fin: bool, payload: Bytes) -> Result<Frame, 
     Ok(Frame { header, payload })
 }
 
+/// A server frame (unmasked, final, RSV1 set) around a compressed
+/// message's `payload`.
+pub fn compressed_server_frame(opcode: OpCode, payload: Bytes) -> Result<Frame, Error> {
+    let header = compressed_header(opcode, payload.len(), None)?.encode();
+    Ok(Frame { header, payload })
+}
+
 /// A client frame: masks `payload` in place with `mask`.
 pub fn client_frame(
     opcode: OpCode,
     fin: bool,
-    mut payload: BytesMut,
+    payload: BytesMut,
     mask: [u8; 4],
 ) -> Result<Frame, Error> {
-    let header = header(opcode, fin, payload.len(), Some(mask))?.encode();
+    let header = header(opcode, fin, payload.len(), Some(mask))?;
+    Ok(masked(header, payload, mask))
+}
+
+/// A final client frame with RSV1 set around a compressed message's
+/// `payload`, masked in place with `mask`.
+pub fn compressed_client_frame(
+    opcode: OpCode,
+    payload: BytesMut,
+    mask: [u8; 4],
+) -> Result<Frame, Error> {
+    let header = compressed_header(opcode, payload.len(), Some(mask))?;
+    Ok(masked(header, payload, mask))
+}
+
+fn masked(header: FrameHeader, mut payload: BytesMut, mask: [u8; 4]) -> Frame {
     apply_mask(&mut payload, mask, 0);
-    Ok(Frame {
-        header,
+    Frame {
+        header: header.encode(),
         payload: payload.freeze(),
-    })
+    }
 }
 
 /// Appends a masked client frame carrying a copy of `payload` to `out`: one
@@ -88,21 +127,51 @@ pub fn write_client_frame(
     payload: &[u8],
     mask: [u8; 4],
 ) -> Result<(), Error> {
-    let header = header(opcode, fin, payload.len(), Some(mask))?.encode();
+    let header = header(opcode, fin, payload.len(), Some(mask))?;
+    write_masked(out, header, payload, mask);
+    Ok(())
+}
+
+/// [`write_client_frame`] for a compressed message's `payload`: one final
+/// frame with RSV1 set.
+pub fn write_compressed_client_frame(
+    out: &mut BytesMut,
+    opcode: OpCode,
+    payload: &[u8],
+    mask: [u8; 4],
+) -> Result<(), Error> {
+    let header = compressed_header(opcode, payload.len(), Some(mask))?;
+    write_masked(out, header, payload, mask);
+    Ok(())
+}
+
+fn write_masked(out: &mut BytesMut, header: FrameHeader, payload: &[u8], mask: [u8; 4]) {
+    let header = header.encode();
     out.reserve(header.as_slice().len() + payload.len());
     out.put_slice(header.as_slice());
     let start = out.len();
     out.put_slice(payload);
     apply_mask(&mut out[start..], mask, 0);
-    Ok(())
 }
 
 /// A final, unmasked frame with header and payload in one `Bytes`, so every
 /// subscriber of a topic gets a reference to the same encoded frame.
 pub fn encode_shared(opcode: OpCode, payload: &[u8]) -> Result<Bytes, Error> {
-    let header = header(opcode, true, payload.len(), None)?.encode();
+    Ok(shared(header(opcode, true, payload.len(), None)?, payload))
+}
+
+/// [`encode_shared`] for a compressed message's `payload`, with RSV1 set.
+pub fn encode_shared_compressed(opcode: OpCode, payload: &[u8]) -> Result<Bytes, Error> {
+    Ok(shared(
+        compressed_header(opcode, payload.len(), None)?,
+        payload,
+    ))
+}
+
+fn shared(header: FrameHeader, payload: &[u8]) -> Bytes {
+    let header = header.encode();
     let mut out = BytesMut::with_capacity(header.as_slice().len() + payload.len());
     out.put_slice(header.as_slice());
     out.put_slice(payload);
-    Ok(out.freeze())
+    out.freeze()
 }

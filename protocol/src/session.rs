@@ -6,7 +6,9 @@
 use crate::{
     close::{CloseCode, CloseFrame},
     decoder::{Decoder, DecoderConfig, Message},
-    encoder::{client_frame, server_frame, Frame},
+    encoder::{
+        client_frame, compressed_client_frame, compressed_server_frame, server_frame, Frame,
+    },
     frame::OpCode,
     Error, Role,
 };
@@ -51,6 +53,11 @@ impl Session {
 
     pub fn decoder(&self) -> &Decoder {
         &self.decoder
+    }
+
+    /// permessage-deflate was agreed: RSV1 marks compressed messages.
+    pub fn set_compressed(&mut self, agreed: bool) {
+        self.decoder.set_allow_rsv1(agreed);
     }
 
     /// Decodes the next message from `buf` (see [`Decoder::decode`]). A
@@ -119,6 +126,23 @@ impl Session {
             return Err(Error::SendAfterClose);
         }
         self.frame(opcode, fin, payload)
+    }
+
+    /// A whole text or binary message whose `payload` permessage-deflate
+    /// compressed (RSV1 set). Fails once our close has been sent.
+    pub fn encode_compressed(&mut self, opcode: OpCode, payload: Bytes) -> Result<Frame, Error> {
+        if matches!(
+            self.decoder.close,
+            CloseState::CloseSent | CloseState::Closed
+        ) {
+            return Err(Error::SendAfterClose);
+        }
+        match self.role() {
+            Role::Server => compressed_server_frame(opcode, payload),
+            Role::Client => {
+                compressed_client_frame(opcode, BytesMut::from(payload), rand::random())
+            }
+        }
     }
 
     /// Our close frame, sent first or as the answer to the peer's.

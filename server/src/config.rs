@@ -19,7 +19,7 @@ use setting::settings;
 
 pub use environment::CONFIG_VARIABLE;
 pub use flags::Overrides;
-pub use value::{LogFormat, Policy, Secret, StaticToken};
+pub use value::{Compression, LogFormat, Policy, Secret, StaticToken};
 
 settings! {
     /// Addresses to listen on.
@@ -48,6 +48,19 @@ settings! {
     max_frame_size: usize => engine.decoder.max_frame_size;
     /// Largest message in bytes (close 1009 past it).
     max_message_size: usize => engine.decoder.max_message_size;
+    /// permessage-deflate for clients that offer it (browsers do): `off`,
+    /// `shared` (no context takeover: one compressor and one decompressor
+    /// per worker, nothing held by an idle connection) or `dedicated`
+    /// (context takeover where the client allows it: better compression,
+    /// streams held by each connection).
+    compression: Compression = Compression::Shared;
+    /// The largest window the server compresses with and asks clients to
+    /// keep to, as a power of two (9 to 15).
+    compression_window_bits: u8 = 15;
+    /// Messages shorter than this many bytes go out uncompressed.
+    compression_min_size: usize = 128;
+    /// zlib's compression level, 0 (store) to 9 (smallest).
+    compression_level: u8 = 6;
     /// Upgraded connections per worker (503 past it).
     max_connections_per_worker: usize => engine.max_connections_per_worker;
     /// Bytes queued per connection before it is under backpressure.
@@ -152,6 +165,12 @@ impl Config {
         if !self.recv_buffers.is_power_of_two() {
             return Err("recv_buffers must be a power of two".into());
         }
+        if !(9..=15).contains(&self.compression_window_bits) {
+            return Err("compression_window_bits must be from 9 to 15".into());
+        }
+        if self.compression_level > 9 {
+            return Err("compression_level must be from 0 to 9".into());
+        }
         self.check_access()
     }
 
@@ -192,6 +211,24 @@ impl Config {
         }
         Origins::new(&self.origins)?;
         Ok(())
+    }
+
+    /// What [`engine`](Self::engine) takes from settings that are not
+    /// one engine field each.
+    fn engine_rest(&self, engine: &mut uringws_engine::EngineConfig) {
+        let bits = self.compression_window_bits;
+        let mut compression = match self.compression {
+            Compression::Off => None,
+            Compression::Shared => Some(uringws_engine::Compression::shared()),
+            Compression::Dedicated => Some(uringws_engine::Compression::dedicated(bits)),
+        };
+        if let Some(compression) = &mut compression {
+            compression.policy.server_max_window_bits = bits;
+            compression.policy.client_max_window_bits = bits;
+            compression.min_size = self.compression_min_size;
+            compression.level = u32::from(self.compression_level);
+        }
+        engine.compression = compression;
     }
 
     pub fn auth_timeout(&self) -> Duration {

@@ -154,10 +154,21 @@ impl Connection {
     }
 
     /// The upgrade is accepted: `response` (the 101) goes out, and what
-    /// follows the `head_len` bytes of the head is the first frames.
-    pub(crate) fn upgrade(&mut self, response: Bytes, head_len: usize, ob: &mut Outbox) {
+    /// follows the `head_len` bytes of the head is the first frames, with
+    /// permessage-deflate if `deflate` says what was agreed.
+    pub(crate) fn upgrade(
+        &mut self,
+        response: Bytes,
+        head_len: usize,
+        deflate: Option<DeflateParams>,
+        ob: &mut Outbox,
+    ) {
         if !self.is_handshake() {
             return;
+        }
+        if let Some(params) = deflate {
+            self.output.deflate = ob.deflate.open(self.id.slot, &params);
+            self.session.set_compressed(true);
         }
         let io = self.output.io(&mut ob.pool);
         let head_len = head_len.min(io.inbuf.len());
@@ -216,6 +227,14 @@ impl Connection {
             State::Closed { .. } => return self.take_report(ob),
         }
         let frame = match self.next_frame(input, ob) {
+            Ok(Some(Frame::Compressed(compressed))) => {
+                let limit = ob.config.decoder.max_message_size;
+                let tag = self.output.deflate;
+                match ob.deflate.inflate(self.id.slot, tag, &compressed, limit) {
+                    Ok(frame) => frame,
+                    Err(error) => return Some(self.fail(&error, ob)),
+                }
+            }
             Ok(Some(frame)) => frame,
             Ok(None) => return None,
             Err(error) => return Some(self.fail(&error, ob)),
@@ -240,6 +259,8 @@ impl Connection {
                 Event::Ping(payload)
             }
             Frame::Pong(payload) => Event::Pong(payload),
+            // Inflated above.
+            Frame::Compressed(_) => return None,
             Frame::Close(frame) => {
                 let (code, reason) = match &frame {
                     Some(f) => (f.code, f.reason.clone()),

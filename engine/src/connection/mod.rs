@@ -6,6 +6,7 @@
 //! handler, so it is tested without either (`tests/`); the worker only
 //! moves bytes between it and the ring.
 
+mod deflate;
 mod input;
 mod layer;
 mod output;
@@ -17,6 +18,7 @@ mod time;
 mod tls;
 mod transport;
 
+pub(crate) use deflate::{Deflating, Published};
 pub(crate) use output::IoPool;
 use output::Sending;
 pub(crate) use tls::{noting_server_names, Tls};
@@ -31,6 +33,7 @@ use layer::ByteLayer;
 use output::Output;
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 use uringws_protocol::{
+    deflate::DeflateParams,
     handshake::{Request, Upgrade},
     http::{body_framing, CONTINUE},
     session::CloseState,
@@ -171,6 +174,8 @@ pub(crate) struct Outbox {
     pub counters: Counters,
     /// The TLS state of each TLS connection, by slot (see `layer`).
     pub tls: HashMap<u32, Box<Tls>>,
+    /// permessage-deflate's streams.
+    pub deflate: Deflating,
     /// Where queued frames are gathered into a record's plaintext.
     scratch: Vec<u8>,
     /// TLS connections holding expanded keys, by slot, and when they are
@@ -194,6 +199,7 @@ impl Outbox {
             reports: HashMap::new(),
             counters: Counters::default(),
             tls: HashMap::new(),
+            deflate: Deflating::new(),
             scratch: Vec::new(),
             keyed: Vec::new(),
             keys_due: 0,
@@ -363,6 +369,7 @@ impl Connection {
         if self.is_tls() {
             ob.tls.remove(&self.id.slot);
         }
+        ob.deflate.close(self.id.slot, self.output.deflate);
         if let Some(io) = self.output.io {
             ob.pool.give(io);
         }

@@ -1,7 +1,7 @@
 //! A connection's write side: what is queued, what is in flight, and the
 //! buffers it holds only while busy ([`Io`], pooled per worker).
 
-use super::{layer::ByteLayer, Outbox};
+use super::{deflate::DeflateTag, layer::ByteLayer, Outbox};
 use crate::stats::Counters;
 use bytes::{Bytes, BytesMut};
 use std::{collections::VecDeque, net::SocketAddr};
@@ -105,6 +105,8 @@ pub(crate) struct Output {
     /// The connection's byte layer: here, where it fits the padding, not
     /// in a word of its own.
     pub layer: ByteLayer,
+    /// What permessage-deflate agreed to, in the last byte of padding.
+    pub deflate: DeflateTag,
     pub io: Option<Box<Io>>,
 }
 
@@ -115,6 +117,7 @@ impl Output {
             sending: Sending::Nothing,
             listed: false,
             layer: ByteLayer::Plain,
+            deflate: DeflateTag::OFF,
             io,
         }
     }

@@ -3,6 +3,8 @@
 
 use super::*;
 
+use uringws_protocol::encoder::encode_shared_compressed;
+
 impl Connection {
     /// Queues one frame, applying the backpressure policy.
     pub(crate) fn send(&mut self, opcode: OpCode, payload: Bytes, ob: &mut Outbox) -> SendStatus {
@@ -11,7 +13,18 @@ impl Connection {
             Ok(status) => status,
             Err(status) => return status,
         };
-        match self.session.encode(opcode, true, payload) {
+        let compressed = match (opcode.is_control(), &ob.config.compression) {
+            (false, Some(config)) => {
+                ob.deflate
+                    .compress(self.id.slot, self.output.deflate, &payload, config)
+            }
+            _ => None,
+        };
+        let encoded = match compressed {
+            Some(compressed) => self.session.encode_compressed(opcode, compressed),
+            None => self.session.encode(opcode, true, payload),
+        };
+        match encoded {
             Ok(frame) => {
                 if !opcode.is_control() {
                     ob.counters.messages_out += 1;
@@ -45,6 +58,36 @@ impl Connection {
         if let Ok(frame) = self.session.encode(opcode, true, payload) {
             self.output.push_frame(frame, ob);
             list(&mut self.output.listed, self.id, ob);
+        }
+    }
+
+    /// Queues a publication: `frame` as it was encoded for everyone, or,
+    /// to a connection that agreed to permessage-deflate, its payload
+    /// compressed, once per window size for all of them (`compressed`
+    /// keeps what this fan-out compressed so far).
+    pub(crate) fn send_publication(
+        &mut self,
+        frame: &Bytes,
+        compressed: &mut Published,
+        ob: &mut Outbox,
+    ) -> SendStatus {
+        let tag = self.output.deflate;
+        let Some(config) = ob.config.compression.filter(|_| tag.is_on()) else {
+            return self.send_encoded(frame.clone(), ob);
+        };
+        let packed = compressed.get(tag, frame, |opcode, payload| {
+            let packed = ob.deflate.compress_shared(tag, payload, &config)?;
+            encode_shared_compressed(opcode, &packed).ok()
+        });
+        match packed {
+            Some(packed) => {
+                let status = self.send_encoded(packed, ob);
+                if status != SendStatus::Dropped {
+                    ob.deflate.sent_shared(self.id.slot, tag);
+                }
+                status
+            }
+            None => self.send_encoded(frame.clone(), ob),
         }
     }
 

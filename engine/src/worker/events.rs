@@ -4,7 +4,7 @@
 use super::Worker;
 use crate::{
     conn::Conn,
-    connection::{Event, SendStatus},
+    connection::{Event, Published, SendStatus},
     handler::Handler,
 };
 use bytes::Bytes;
@@ -97,6 +97,7 @@ impl<H: Handler> Worker<H> {
             return;
         };
         let (mut delivered, mut dropped) = (0, 0);
+        let mut compressed = Published::default();
         for &slot in &subscribers {
             if Some(slot) == skip {
                 continue;
@@ -104,7 +105,10 @@ impl<H: Handler> Worker<H> {
             let Some(s) = self.slots.get_mut(slot as usize) else {
                 continue;
             };
-            match s.conn.send_encoded(frame.clone(), &mut self.ctx.out) {
+            match s
+                .conn
+                .send_publication(frame, &mut compressed, &mut self.ctx.out)
+            {
                 SendStatus::Dropped => dropped += 1,
                 _ => delivered += 1,
             }

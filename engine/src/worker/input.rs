@@ -13,7 +13,11 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::atomic::Ordering,
 };
-use uringws_protocol::{http::Response, Error};
+use uringws_protocol::{
+    deflate::{DeflateParams, ServerDeflate},
+    http::Response,
+    Error,
+};
 use uringws_ring::{Received, Token};
 
 /// What was decided about a complete request head.
@@ -21,7 +25,9 @@ enum Decision<S> {
     /// Answer and close: the response, how it is counted and, for a
     /// refused upgrade or a request the protocol refused, why (for the log).
     Respond(Bytes, RequestOutcome, Option<Why>),
-    Upgrade(Bytes, S),
+    /// Take it: the 101, the connection's state, and what
+    /// permessage-deflate agreed to, if anything.
+    Upgrade(Bytes, S, Option<DeflateParams>),
 }
 
 /// Why a request was refused, turned into text only for a line the log
@@ -152,8 +158,9 @@ impl<H: Handler> Worker<H> {
         let addr = peer.addr;
         let handler = &mut self.handler;
         let worker = self.id;
+        let deflate = self.ctx.out.config.compression.map(|c| c.policy);
         let Some((decision, head_len)) = s.conn.poll_head(&mut self.ctx.out, |head| {
-            decide(handler, head, peer, refusal, worker)
+            decide(handler, head, peer, refusal, deflate, worker)
         }) else {
             return;
         };
@@ -169,8 +176,9 @@ impl<H: Handler> Worker<H> {
                     }
                 }
             }
-            Decision::Upgrade(response, state) => {
-                s.conn.upgrade(response, head_len, &mut self.ctx.out);
+            Decision::Upgrade(response, state, deflate) => {
+                s.conn
+                    .upgrade(response, head_len, deflate, &mut self.ctx.out);
                 s.state = Some(state);
                 self.open += 1;
                 self.stats.set_open(self.open);
@@ -194,6 +202,7 @@ fn decide<H: Handler>(
     head: Head<'_>,
     peer: Peer,
     refusal: Option<Refusal>,
+    deflate: Option<ServerDeflate>,
     worker: usize,
 ) -> Decision<H::State> {
     let refuse = |response: Response| {
@@ -225,13 +234,21 @@ fn decide<H: Handler>(
                 return refuse(refusal.response());
             }
             match catch_unwind(AssertUnwindSafe(|| handler.upgrade(&upgrade, peer))) {
-                Ok(Ok(accept)) => match response_101(&upgrade, &accept) {
-                    Ok(response) => Decision::Upgrade(response, accept.state),
-                    Err(error) => {
-                        tracing::error!(worker, %error, "handler's upgrade answer cannot be sent");
-                        refuse(Refusal::InvalidHandlerAnswer.response())
+                Ok(Ok(accept)) => {
+                    let agreed = deflate.and_then(|policy| policy.negotiate(upgrade.extensions()));
+                    let extensions = agreed.as_ref().map(|agreed| agreed.response());
+                    match response_101(&upgrade, &accept, extensions) {
+                        Ok(response) => Decision::Upgrade(
+                            response,
+                            accept.state,
+                            agreed.map(|agreed| agreed.params),
+                        ),
+                        Err(error) => {
+                            tracing::error!(worker, %error, "handler's upgrade answer cannot be sent");
+                            refuse(Refusal::InvalidHandlerAnswer.response())
+                        }
                     }
-                },
+                }
                 Ok(Err(reject)) => refuse(reject.into_response()),
                 Err(_) => {
                     tracing::error!(worker, "upgrade handler panicked");
@@ -245,11 +262,12 @@ fn decide<H: Handler>(
 fn response_101<S>(
     upgrade: &uringws_protocol::handshake::Upgrade<'_>,
     accept: &Accept<S>,
+    extensions: Option<&str>,
 ) -> Result<Bytes, Error> {
     let headers: Vec<(&str, &str)> = accept
         .headers
         .iter()
         .map(|(name, value)| (&**name, &**value))
         .collect();
-    upgrade.response_with_headers(accept.protocol.as_deref(), None, &headers)
+    upgrade.response_with_headers(accept.protocol.as_deref(), extensions, &headers)
 }

@@ -63,6 +63,13 @@ impl Compressor {
             self.stream.reset();
         }
     }
+
+    /// Forgets the context: the next message refers to nothing before it,
+    /// which a peer keeping context reads as well. For when the peer's
+    /// window and ours part (a message we compressed was not sent so).
+    pub fn reset(&mut self) {
+        self.stream.reset();
+    }
 }
 
 /// A decompressor for one direction of one connection (or, without

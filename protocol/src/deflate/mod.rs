@@ -1,8 +1,11 @@
 //! permessage-deflate (RFC 7692): its negotiation, for both roles
-//! ([`ServerDeflate::negotiate`], [`ClientDeflate::accept`]), and one
+//! ([`ServerDeflate::negotiate`], [`ClientDeflate::accept`]), one
 //! message's payload compressed and inflated ([`Compressor`],
 //! [`Decompressor`], inflating in bounded steps against the message size
-//! limit). The decoder and encoder using them come next.
+//! limit), and a received message inflated ([`Compressed::inflate`]).
+//! The decoder yields compressed messages as they came
+//! ([`Message::Compressed`]); the encoder marks a compressed payload
+//! ([`compressed_server_frame`](crate::encoder::compressed_server_frame)).
 //!
 //! Memory decides the design: a compressor with zlib's defaults holds
 //! about 256 KiB, so by default a server agrees to no context takeover in
@@ -18,6 +21,33 @@ pub use codec::{Compressor, Decompressor};
 pub use negotiation::{
     Agreed, ClientDeflate, DeflateParams, ServerDeflate, MAX_WINDOW_BITS, MIN_WINDOW_BITS, NAME,
 };
+
+use crate::{decoder::Compressed, utf8::Utf8Bytes, Error, Message};
+use bytes::Bytes;
+
+impl Compressed {
+    /// The message inflated, past `limit` bytes refused (1009) before more
+    /// is spent on it, bad data refused (1007), and text validated (1007).
+    /// `decompressor` is left ready for the next message, even after an
+    /// error, so one can serve many connections.
+    pub fn inflate(&self, decompressor: &mut Decompressor, limit: usize) -> Result<Message, Error> {
+        let mut out = Vec::new();
+        if let Err(error) = decompressor.decompress(&self.data, true, limit, &mut out) {
+            decompressor.reset();
+            return Err(error);
+        }
+        // Inflation grows the buffer in steps; a message the handler keeps
+        // should not keep the room too.
+        if out.capacity() - out.len() > out.len() / 4 {
+            out.shrink_to_fit();
+        }
+        let data = Bytes::from(out);
+        Ok(match self.text {
+            true => Message::Text(Utf8Bytes::try_from(data)?),
+            false => Message::Binary(data),
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {

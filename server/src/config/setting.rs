@@ -140,6 +140,7 @@ macro_rules! settings {
                     engine$(.$field)+ =
                         $crate::config::value::EngineValue::to_engine(&self.$key);
                 )?)+
+                self.engine_rest(&mut engine);
                 engine
             }
 

@@ -78,7 +78,7 @@ macro_rules! scalar_values {
     )+};
 }
 
-scalar_values!(usize, u16, f64, bool, String, Policy, LogFormat);
+scalar_values!(usize, u8, u16, f64, bool, String, Policy, LogFormat, Compression);
 
 impl<T: Item> Value for Option<T> {
     const EXPECTED: &'static str = T::EXPECTED;
@@ -143,6 +143,7 @@ macro_rules! text_items {
 
 text_items! {
     usize: "N", "a whole number, 0 or more";
+    u8: "N", "a whole number from 0 to 255";
     u16: "N", "a whole number from 0 to 65535";
     String: "TEXT", "text";
     SocketAddr: "ADDR", "an IP address and port, e.g. 0.0.0.0:9001 or [::]:9001";
@@ -199,6 +200,41 @@ impl Item for Policy {
         match self {
             Policy::Drop => "drop",
             Policy::Close => "close",
+        }
+        .into()
+    }
+}
+
+/// permessage-deflate, for clients that offer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Declined: every message goes as it is.
+    Off,
+    /// No context takeover either way: each worker's one compressor and
+    /// one decompressor serve all its connections.
+    Shared,
+    /// Context takeover where the client allows it: each connection
+    /// keeps its own streams while open.
+    Dedicated,
+}
+
+impl Item for Compression {
+    const EXPECTED: &'static str = "off, shared or dedicated";
+    const VALUE_NAME: &'static str = "off|shared|dedicated";
+    fn from_text(text: &str) -> Option<Self> {
+        match text {
+            "off" => Some(Compression::Off),
+            "shared" => Some(Compression::Shared),
+            "dedicated" => Some(Compression::Dedicated),
+            _ => None,
+        }
+    }
+    fn to_text(&self) -> String {
+        match self {
+            Compression::Off => "off",
+            Compression::Shared => "shared",
+            Compression::Dedicated => "dedicated",
         }
         .into()
     }

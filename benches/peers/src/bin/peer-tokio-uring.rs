@@ -149,6 +149,8 @@ async fn echo(stream: &TcpStream, mut buf: BytesMut) -> io::Result<()> {
                 Message::Binary(data) => session.encode(OpCode::Binary, true, data),
                 Message::Ping(data) => session.encode(OpCode::Pong, true, data),
                 Message::Pong(_) => continue,
+                // permessage-deflate is never agreed: RSV1 is refused.
+                Message::Compressed(_) => continue,
                 Message::Close(frame) => match session.reply_to_close(frame.as_ref()) {
                     Some(reply) => Ok(reply),
                     None => continue,

@@ -210,7 +210,7 @@ fn bytes_after_the_upgrade_head_are_the_first_frames() {
     let Some((Seen::Upgrade { response, .. }, head_len)) = poll_head(&mut conn, &mut ob) else {
         panic!("no upgrade");
     };
-    conn.upgrade(response.clone(), head_len, &mut ob);
+    conn.upgrade(response.clone(), head_len, None, &mut ob);
     assert_eq!(
         drive(&mut conn, &mut ob),
         [Ev::Text("first".into()), Ev::Binary(b"second".to_vec())]

@@ -108,7 +108,7 @@ fn handshake(conn: &mut Connection, ob: &mut Outbox) {
         panic!("no upgrade");
     };
     assert_eq!(head_len, UPGRADE.len());
-    conn.upgrade(response.clone(), head_len, ob);
+    conn.upgrade(response.clone(), head_len, None, ob);
     assert_eq!(
         conn.peer(),
         None,
@@ -295,6 +295,7 @@ fn frames(bytes: &[u8]) -> Vec<Wire> {
             Frame::Ping(p) => Wire::Ping(p.to_vec()),
             Frame::Pong(p) => Wire::Pong(p.to_vec()),
             Frame::Close(c) => Wire::Close(c.map(|c| (c.code.0, c.reason.as_str().into()))),
+            Frame::Compressed(c) => panic!("compressed, and not agreed: {c:?}"),
         });
     }
     assert!(

@@ -385,7 +385,7 @@ fn a_connection_whose_tls12_key_wears_out_ends_with_close_notify() {
     let Some((Seen::Upgrade { response, .. }, head_len)) = poll_head(&mut conn, &mut ob) else {
         panic!("no upgrade");
     };
-    conn.upgrade(response, head_len, &mut ob);
+    conn.upgrade(response, head_len, None, &mut ob);
     assert_eq!(drive(&mut conn, &mut ob), []);
     let mut to_client = written(&mut conn, &mut ob);
     assert!(conn.is_open());
