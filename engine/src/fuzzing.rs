@@ -335,7 +335,8 @@ impl Harness {
             None => {}
             Some((Answer::Respond(response), _)) => self.conn.respond(response, &mut self.ctx.out),
             Some((Answer::Upgrade(response), head_len)) => {
-                self.conn.upgrade(response, head_len, None, &mut self.ctx.out);
+                self.conn
+                    .upgrade(response, head_len, None, &mut self.ctx.out);
                 self.view(|conn| script.open(conn));
             }
         }

@@ -245,6 +245,7 @@ impl Config {
 mod tests {
     use super::*;
     use clap::Parser;
+    use uringws_engine::protocol::deflate::ServerDeflate;
 
     #[derive(Parser)]
     struct Cli {
@@ -603,9 +604,15 @@ mod tests {
 
     #[test]
     fn the_engine_gets_its_settings_and_its_defaults_are_the_engines() {
+        // But for compression, which an embedder turns on and the server
+        // has on.
+        let engine = uringws_engine::EngineConfig {
+            compression: Some(uringws_engine::Compression::shared()),
+            ..Default::default()
+        };
         assert_eq!(
             format!("{:?}", Config::default().engine()),
-            format!("{:?}", uringws_engine::EngineConfig::default())
+            format!("{engine:?}")
         );
         let c = Config::load(
             None,
@@ -629,6 +636,28 @@ mod tests {
             uringws_engine::BackpressurePolicy::Close
         );
         assert_eq!(engine.recv_buffers, 64);
+        let c = Config::load(
+            None,
+            env(&[("URINGWS_COMPRESSION", "dedicated")]),
+            overrides(&["--compression-window-bits", "10", "--compression-level=1"]),
+        )
+        .unwrap();
+        let compression = c.engine().compression.unwrap();
+        assert_eq!(compression.policy, ServerDeflate::dedicated(10));
+        assert_eq!((compression.level, compression.min_size), (1, 128));
+        let c = Config::load(None, no_env(), overrides(&["--compression", "off"])).unwrap();
+        assert_eq!(c.engine().compression, None);
+        for (args, want) in [
+            (&["--compression", "on"][..], "compression"),
+            (
+                &["--compression-window-bits", "8"],
+                "compression_window_bits",
+            ),
+            (&["--compression-level", "10"], "compression_level"),
+        ] {
+            let e = Config::load(None, no_env(), overrides(args)).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
     }
 
     #[test]

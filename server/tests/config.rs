@@ -143,6 +143,8 @@ fn print_config_shows_no_secret_from_file_environment_or_flags() {
 /// baseline file below says: a setting of a new type needs one here.
 const CANDIDATES: &[&str] = &[
     "2",
+    "10",
+    "dedicated",
     "false",
     "true",
     "close",

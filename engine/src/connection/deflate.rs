@@ -101,6 +101,17 @@ impl Deflating {
         tag
     }
 
+    /// Connections with streams of their own, and how many of those
+    /// streams were made.
+    #[cfg(test)]
+    pub(crate) fn dedicated_streams(&self) -> (usize, usize) {
+        let made = self
+            .dedicated
+            .values()
+            .map(|d| usize::from(d.compressor.is_some()) + usize::from(d.decompressor.is_some()));
+        (self.dedicated.len(), made.sum())
+    }
+
     pub(crate) fn close(&mut self, slot: u32, tag: DeflateTag) {
         if tag.is_dedicated() {
             self.dedicated.remove(&slot);

@@ -78,7 +78,17 @@ macro_rules! scalar_values {
     )+};
 }
 
-scalar_values!(usize, u8, u16, f64, bool, String, Policy, LogFormat, Compression);
+scalar_values!(
+    usize,
+    u8,
+    u16,
+    f64,
+    bool,
+    String,
+    Policy,
+    LogFormat,
+    Compression
+);
 
 impl<T: Item> Value for Option<T> {
     const EXPECTED: &'static str = T::EXPECTED;

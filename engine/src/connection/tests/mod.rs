@@ -14,6 +14,7 @@ use uringws_protocol::{
 
 mod backpressure;
 mod close;
+mod deflate;
 mod handshake;
 mod open;
 mod output;
