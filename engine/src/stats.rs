@@ -99,6 +99,12 @@ pub(crate) struct Counters {
     pub tls_resumed: u64,
     /// A gauge: TLS connections on the list of those holding expanded keys.
     pub tls_keyed: u64,
+    /// Upgrades that agreed to permessage-deflate.
+    pub deflate_agreed: u64,
+    /// Messages received compressed, and sent compressed (a publication:
+    /// once per delivery).
+    pub deflate_in: u64,
+    pub deflate_out: u64,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +138,9 @@ pub struct WorkerStats {
     tls_full: AtomicU64,
     tls_resumed: AtomicU64,
     tls_keyed: AtomicU64,
+    deflate_agreed: AtomicU64,
+    deflate_in: AtomicU64,
+    deflate_out: AtomicU64,
     /// Per connection, not per message: a lock is cheap beside the
     /// syscalls of a handshake.
     requests: Mutex<BTreeMap<RequestOutcome, u64>>,
@@ -165,6 +174,10 @@ impl WorkerStats {
         self.tls_full.store(c.tls_full, Ordering::Relaxed);
         self.tls_resumed.store(c.tls_resumed, Ordering::Relaxed);
         self.tls_keyed.store(c.tls_keyed, Ordering::Relaxed);
+        self.deflate_agreed
+            .store(c.deflate_agreed, Ordering::Relaxed);
+        self.deflate_in.store(c.deflate_in, Ordering::Relaxed);
+        self.deflate_out.store(c.deflate_out, Ordering::Relaxed);
     }
 
     pub(crate) fn count_request(&self, outcome: RequestOutcome) {
@@ -280,6 +293,21 @@ impl WorkerStats {
     /// record.
     pub fn tls_keyed_connections(&self) -> u64 {
         self.tls_keyed.load(Ordering::Relaxed)
+    }
+
+    /// Upgrades that agreed to permessage-deflate.
+    pub fn deflate_connections(&self) -> u64 {
+        self.deflate_agreed.load(Ordering::Relaxed)
+    }
+
+    /// Messages received compressed (permessage-deflate) and inflated.
+    pub fn deflate_messages_in(&self) -> u64 {
+        self.deflate_in.load(Ordering::Relaxed)
+    }
+
+    /// Messages sent compressed; a publication counts once per delivery.
+    pub fn deflate_messages_out(&self) -> u64 {
+        self.deflate_out.load(Ordering::Relaxed)
     }
 
     /// Request heads by outcome.

@@ -270,6 +270,50 @@ test('two pages subscribe, publish and receive; both reconnect after the server 
   await server.kill();
 });
 
+/** The sum over workers of a counter on the server's /metrics. */
+async function metric(server, name) {
+  const text = await (await fetch(`http://127.0.0.1:${server.port}/metrics`, { signal: AbortSignal.timeout(WAIT_MS) })).text();
+  return text.split('\n')
+    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+}
+
+test('the page agrees to permessage-deflate, and a long message goes compressed both ways', { timeout: TEST_MS }, async () => {
+  const server = await new Server(await freePort(), ['--anonymous-publish']).start();
+  const url = `http://127.0.0.1:${server.port}/`;
+  const alice = await openPage(url);
+  const bob = await openPage(url);
+  // The 101 as Chromium received it, from its DevTools protocol.
+  const answers = [];
+  for (const page of [alice, bob]) {
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Network.enable');
+    cdp.on('Network.webSocketHandshakeResponseReceived', ({ response }) => answers.push(response));
+  }
+  await connect(alice, 'alice');
+  await connect(bob, 'bob');
+  await subscribe(bob, 'bob', 'long');
+  const before = [await metric(server, 'uringws_deflate_messages_in_total'), await metric(server, 'uringws_deflate_messages_out_total')];
+  const long = 'compressible text, '.repeat(40).trim();
+  await publish(alice, 'alice', 'long', long);
+  await expectMessage(bob, 'bob', 'long', long);
+  assert.equal(answers.length, 2, 'a handshake per page');
+  for (const response of answers) {
+    assert.equal(response.status, 101);
+    const extensions = Object.entries(response.headers)
+      .filter(([name]) => name.toLowerCase() === 'sec-websocket-extensions')
+      .map(([, value]) => value);
+    assert.deepEqual(extensions, ['permessage-deflate; server_no_context_takeover; client_no_context_takeover']);
+  }
+  const after = [await metric(server, 'uringws_deflate_messages_in_total'), await metric(server, 'uringws_deflate_messages_out_total')];
+  // Chromium compressed the publish; the server compressed its delivery.
+  assert.ok(after[0] > before[0], `compressed messages in: ${before[0]} -> ${after[0]}`);
+  assert.ok(after[1] > before[1], `compressed messages out: ${before[1]} -> ${after[1]}`);
+  assertNoProblems(alice, 'alice');
+  assertNoProblems(bob, 'bob');
+  await server.kill();
+});
+
 // The same path a 401 or 403 takes through the page, on any server: with
 // room for no connections it answers every upgrade 503 and /health 200.
 // The page must give up after a few tries instead of retrying forever.

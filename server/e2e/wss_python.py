@@ -8,7 +8,11 @@ Installs the pinned `websockets` into a virtual environment under
 ${XDG_CACHE_HOME:-~/.cache}/uringws/ on first use. Checks: the TLS
 handshake (TLS 1.3 and 1.2, ALPN http/1.1), text and binary echoes, a
 clean close with the code sent, and that a context without the CA is
-refused. Exits 1 on a failure; every wait is bounded.
+refused. Then permessage-deflate, which `websockets` offers by default,
+over ws:// and wss://: agreed (the 101's header), messages compressed both
+ways (the server's counters), and a small compressed message that
+inflates past the server's message limit closed with 1009. Exits 1 on a
+failure; every wait is bounded.
 """
 
 import asyncio
@@ -18,10 +22,14 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 WEBSOCKETS = "15.0.1"
 WAIT = 10
+# The servers' message limit; the bomb inflates to 16 times it.
+MAX_MESSAGE = 1 << 20
+SHARED_ANSWER = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 
 
 def venv_python():
@@ -93,6 +101,42 @@ async def check(port, ca):
         print("wss_python: an untrusted certificate is refused")
 
 
+def metric(port, name):
+    """The sum over workers of a counter on the server's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=WAIT) as r:
+        lines = r.read().decode().splitlines()
+    return sum(float(l.split()[-1]) for l in lines if l.startswith(name + "{") or l.startswith(name + " "))
+
+
+async def check_deflate(plain, tls, ca):
+    import websockets
+
+    context = ssl.create_default_context(cafile=str(ca))
+    before = metric(plain, "uringws_deflate_messages_in_total"), metric(plain, "uringws_deflate_messages_out_total")
+    for url, ssl_context in ((f"ws://127.0.0.1:{plain}/echo", None), (f"wss://localhost:{tls}/echo", context)):
+        async with websockets.connect(url, ssl=ssl_context, open_timeout=WAIT, close_timeout=WAIT) as ws:
+            agreed = ws.response.headers.get("Sec-WebSocket-Extensions")
+            assert agreed == SHARED_ANSWER, f"{url}: the server answered {agreed!r}"
+            for message in ('{"topic":"prices","data":[' + "1.25," * 300 + "0]}", b"\x00" * 100000, "short"):
+                await ws.send(message)
+                echo = await asyncio.wait_for(ws.recv(), WAIT)
+                assert echo == message, f"{url}: compressed echo of {type(message).__name__} differs"
+            await ws.close(code=1000)
+        # A bomb: 16 MiB of zeros is 16 KB compressed.
+        async with websockets.connect(url, ssl=ssl_context, open_timeout=WAIT, close_timeout=WAIT) as ws:
+            await ws.send(b"\x00" * (16 * MAX_MESSAGE))
+            try:
+                await asyncio.wait_for(ws.recv(), WAIT)
+                raise AssertionError(f"{url}: the bomb was echoed")
+            except websockets.ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 1009, f"{url}: closed with {closed.rcvd}"
+        print(f"wss_python: permessage-deflate over {url.split(':')[0]}:// ok, the bomb closed with 1009")
+    after = metric(plain, "uringws_deflate_messages_in_total"), metric(plain, "uringws_deflate_messages_out_total")
+    # Per scheme: three echoes in (the bomb is refused, not counted); two
+    # out ("short" is under the server's minimum size).
+    assert after[0] - before[0] == 6 and after[1] - before[1] == 4, f"compressed in/out: {before} -> {after}"
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else "target/release/uringws"
     if os.environ.get("WSS_PYTHON_IN_VENV") != "1":
@@ -105,7 +149,7 @@ def main():
         server = subprocess.Popen(
             [binary, "--listen", f"127.0.0.1:{plain}", "--tls-listen", f"127.0.0.1:{tls}",
              "--tls-cert", str(cert), "--tls-key", str(key), "--workers", "1", "--no-pin",
-             "--log-level", "warn"],
+             "--max-message-size", str(MAX_MESSAGE), "--log-level", "warn"],
             stdout=subprocess.DEVNULL,
         )
         try:
@@ -118,6 +162,7 @@ def main():
                         sys.exit(f"wss_python: uringws exited ({server.returncode})")
                     asyncio.run(asyncio.sleep(0.05))
             asyncio.run(asyncio.wait_for(check(tls, ca), 60))
+            asyncio.run(asyncio.wait_for(check_deflate(plain, tls, ca), 60))
         except AssertionError as e:
             sys.exit(f"wss_python: FAILED: {e}")
         finally:

@@ -134,6 +134,24 @@ const FAMILIES: &[Family] = &[
         value: WorkerStats::tls_keyed_connections,
     },
     Family {
+        name: "uringws_deflate_connections_total",
+        kind: "counter",
+        help: "WebSocket upgrades that agreed to permessage-deflate.",
+        value: WorkerStats::deflate_connections,
+    },
+    Family {
+        name: "uringws_deflate_messages_in_total",
+        kind: "counter",
+        help: "Messages received compressed (permessage-deflate) and inflated.",
+        value: WorkerStats::deflate_messages_in,
+    },
+    Family {
+        name: "uringws_deflate_messages_out_total",
+        kind: "counter",
+        help: "Messages sent compressed; a publication counts once per delivery.",
+        value: WorkerStats::deflate_messages_out,
+    },
+    Family {
         name: "uringws_recv_buffer_exhaustions_total",
         kind: "counter",
         help: "Times a worker's receive-buffer ring ran dry (raise recv_buffers if this climbs).",

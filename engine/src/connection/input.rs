@@ -169,6 +169,7 @@ impl Connection {
         if let Some(params) = deflate {
             self.output.deflate = ob.deflate.open(self.id.slot, &params);
             self.session.set_compressed(true);
+            ob.counters.deflate_agreed += 1;
         }
         let io = self.output.io(&mut ob.pool);
         let head_len = head_len.min(io.inbuf.len());
@@ -231,7 +232,10 @@ impl Connection {
                 let limit = ob.config.decoder.max_message_size;
                 let tag = self.output.deflate;
                 match ob.deflate.inflate(self.id.slot, tag, &compressed, limit) {
-                    Ok(frame) => frame,
+                    Ok(frame) => {
+                        ob.counters.deflate_in += 1;
+                        frame
+                    }
                     Err(error) => return Some(self.fail(&error, ob)),
                 }
             }

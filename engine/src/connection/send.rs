@@ -21,7 +21,10 @@ impl Connection {
             _ => None,
         };
         let encoded = match compressed {
-            Some(compressed) => self.session.encode_compressed(opcode, compressed),
+            Some(compressed) => {
+                ob.counters.deflate_out += 1;
+                self.session.encode_compressed(opcode, compressed)
+            }
             None => self.session.encode(opcode, true, payload),
         };
         match encoded {
@@ -83,6 +86,7 @@ impl Connection {
             Some(packed) => {
                 let status = self.send_encoded(packed, ob);
                 if status != SendStatus::Dropped {
+                    ob.counters.deflate_out += 1;
                     ob.deflate.sent_shared(self.id.slot, tag);
                 }
                 status
