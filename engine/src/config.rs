@@ -24,6 +24,10 @@ pub struct Compression {
     pub min_size: usize,
     /// zlib's compression level, 0..=9.
     pub level: u32,
+    /// zlib's memory level (1..=9) of a connection's own compressor: its
+    /// hash chains and match buffer take 2^(this + 9) bytes, beside twice
+    /// the window. 1 with a window of 2^9: about 8 KB a connection.
+    pub mem_level: u8,
 }
 
 impl Compression {
@@ -35,14 +39,22 @@ impl Compression {
             policy: ServerDeflate::shared(),
             min_size: 128,
             level: 6,
+            mem_level: 1,
         }
     }
 
-    /// Context takeover where the client allows it, windows of
-    /// 2^`window_bits`: each connection gets its own streams.
+    /// A compressor of its own for each connection, keeping context where
+    /// the client allows it, with a window of 2^`window_bits`; clients are
+    /// asked for no context takeover, so the worker's one decompressor
+    /// still serves all (as uWebSockets' dedicated compressors do). For
+    /// a decompressor per connection too, clear
+    /// `policy.client_no_context_takeover`.
     pub fn dedicated(window_bits: u8) -> Compression {
         Compression {
-            policy: ServerDeflate::dedicated(window_bits),
+            policy: ServerDeflate {
+                client_no_context_takeover: true,
+                ..ServerDeflate::dedicated(window_bits)
+            },
             ..Compression::shared()
         }
     }

@@ -61,6 +61,14 @@ settings! {
     compression_min_size: usize = 128;
     /// zlib's compression level, 0 (store) to 9 (smallest).
     compression_level: u8 = 6;
+    /// zlib's memory level of each connection's compressor with
+    /// `dedicated`, 1 to 9: 2^(9 + this) bytes beside twice the window
+    /// (1 at window 2^9: about 8 KB a connection).
+    compression_mem_level: u8 = 1;
+    /// With `dedicated`, a decompressor per connection too (clients keep
+    /// their context); otherwise clients are asked not to, and each
+    /// worker's one decompressor serves all.
+    compression_dedicated_decompressor: bool = false;
     /// Upgraded connections per worker (503 past it).
     max_connections_per_worker: usize => engine.max_connections_per_worker;
     /// Bytes queued per connection before it is under backpressure.
@@ -171,6 +179,9 @@ impl Config {
         if self.compression_level > 9 {
             return Err("compression_level must be from 0 to 9".into());
         }
+        if !(1..=9).contains(&self.compression_mem_level) {
+            return Err("compression_mem_level must be from 1 to 9".into());
+        }
         self.check_access()
     }
 
@@ -227,6 +238,11 @@ impl Config {
             compression.policy.client_max_window_bits = bits;
             compression.min_size = self.compression_min_size;
             compression.level = u32::from(self.compression_level);
+            compression.mem_level = self.compression_mem_level;
+            if self.compression == Compression::Dedicated {
+                compression.policy.client_no_context_takeover =
+                    !self.compression_dedicated_decompressor;
+            }
         }
         engine.compression = compression;
     }
@@ -643,7 +659,13 @@ mod tests {
         )
         .unwrap();
         let compression = c.engine().compression.unwrap();
-        assert_eq!(compression.policy, ServerDeflate::dedicated(10));
+        assert_eq!(
+            compression.policy,
+            ServerDeflate {
+                client_no_context_takeover: true,
+                ..ServerDeflate::dedicated(10)
+            }
+        );
         assert_eq!((compression.level, compression.min_size), (1, 128));
         let c = Config::load(None, no_env(), overrides(&["--compression", "off"])).unwrap();
         assert_eq!(c.engine().compression, None);

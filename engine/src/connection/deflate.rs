@@ -163,9 +163,9 @@ impl Deflating {
         match own {
             Some(own) if !own.params.server_no_context_takeover => {
                 let bits = own.params.server_max_window_bits;
-                let compressor = own
-                    .compressor
-                    .get_or_insert_with(|| Compressor::new(bits, false, config.level));
+                let compressor = own.compressor.get_or_insert_with(|| {
+                    Compressor::with_mem_level(bits, config.mem_level, false, config.level)
+                });
                 if std::mem::take(&mut own.stale) {
                     compressor.reset();
                 }

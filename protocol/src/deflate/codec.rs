@@ -2,6 +2,7 @@
 //! DEFLATE stream flushed at the end of each message, the flush's empty
 //! stored block taken off by the sender and put back by the receiver.
 
+use super::zlib::RawDeflate;
 use crate::Error;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -16,18 +17,50 @@ const INFLATE_STEP: usize = 16 << 10;
 /// A compressor for one direction of one connection (or, without context
 /// takeover, for any number of them in turn).
 pub struct Compressor {
-    stream: Compress,
+    stream: Stream,
     no_context_takeover: bool,
+}
+
+/// flate2 on zlib-rs where memory does not matter (one stream for many
+/// connections); C zlib where it does, for its memory level.
+enum Stream {
+    Flate(Compress),
+    Zlib(RawDeflate),
 }
 
 impl Compressor {
     /// `window_bits` 9..=15 (lower values are taken as 9, as zlib does);
-    /// `level` 0..=9.
+    /// `level` 0..=9. zlib-rs, with memLevel 8: about 250 KB at any
+    /// window, for a stream that serves many connections.
     pub fn new(window_bits: u8, no_context_takeover: bool, level: u32) -> Compressor {
         let bits = window_bits.clamp(9, 15);
         Compressor {
-            stream: Compress::new_with_window_bits(Compression::new(level.min(9)), false, bits),
+            stream: Stream::Flate(Compress::new_with_window_bits(
+                Compression::new(level.min(9)),
+                false,
+                bits,
+            )),
             no_context_takeover,
+        }
+    }
+
+    /// As [`new`](Self::new), on C zlib with memLevel `mem_level` (1..=9):
+    /// 2^(`mem_level` + 9) bytes of hash chains and match buffer, plus
+    /// twice the window, for a stream of one connection's (about 8 KB at
+    /// window 2^9, memLevel 1). Falls back on [`new`](Self::new) if zlib
+    /// cannot allocate.
+    pub fn with_mem_level(
+        window_bits: u8,
+        mem_level: u8,
+        no_context_takeover: bool,
+        level: u32,
+    ) -> Compressor {
+        match RawDeflate::new(window_bits, mem_level, level) {
+            Some(stream) => Compressor {
+                stream: Stream::Zlib(stream),
+                no_context_takeover,
+            },
+            None => Compressor::new(window_bits, no_context_takeover, level),
         }
     }
 
@@ -41,26 +74,15 @@ impl Compressor {
             return;
         }
         let start = out.len();
-        let mut input = payload;
-        loop {
-            // Room for the input stored as it is, and the flush.
-            out.reserve(input.len() + input.len() / 64 + 16);
-            let before = self.stream.total_in();
-            // A raw stream with a sync flush cannot fail on any input.
-            let status = self.stream.compress_vec(input, out, FlushCompress::Sync);
-            debug_assert!(status.is_ok(), "deflate: {status:?}");
-            let used = (self.stream.total_in() - before) as usize;
-            input = &input[used..];
-            // The flush is complete once all went in and room is left.
-            if input.is_empty() && out.len() < out.capacity() {
-                break;
-            }
+        match &mut self.stream {
+            Stream::Flate(stream) => flate_compress(stream, payload, out),
+            Stream::Zlib(stream) => stream.compress(payload, out),
         }
         if out[start..].ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
         }
         if self.no_context_takeover {
-            self.stream.reset();
+            self.reset();
         }
     }
 
@@ -68,7 +90,28 @@ impl Compressor {
     /// which a peer keeping context reads as well. For when the peer's
     /// window and ours part (a message we compressed was not sent so).
     pub fn reset(&mut self) {
-        self.stream.reset();
+        match &mut self.stream {
+            Stream::Flate(stream) => stream.reset(),
+            Stream::Zlib(stream) => stream.reset(),
+        }
+    }
+}
+
+/// `input` compressed and sync-flushed, appended to `out`.
+fn flate_compress(stream: &mut Compress, mut input: &[u8], out: &mut Vec<u8>) {
+    loop {
+        // Room for the input stored as it is, and the flush.
+        out.reserve(input.len() + input.len() / 64 + 16);
+        let before = stream.total_in();
+        // A raw stream with a sync flush cannot fail on any input.
+        let status = stream.compress_vec(input, out, FlushCompress::Sync);
+        debug_assert!(status.is_ok(), "deflate: {status:?}");
+        let used = (stream.total_in() - before) as usize;
+        input = &input[used..];
+        // The flush is complete once all went in and room is left.
+        if input.is_empty() && out.len() < out.capacity() {
+            break;
+        }
     }
 }
 
@@ -207,15 +250,28 @@ mod tests {
     /// message after a flush, and the receiver was left inside a block.
     #[test]
     fn empty_messages_in_a_row_with_context_takeover() {
-        let mut c = Compressor::new(10, false, 4);
-        let mut d = Decompressor::new(10, false);
-        for message in [&b""[..], b"", b"", b"x", b"", b"xx"] {
-            let compressed = compress(&mut c, message);
-            let mut out = Vec::new();
-            d.decompress(&compressed, true, message.len(), &mut out)
-                .unwrap();
-            assert_eq!(out, message);
+        for mut c in [
+            Compressor::new(10, false, 4),
+            Compressor::with_mem_level(10, 1, false, 4),
+        ] {
+            let mut d = Decompressor::new(10, false);
+            for message in [&b""[..], b"", b"", b"x", b"", b"xx"] {
+                let compressed = compress(&mut c, message);
+                let mut out = Vec::new();
+                d.decompress(&compressed, true, message.len(), &mut out)
+                    .unwrap();
+                assert_eq!(out, message);
+            }
         }
+    }
+
+    /// Both backends, and the memory levels at either end.
+    fn compressors(bits: u8, no_context_takeover: bool, level: u32) -> [Compressor; 3] {
+        [
+            Compressor::new(bits, no_context_takeover, level),
+            Compressor::with_mem_level(bits, 1, no_context_takeover, level),
+            Compressor::with_mem_level(bits, 9, no_context_takeover, level),
+        ]
     }
 
     #[test]
@@ -249,8 +305,10 @@ mod tests {
 
     #[test]
     fn what_we_compress_inflates_with_the_same_parameters() {
-        for (bits, no_context_takeover) in [(15, true), (15, false), (9, true), (9, false)] {
-            let mut c = Compressor::new(bits, no_context_takeover, 6);
+        let each = [(15, true), (15, false), (9, true), (9, false)]
+            .into_iter()
+            .flat_map(|(bits, no_ctx)| compressors(bits, no_ctx, 6).map(|c| (bits, no_ctx, c)));
+        for (bits, no_context_takeover, mut c) in each {
             let mut d = Decompressor::new(bits, no_context_takeover);
             for payload in [
                 Vec::new(),
@@ -273,21 +331,35 @@ mod tests {
             }
         }
         // Our empty message is the RFC's.
-        assert_eq!(compress(&mut Compressor::new(15, true, 6), b""), [0x00]);
+        for mut c in compressors(15, true, 6) {
+            assert_eq!(compress(&mut c, b""), [0x00]);
+        }
     }
 
     #[test]
     fn context_takeover_reuses_the_window_and_no_takeover_does_not() {
         let message = json(20);
+        for mut c in compressors(15, false, 6) {
+            let first = compress(&mut c, &message);
+            let second = compress(&mut c, &message);
+            assert!(
+                second.len() * 4 < first.len(),
+                "{} then {}",
+                first.len(),
+                second.len()
+            );
+            // A reset forgets the window; a peer keeping context reads on.
+            c.reset();
+            let third = compress(&mut c, &message);
+            assert_eq!(third, first);
+            let mut d = Decompressor::new(15, false);
+            for compressed in [&first, &second, &third] {
+                assert_eq!(inflate(&mut d, compressed).unwrap(), message);
+            }
+        }
         let mut c = Compressor::new(15, false, 6);
-        let first = compress(&mut c, &message);
+        compress(&mut c, &message);
         let second = compress(&mut c, &message);
-        assert!(
-            second.len() * 4 < first.len(),
-            "{} then {}",
-            first.len(),
-            second.len()
-        );
         // Without the first message's window, the second is unreadable
         // (or reads wrong): a fresh decompressor must not accept it.
         let fresh = inflate(&mut Decompressor::new(15, false), &second);

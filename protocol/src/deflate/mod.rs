@@ -16,6 +16,7 @@
 
 mod codec;
 mod negotiation;
+mod zlib;
 
 pub use codec::{Compressor, Decompressor};
 pub use negotiation::{

@@ -41,6 +41,13 @@ fn dedicated() -> Compression {
     }
 }
 
+/// A decompressor per connection too: clients keep their context.
+fn dedicated_both() -> Compression {
+    let mut compression = dedicated();
+    compression.policy.client_no_context_takeover = false;
+    compression
+}
+
 fn compressed_client(opcode: OpCode, payload: &[u8], compressor: &mut Compressor) -> Vec<u8> {
     let mut packed = Vec::new();
     compressor.compress(payload, &mut packed);
@@ -221,12 +228,13 @@ fn a_publication_is_compressed_once_for_its_subscribers() {
 
 #[test]
 fn dedicated_streams_keep_context_and_refer_back() {
-    let (mut conn, mut ob) = open_deflate(dedicated());
-    let agreed = dedicated()
+    let (mut conn, mut ob) = open_deflate(dedicated_both());
+    let agreed = dedicated_both()
         .policy
         .negotiate(parse_extensions(OFFER))
         .unwrap();
     assert!(!agreed.params.server_no_context_takeover);
+    assert!(!agreed.params.client_no_context_takeover);
     assert_eq!(agreed.params.server_max_window_bits, 9);
     let mut client = Decompressor::new(9, false);
     let message = json(3);
@@ -248,6 +256,26 @@ fn dedicated_streams_keep_context_and_refer_back() {
         let wire = compressed_client(OpCode::Text, message.as_bytes(), &mut compressor);
         assert_eq!(feed(&mut conn, &mut ob, &wire), [Ev::Text(message.clone())]);
     }
+    assert_eq!(ob.deflate.dedicated_streams(), (1, 2));
+}
+
+#[test]
+fn by_default_dedicated_compressors_share_the_decompressor() {
+    let (mut conn, mut ob) = open_deflate(dedicated());
+    let agreed = dedicated()
+        .policy
+        .negotiate(parse_extensions(OFFER))
+        .unwrap();
+    assert!(!agreed.params.server_no_context_takeover);
+    assert!(agreed.params.client_no_context_takeover);
+    let mut client = Compressor::new(15, true, 6);
+    let wire = compressed_client(OpCode::Text, json(3).as_bytes(), &mut client);
+    assert_eq!(feed(&mut conn, &mut ob, &wire), [Ev::Text(json(3))]);
+    assert_eq!(
+        ob.deflate.dedicated_streams(),
+        (1, 0),
+        "a decompressor of its own"
+    );
 }
 
 #[test]

@@ -1,0 +1,152 @@
+//! C zlib's raw deflate, through libz-sys, for what flate2 cannot ask of
+//! it: a memory level. flate2 fixes memLevel at 8, whose hash chains alone
+//! are 256 KiB; a connection with a compressor of its own at window 2^9 and
+//! memLevel 1 holds about 8 KiB with zlib (`docs/decisions.md`).
+//!
+//! The `unsafe` here is the FFI and nothing else: every call is on a stream
+//! this type initialised and owns, with buffers that outlive the call.
+
+use libz_sys as z;
+use std::{
+    alloc::{self, Layout},
+    ffi::c_int,
+    ptr,
+};
+
+/// zlib's allocations go to Rust's allocator (the binary's mimalloc), with
+/// their size kept in front: `zfree` is not told it.
+const HEADER: usize = 16;
+
+unsafe extern "C" fn zalloc(_opaque: z::voidpf, items: z::uInt, size: z::uInt) -> z::voidpf {
+    let Some(len) = (items as usize)
+        .checked_mul(size as usize)
+        .and_then(|n| n.checked_add(HEADER))
+    else {
+        return ptr::null_mut();
+    };
+    let Ok(layout) = Layout::from_size_align(len, HEADER) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: `layout` has a non-zero size (at least HEADER).
+    let base = unsafe { alloc::alloc(layout) };
+    if base.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `base` is valid for `len` ≥ HEADER bytes and aligned to 16,
+    // so a usize fits at its start and `base + HEADER` is in bounds.
+    unsafe {
+        base.cast::<usize>().write(len);
+        base.add(HEADER).cast()
+    }
+}
+
+unsafe extern "C" fn zfree(_opaque: z::voidpf, address: z::voidpf) {
+    if address.is_null() {
+        return;
+    }
+    // SAFETY: zlib frees only what `zalloc` returned: HEADER bytes past an
+    // allocation whose first word is its length, made with this layout.
+    unsafe {
+        let base = address.cast::<u8>().sub(HEADER);
+        let len = base.cast::<usize>().read();
+        alloc::dealloc(base, Layout::from_size_align_unchecked(len, HEADER));
+    }
+}
+
+/// A raw deflate stream (no zlib header), flushed per message.
+pub(super) struct RawDeflate {
+    // zlib's state points back at its stream (and checks it does), so the
+    // stream must not move once initialised.
+    stream: Box<z::z_stream>,
+}
+
+// SAFETY: the stream and its state are owned by this value alone and zlib
+// keeps no thread-local state, so it may move to another thread whole.
+unsafe impl Send for RawDeflate {}
+
+impl RawDeflate {
+    /// `window_bits` 9..=15, `mem_level` 1..=9, `level` 0..=9; `None` when
+    /// zlib cannot allocate its state.
+    pub(super) fn new(window_bits: u8, mem_level: u8, level: u32) -> Option<RawDeflate> {
+        let mut stream = Box::new(z::z_stream {
+            next_in: ptr::null_mut(),
+            avail_in: 0,
+            total_in: 0,
+            next_out: ptr::null_mut(),
+            avail_out: 0,
+            total_out: 0,
+            msg: ptr::null_mut(),
+            state: ptr::null_mut(),
+            zalloc,
+            zfree,
+            opaque: ptr::null_mut(),
+            data_type: 0,
+            adler: 0,
+            reserved: 0,
+        });
+        let bits = c_int::from(window_bits.clamp(9, 15));
+        // SAFETY: `stream` is a z_stream with its allocator set and no
+        // state yet; the version and size are those of the zlib linked.
+        let rc = unsafe {
+            z::deflateInit2_(
+                &mut *stream,
+                level.min(9) as c_int,
+                z::Z_DEFLATED,
+                -bits,
+                c_int::from(mem_level.clamp(1, 9)),
+                z::Z_DEFAULT_STRATEGY,
+                z::zlibVersion(),
+                std::mem::size_of::<z::z_stream>() as c_int,
+            )
+        };
+        (rc == z::Z_OK).then_some(RawDeflate { stream })
+    }
+
+    /// `input` compressed and sync-flushed, appended to `out`.
+    pub(super) fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        // zlib's counters are 32 bits: a larger message goes in pieces.
+        for piece in input.chunks(u32::MAX as usize) {
+            // zlib only reads through `next_in`.
+            self.stream.next_in = piece.as_ptr().cast_mut();
+            self.stream.avail_in = piece.len() as z::uInt;
+            loop {
+                out.reserve(self.stream.avail_in as usize / 2 + 64);
+                let spare = out.spare_capacity_mut();
+                let room = spare.len().min(u32::MAX as usize);
+                self.stream.next_out = spare.as_mut_ptr().cast();
+                self.stream.avail_out = room as z::uInt;
+                // SAFETY: the stream was initialised by `new`; `next_in`
+                // holds `avail_in` readable bytes of `piece`, `next_out`
+                // `avail_out` writable bytes of `out`'s spare capacity,
+                // both alive for the call.
+                let rc = unsafe { z::deflate(&mut *self.stream, z::Z_SYNC_FLUSH) };
+                let written = room - self.stream.avail_out as usize;
+                // SAFETY: zlib wrote the first `written` bytes of the
+                // spare capacity.
+                unsafe { out.set_len(out.len() + written) };
+                // Z_BUF_ERROR only says there was nothing left to do.
+                debug_assert!(rc == z::Z_OK || rc == z::Z_BUF_ERROR, "deflate: {rc}");
+                // Flushed once all went in and room was left over.
+                if self.stream.avail_in == 0 && self.stream.avail_out != 0 {
+                    break;
+                }
+            }
+        }
+        // No pointers into buffers that are gone.
+        self.stream.next_in = ptr::null_mut();
+        self.stream.next_out = ptr::null_mut();
+    }
+
+    /// The next message refers to nothing before it.
+    pub(super) fn reset(&mut self) {
+        // SAFETY: the stream was initialised by `new`.
+        unsafe { z::deflateReset(&mut *self.stream) };
+    }
+}
+
+impl Drop for RawDeflate {
+    fn drop(&mut self) {
+        // SAFETY: the stream was initialised by `new` and is ended once.
+        unsafe { z::deflateEnd(&mut *self.stream) };
+    }
+}
