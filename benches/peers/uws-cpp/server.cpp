@@ -3,8 +3,13 @@
 // answers pings and closes itself), and `/broadcast`, where each message is
 // published to every other connection. Plain, or TLS with --tls-cert and
 // --tls-key (OpenSSL). One thread: the comparisons run one server core.
+// With --compression, permessage-deflate for clients that offer it: its
+// shared compressor, or DEDICATED_COMPRESSOR_3KB (window 2^9, memLevel 1),
+// each with the shared decompressor; every message is sent with the
+// compress hint, which uWebSockets follows when the client agreed.
 //
 //   peer-uws-cpp --listen 127.0.0.1:9001 [--tls-cert cert.pem --tls-key key.pem]
+//                [--compression off|shared|dedicated]
 //
 // Built by build.sh, from the sources the crate libuwebsockets-sys vendors.
 
@@ -23,6 +28,7 @@ struct Options {
     std::string host = "127.0.0.1";
     int port = 9001;
     std::string cert, key;
+    uWS::CompressOptions compression = uWS::DISABLED;
 };
 
 bool parse(int argc, char **argv, Options &o) {
@@ -37,6 +43,16 @@ bool parse(int argc, char **argv, Options &o) {
             o.cert = value;
         } else if (flag == "--tls-key") {
             o.key = value;
+        } else if (flag == "--compression") {
+            if (value == "off") {
+                o.compression = uWS::DISABLED;
+            } else if (value == "shared") {
+                o.compression = uWS::CompressOptions(uWS::SHARED_COMPRESSOR | uWS::SHARED_DECOMPRESSOR);
+            } else if (value == "dedicated") {
+                o.compression = uWS::CompressOptions(uWS::DEDICATED_COMPRESSOR_3KB | uWS::SHARED_DECOMPRESSOR);
+            } else {
+                return false;
+            }
         } else if (flag == "--threads") {
             if (value != "1") return false;
         } else {
@@ -49,21 +65,23 @@ bool parse(int argc, char **argv, Options &o) {
 // The same limits as uringws's defaults (Autobahn 9.x sends 16 MiB), and
 // no idle timeout or automatic pings, as in the comparisons' uringws runs.
 template <bool SSL>
-typename uWS::TemplatedApp<SSL>::template WebSocketBehavior<PerSocket> behaviour(bool broadcast) {
+typename uWS::TemplatedApp<SSL>::template WebSocketBehavior<PerSocket> behaviour(bool broadcast,
+                                                                                 uWS::CompressOptions compression) {
     typename uWS::TemplatedApp<SSL>::template WebSocketBehavior<PerSocket> b;
-    b.compression = uWS::DISABLED;
+    b.compression = compression;
+    const bool compress = compression != uWS::DISABLED;
     b.maxPayloadLength = 64 * 1024 * 1024;
     b.idleTimeout = 0;
     b.maxBackpressure = 64 * 1024 * 1024;
     b.sendPingsAutomatically = false;
     if (broadcast) {
         b.open = [](auto *ws) { ws->subscribe("all"); };
-        b.message = [](auto *ws, std::string_view message, uWS::OpCode op) {
-            ws->publish("all", message, op);
+        b.message = [compress](auto *ws, std::string_view message, uWS::OpCode op) {
+            ws->publish("all", message, op, compress);
         };
     } else {
-        b.message = [](auto *ws, std::string_view message, uWS::OpCode op) {
-            ws->send(message, op);
+        b.message = [compress](auto *ws, std::string_view message, uWS::OpCode op) {
+            ws->send(message, op, compress);
         };
     }
     return b;
@@ -72,9 +90,9 @@ typename uWS::TemplatedApp<SSL>::template WebSocketBehavior<PerSocket> behaviour
 template <bool SSL>
 int serve(uWS::TemplatedApp<SSL> &&app, const Options &o) {
     bool listening = false;
-    app.template ws<PerSocket>("/", behaviour<SSL>(false))
-        .template ws<PerSocket>("/echo", behaviour<SSL>(false))
-        .template ws<PerSocket>("/broadcast", behaviour<SSL>(true))
+    app.template ws<PerSocket>("/", behaviour<SSL>(false, o.compression))
+        .template ws<PerSocket>("/echo", behaviour<SSL>(false, o.compression))
+        .template ws<PerSocket>("/broadcast", behaviour<SSL>(true, o.compression))
         .listen(o.host, o.port, [&](auto *socket) { listening = socket != nullptr; });
     if (!listening) {
         std::cerr << "peer-uws-cpp: cannot listen on " << o.host << ":" << o.port << std::endl;
@@ -91,7 +109,7 @@ int main(int argc, char **argv) {
     Options o;
     if (!parse(argc, argv, o)) {
         std::cerr << "usage: peer-uws-cpp --listen HOST:PORT [--threads 1] "
-                     "[--tls-cert FILE --tls-key FILE]" << std::endl;
+                     "[--tls-cert FILE --tls-key FILE] [--compression off|shared|dedicated]" << std::endl;
         return 2;
     }
     if (o.cert.empty()) {
