@@ -21,6 +21,7 @@ use crate::{
 };
 use bytes::Bytes;
 use std::sync::Arc;
+use uringws_protocol::deflate::DeflateParams;
 use uringws_ring::VectoredSend;
 
 pub use crate::connection::{Event, Head, Report};
@@ -35,8 +36,9 @@ const ID: Id = Id { slot: 0, gen: 1 };
 /// makes it from the protocol's checks and the handler's answer.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    /// Upgrade with this response (the 101).
-    Upgrade(Bytes),
+    /// Upgrade with this response (the 101), with permessage-deflate if
+    /// the response agreed to it.
+    Upgrade(Bytes, Option<DeflateParams>),
     /// Answer with this response and close.
     Respond(Bytes),
 }
@@ -334,9 +336,9 @@ impl Harness {
         match decided {
             None => {}
             Some((Answer::Respond(response), _)) => self.conn.respond(response, &mut self.ctx.out),
-            Some((Answer::Upgrade(response), head_len)) => {
+            Some((Answer::Upgrade(response, deflate), head_len)) => {
                 self.conn
-                    .upgrade(response, head_len, None, &mut self.ctx.out);
+                    .upgrade(response, head_len, deflate, &mut self.ctx.out);
                 self.view(|conn| script.open(conn));
             }
         }

@@ -31,11 +31,13 @@ use uringws_engine::{
     fuzzing::{Answer, Event, Harness, Head, Script, PIECE},
     protocol::{
         close::MAX_REASON_LEN,
-        encoder::{encode_shared, write_client_frame},
+        deflate::{Compressor, Decompressor, DeflateParams, ServerDeflate},
+        encoder::{encode_shared, write_client_frame, write_compressed_client_frame},
+        handshake::parse_extensions,
         http::{Response, CONTINUE},
         CloseCode, DecoderConfig, Message as Frame, OpCode, Role, Session, Utf8Bytes,
     },
-    BackpressurePolicy, Conn, EngineConfig, Message, SendStatus,
+    BackpressurePolicy, Compression, Conn, EngineConfig, Message, SendStatus,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -65,6 +67,11 @@ struct Config {
     /// The message limit, in frames of `max_frame`.
     message_frames: u8,
     refuse_upgrades: bool,
+    /// permessage-deflate: `% 4` off, shared, dedicated compressors,
+    /// dedicated compressors and decompressors.
+    deflate: u8,
+    /// Messages shorter go uncompressed.
+    deflate_min: u8,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -111,6 +118,13 @@ enum Piece {
         payload: Payload,
         fragments: u8,
         ping: Option<Vec<u8>>,
+        mask: [u8; 4],
+    },
+    /// One message compressed (permessage-deflate, as agreed) in
+    /// `fragments` frames (at least one).
+    Compressed {
+        payload: Payload,
+        fragments: u8,
         mask: [u8; 4],
     },
     Ping(Vec<u8>),
@@ -224,6 +238,8 @@ fn text(bytes: Bytes) -> Utf8Bytes {
 }
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// The offer of an upgrade with `extensions`: Chromium's.
+const OFFER: &str = "permessage-deflate; client_max_window_bits";
 const PATHS: [&str; 4] = ["/", "/chat?room=1", "/echo", "/a/b?c=d&e=%20"];
 /// What each frame of the engine's own may add to the queue's cost: a
 /// header, a control frame's payload, two pieces.
@@ -247,9 +263,7 @@ impl Handshake {
             headers.push("Sec-WebSocket-Protocol: chat, superchat".to_owned());
         }
         if self.extensions {
-            headers.push(
-                "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits".to_owned(),
-            );
+            headers.push(format!("Sec-WebSocket-Extensions: {OFFER}"));
         }
         if self.origin {
             headers.push("Origin: http://example.com".to_owned());
@@ -293,6 +307,16 @@ struct Peer {
     upgrade_written: bool,
     /// (text, payload, offset in all it wrote where its last frame ends).
     messages: Vec<(bool, Bytes, usize)>,
+    /// What permessage-deflate its upgrade agreed to, as the server will
+    /// decide, and its compressor.
+    deflate: Option<DeflateParams>,
+    compressor: Option<Compressor>,
+}
+
+/// What a server with `config` agrees to for an upgrade offering `offer`.
+fn agreed(config: &EngineConfig, offer: &str) -> Option<DeflateParams> {
+    let policy = config.compression?.policy;
+    policy.negotiate(parse_extensions(offer)).map(|a| a.params)
 }
 
 impl Peer {
@@ -304,8 +328,57 @@ impl Peer {
             Piece::Upgrade(handshake) => {
                 let head = handshake.bytes();
                 keeps_clean = start == 0 && head.len() <= config.max_head;
+                if keeps_clean {
+                    let offer = if handshake.extensions { OFFER } else { "" };
+                    self.deflate = agreed(config, offer);
+                    self.compressor = self.deflate.map(|p| {
+                        Compressor::new(p.client_max_window_bits, p.client_no_context_takeover, 6)
+                    });
+                }
                 self.upgrade_written = true;
                 self.stream.extend_from_slice(&head);
+            }
+            Piece::Compressed {
+                payload,
+                fragments,
+                mask,
+            } => {
+                let (is_text, data) = payload.get(start);
+                let mut packed = Vec::new();
+                // Without an agreement, a fresh stream: RSV1 is refused.
+                self.compressor
+                    .get_or_insert_with(|| Compressor::new(15, true, 6))
+                    .compress(&data, &mut packed);
+                let n = usize::from(*fragments).clamp(1, packed.len().max(1));
+                let size = packed.len().div_ceil(n).max(1);
+                let parts: Vec<&[u8]> = packed.chunks(size).collect();
+                let last = parts.len() - 1;
+                for (i, part) in parts.iter().enumerate() {
+                    let opcode = match (i, is_text) {
+                        (0, true) => OpCode::Text,
+                        (0, false) => OpCode::Binary,
+                        _ => OpCode::Continuation,
+                    };
+                    if last == 0 {
+                        write_compressed_client_frame(&mut self.stream, opcode, part, *mask)
+                            .expect("a data frame");
+                        continue;
+                    }
+                    let at = self.stream.len();
+                    client_frame(&mut self.stream, opcode, i == last, part, *mask);
+                    if i == 0 {
+                        // RSV1 on the first frame only.
+                        self.stream[at] |= 0x40;
+                    }
+                }
+                let limit = config.decoder.max_message_size;
+                keeps_clean = self.deflate.is_some()
+                    && parts.iter().all(|p| frame_ok(p.len()))
+                    && packed.len() <= limit
+                    && data.len() <= limit;
+                if keeps_clean && self.clean {
+                    self.messages.push((is_text, data, self.end()));
+                }
             }
             Piece::Plain {
                 body,
@@ -328,11 +401,7 @@ impl Peer {
                 ping,
                 mask,
             } => {
-                let (is_text, data) = match payload {
-                    Payload::Text(s) => (true, Bytes::copy_from_slice(s.as_bytes())),
-                    Payload::Binary(b) => (false, Bytes::copy_from_slice(b)),
-                    Payload::Big { text, len } => (*text, fill(start, usize::from(*len))),
-                };
+                let (is_text, data) = payload.get(start);
                 let n = usize::from(*fragments).clamp(1, data.len().max(1));
                 let size = data.len().div_ceil(n).max(1);
                 let mut parts: Vec<&[u8]> = data.chunks(size).collect();
@@ -461,6 +530,17 @@ impl Peer {
     }
 }
 
+impl Payload {
+    /// Whether it is text, and its bytes (a big one from `fill` at `at`).
+    fn get(&self, at: usize) -> (bool, Bytes) {
+        match self {
+            Payload::Text(s) => (true, Bytes::copy_from_slice(s.as_bytes())),
+            Payload::Binary(b) => (false, Bytes::copy_from_slice(b)),
+            Payload::Big { text, len } => (*text, fill(at, usize::from(*len))),
+        }
+    }
+}
+
 /// What the connection wrote, read as a client reads it.
 struct Wire {
     /// Bytes written in all.
@@ -473,6 +553,8 @@ struct Wire {
     /// Bytes of `written` that are the 101 (or the answer).
     head: usize,
     client: Session,
+    /// The client's decompressor, once permessage-deflate is agreed.
+    inflater: Option<Decompressor>,
     buf: BytesMut,
     /// Data messages read so far.
     data: usize,
@@ -494,6 +576,7 @@ impl Wire {
             answer: None,
             head: 0,
             client: Session::new(Role::Client, limits),
+            inflater: None,
             buf: BytesMut::new(),
             data: 0,
             pongs: 0,
@@ -506,7 +589,7 @@ impl Wire {
     /// the handler's admitted messages in order and none after the close.
     fn wrote(&mut self, bytes: &[u8], admitted: &[(OpCode, Bytes)]) {
         self.total += bytes.len();
-        if let Some(Answer::Upgrade(response)) = &self.answer {
+        if let Some(Answer::Upgrade(response, _)) = &self.answer {
             if self.head == response.len() {
                 self.buf.extend_from_slice(bytes);
                 return self.frames(admitted);
@@ -529,7 +612,7 @@ impl Wire {
                     "wrote {written:?} for the answer {response:?}"
                 );
             }
-            Some(Answer::Upgrade(response)) => {
+            Some(Answer::Upgrade(response, _)) => {
                 let n = written.len().min(response.len());
                 assert_eq!(&written[..n], &response[..n], "not the 101");
                 self.head = n;
@@ -549,6 +632,16 @@ impl Wire {
             match frame {
                 Frame::Text(t) => self.data_message(OpCode::Text, t.into_bytes(), admitted),
                 Frame::Binary(b) => self.data_message(OpCode::Binary, b, admitted),
+                Frame::Compressed(c) => {
+                    let inflater = self.inflater.as_mut().expect("compressed, not agreed");
+                    match c.inflate(inflater, usize::MAX) {
+                        Ok(Frame::Text(t)) => {
+                            self.data_message(OpCode::Text, t.into_bytes(), admitted)
+                        }
+                        Ok(Frame::Binary(b)) => self.data_message(OpCode::Binary, b, admitted),
+                        other => panic!("a compressed message that inflates to {other:?}"),
+                    }
+                }
                 Frame::Ping(_) => {}
                 Frame::Pong(_) => self.pongs += 1,
                 Frame::Close(close) => {
@@ -582,6 +675,9 @@ impl Wire {
 struct Model {
     reactions: std::vec::IntoIter<Action>,
     refuse_upgrades: bool,
+    /// What the server agrees to, and whether it did.
+    deflate: Option<ServerDeflate>,
+    compressing: bool,
     policy_closes: bool,
     now: u64,
     opened: bool,
@@ -666,7 +762,15 @@ impl Model {
                     before == 0,
                     "{status:?} with {before} queued"
                 );
-                assert_eq!(after, before + wire_len, "{status:?} but not queued");
+                // Compressed only when that made it shorter.
+                let compressible = self.compressing && opcode != OpCode::Ping;
+                match compressible && !matches!(action, Action::Encoded { .. }) {
+                    true => assert!(
+                        after > before && after <= before + wire_len,
+                        "{status:?} but {before} -> {after} queued for {wire_len}"
+                    ),
+                    false => assert_eq!(after, before + wire_len, "{status:?} but not queued"),
+                }
                 if opcode != OpCode::Ping {
                     self.admitted.push((opcode, payload));
                 }
@@ -712,13 +816,30 @@ impl Script for Model {
             Head::Upgrade(_) if self.refuse_upgrades => {
                 Answer::Respond(Response::text(403, "no").encode())
             }
-            Head::Upgrade(upgrade) => match upgrade.response(None, None) {
-                Ok(response) => Answer::Upgrade(response),
-                Err(e) => panic!("an accepted upgrade without a 101: {e:?}"),
-            },
+            Head::Upgrade(upgrade) => {
+                let agreed = self
+                    .deflate
+                    .and_then(|policy| policy.negotiate(upgrade.extensions()));
+                let extensions = agreed.as_ref().map(|a| a.response());
+                match upgrade.response(None, extensions) {
+                    Ok(response) => {
+                        let params = agreed.map(|a| a.params);
+                        if let Some(p) = params {
+                            self.compressing = true;
+                            self.wire.client.set_compressed(true);
+                            self.wire.inflater = Some(Decompressor::new(
+                                p.server_max_window_bits,
+                                p.server_no_context_takeover,
+                            ));
+                        }
+                        Answer::Upgrade(response, params)
+                    }
+                    Err(e) => panic!("an accepted upgrade without a 101: {e:?}"),
+                }
+            }
         };
         assert!(self.wire.answer.is_none(), "a second head decided");
-        let (Answer::Upgrade(bytes) | Answer::Respond(bytes)) = &answer;
+        let (Answer::Upgrade(bytes, _) | Answer::Respond(bytes)) = &answer;
         self.answer_cost = CONTINUE.len() + bytes.len() + 2 * PIECE;
         self.wire.answer = Some(answer.clone());
         answer
@@ -726,7 +847,7 @@ impl Script for Model {
 
     fn open(&mut self, conn: &mut Conn<'_, ()>) {
         assert!(
-            matches!(self.wire.answer, Some(Answer::Upgrade(_))),
+            matches!(self.wire.answer, Some(Answer::Upgrade(..))),
             "open without an upgrade"
         );
         assert!(!self.opened, "opened twice");
@@ -1012,6 +1133,20 @@ fuzz_target!(|input: Input| {
         ping_interval: Duration::from_millis(c.ping_ms.into()),
         close_timeout: Duration::from_millis(c.close_ms.into()),
         auto_pong: c.auto_pong,
+        compression: match c.deflate % 4 {
+            0 => None,
+            1 => Some(Compression::shared()),
+            2 => Some(Compression::dedicated(9)),
+            _ => {
+                let mut both = Compression::dedicated(10);
+                both.policy.client_no_context_takeover = false;
+                Some(both)
+            }
+        }
+        .map(|compression| Compression {
+            min_size: c.deflate_min.into(),
+            ..compression
+        }),
         ..EngineConfig::default()
     };
     let limits = Limits {
@@ -1024,6 +1159,8 @@ fuzz_target!(|input: Input| {
     let model = Model {
         reactions: input.reactions.into_iter(),
         refuse_upgrades: c.refuse_upgrades,
+        deflate: config.compression.map(|c| c.policy),
+        compressing: false,
         policy_closes: c.close_policy,
         now: 0,
         opened: false,

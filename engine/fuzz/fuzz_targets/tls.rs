@@ -107,7 +107,7 @@ impl Script for Echo {
     fn decide(&mut self, head: Head<'_>) -> Answer {
         match head {
             Head::Upgrade(upgrade) => match upgrade.response(None, None) {
-                Ok(response) => Answer::Upgrade(response),
+                Ok(response) => Answer::Upgrade(response, None),
                 Err(e) => Answer::Respond(Response::from(&e).encode()),
             },
             Head::Http { .. } => Answer::Respond(Response::text(404, "no").encode()),

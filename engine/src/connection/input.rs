@@ -229,7 +229,8 @@ impl Connection {
         }
         let frame = match self.next_frame(input, ob) {
             Ok(Some(Frame::Compressed(compressed))) => {
-                let limit = ob.config.decoder.max_message_size;
+                // The decoder's, capped at 4 GiB as it caps the limit.
+                let limit = self.session.decoder().config().max_message_size;
                 let tag = self.output.deflate;
                 match ob.deflate.inflate(self.id.slot, tag, &compressed, limit) {
                     Ok(frame) => {

@@ -177,7 +177,7 @@ impl Decompressor {
                 };
             }
             // One byte past the limit is room enough to see it passed.
-            let room = (limit + 1).saturating_sub(out.len());
+            let room = limit.saturating_add(1).saturating_sub(out.len());
             if room == 0 {
                 return Err(too_large(out.len(), limit));
             }
@@ -425,6 +425,18 @@ mod tests {
             .decompress(&exact, true, limit, &mut out)
             .unwrap();
         assert_eq!(out.len(), limit);
+    }
+
+    /// Found by the connection fuzz target: "no limit" overflowed.
+    #[test]
+    fn no_limit_is_usize_max() {
+        let message = json(10);
+        let compressed = compress(&mut Compressor::new(15, true, 6), &message);
+        let mut out = Vec::new();
+        Decompressor::new(15, true)
+            .decompress(&compressed, true, usize::MAX, &mut out)
+            .unwrap();
+        assert_eq!(out, message);
     }
 
     #[test]
