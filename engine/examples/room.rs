@@ -4,10 +4,16 @@
 //! `uringws-load fanout --mode broadcast` measures, as the uWebSockets peer's
 //! `/broadcast` is.
 //!
-//!     cargo run --release -p uringws-engine --example room -- --listen 127.0.0.1:9002 [--threads N]
+//! With `--compression`, permessage-deflate for clients that offer it:
+//! each publication is compressed once per worker for all its receivers.
+//!
+//!     cargo run --release -p uringws-engine --example room -- --listen 127.0.0.1:9002 \
+//!         [--threads N] [--compression off|shared|dedicated]
 
 use uringws_engine::{protocol::handshake::Upgrade, Message};
-use uringws_engine::{Accept, Conn, Engine, EngineConfig, Handler, Peer, Publication, Reject};
+use uringws_engine::{
+    Accept, Compression, Conn, Engine, EngineConfig, Handler, Peer, Publication, Reject,
+};
 
 struct Room;
 
@@ -34,6 +40,7 @@ impl Handler for Room {
 fn main() -> std::io::Result<()> {
     let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
     let (mut listen, mut threads) = ("127.0.0.1:9002".to_string(), None);
+    let mut compression = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args
@@ -42,6 +49,15 @@ fn main() -> std::io::Result<()> {
         match arg.as_str() {
             "--listen" => listen = value,
             "--threads" => threads = Some(value.parse().map_err(|e| invalid(format!("{e}")))?),
+            "--compression" => {
+                compression = match value.as_str() {
+                    "off" => None,
+                    "shared" => Some(Compression::shared()),
+                    // uWebSockets' DEDICATED_COMPRESSOR_3KB: window 2^9, memLevel 1.
+                    "dedicated" => Some(Compression::dedicated(9)),
+                    _ => return Err(invalid(format!("unknown compression {value}"))),
+                }
+            }
             _ => return Err(invalid(format!("unknown argument {arg}"))),
         }
     }
@@ -57,6 +73,9 @@ fn main() -> std::io::Result<()> {
         });
     if let Some(threads) = threads {
         builder = builder.workers(threads);
+    }
+    if let Some(compression) = compression {
+        builder = builder.compression(compression);
     }
     let engine = builder.start(|_worker| Room)?;
     println!("room on ws://{}", engine.local_addrs()[0]);

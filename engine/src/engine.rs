@@ -86,6 +86,17 @@ impl EngineBuilder {
         self
     }
 
+    /// permessage-deflate for clients that offer it
+    /// ([`Compression::shared`](crate::Compression::shared): nothing held
+    /// per connection; [`Compression::dedicated`](crate::Compression::dedicated):
+    /// a compressor per connection); off unless set. The same as
+    /// [`EngineConfig::compression`]: whichever of the two is set later
+    /// wins.
+    pub fn compression(mut self, compression: crate::Compression) -> Self {
+        self.config.compression = Some(compression);
+        self
+    }
+
     /// Binds the listeners and starts the workers; `factory` builds each
     /// worker's handler on that worker's thread.
     pub fn start<H, F>(self, factory: F) -> io::Result<Engine>
