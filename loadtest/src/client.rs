@@ -4,9 +4,13 @@
 //! whatever the scenario does with them. Sockets are direct descriptors, so
 //! a worker is not bound by the process's open-files limit. `wss://`
 //! connections add TLS between the socket and the WebSocket codec
-//! ([`crate::tls`]), after connect and before the upgrade.
+//! ([`crate::tls`]), after connect and before the upgrade. A target that
+//! offers permessage-deflate ([`crate::deflate`]) has its connections
+//! compress what scenarios send ([`Outbox`]) and inflate what they get.
 
-use crate::report::Latency;
+use crate::deflate::{ConnDeflate, SharedDeflate};
+use crate::outbox::Outbox;
+use crate::report::{ByteCounts, Latency};
 use crate::series::{Interval, Series};
 use crate::target::{SourceRange, Target};
 use crate::tls::TlsConn;
@@ -35,24 +39,25 @@ pub const PACE: Duration = Duration::from_millis(1);
 
 /// What a scenario does with open connections.
 pub trait Scenario: Send + 'static {
-    /// The connection `id` is upgraded; return the bytes to send (client
-    /// frames), if any.
-    fn open(&mut self, id: usize, now: Instant, out: &mut BytesMut);
-    /// A message arrived; write any reply into `out`. Returning an error
-    /// string counts it under that reason and closes the connection. By
-    /// default a message is unexpected: the scenario sends none.
+    /// The connection `id` is upgraded; send what it starts with, if
+    /// anything.
+    fn open(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>);
+    /// A message arrived (text or binary, inflated if it came compressed);
+    /// send any reply through `out`. Returning an error string counts it
+    /// under that reason and closes the connection. By default a message
+    /// is unexpected: the scenario sends none.
     fn message(
         &mut self,
         id: usize,
         message: Message,
         now: Instant,
-        out: &mut BytesMut,
+        out: &mut Outbox<'_>,
     ) -> Result<(), String> {
         let _ = (id, message, now, out);
         Err("unexpected message".into())
     }
     /// Called every tick for each open connection (pings, timed sends).
-    fn tick(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+    fn tick(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
         let _ = (id, now, out);
     }
     /// How often [`tick`](Self::tick) runs.
@@ -307,6 +312,8 @@ pub struct Outcome {
     /// `wss://` only: from TLS established to the 101.
     pub upgrade: Latency,
     pub alive_at_end: u64,
+    /// Frames and payload, each way, of upgraded connections.
+    pub bytes: ByteCounts,
 }
 
 impl Outcome {
@@ -322,6 +329,7 @@ impl Outcome {
         self.tls_handshake.merge(&other.tls_handshake);
         self.upgrade.merge(&other.upgrade);
         self.alive_at_end += other.alive_at_end;
+        self.bytes.add(&other.bytes);
     }
 
     fn count(&mut self, name: &str) {
@@ -350,7 +358,9 @@ struct Conn {
     /// Socket creation; its handshake deadline is this plus the plan's
     /// timeout, computed rather than stored.
     started: Instant,
-    handshake: Option<ClientHandshake>,
+    /// Boxed: only connections in their upgrade need it, and inline it
+    /// would be room every idle connection holds.
+    handshake: Option<Box<ClientHandshake>>,
     inbuf: BytesMut,
     out: BytesMut,
     sending: bool,
@@ -359,6 +369,9 @@ struct Conn {
     /// `wss://` only; boxed, so a plain connection carries one empty
     /// pointer (it fits where the deadline field was).
     tls: Option<Box<TlsConn>>,
+    /// Only for connections that agreed to permessage-deflate, and its
+    /// streams only once used ([`ConnDeflate`]).
+    deflate: Option<Box<ConnDeflate>>,
 }
 
 #[derive(Clone, Copy)]
@@ -435,6 +448,7 @@ pub fn run<S: Scenario>(
         rearm: Vec::new(),
         paced: Vec::new(),
         meter,
+        deflate: SharedDeflate::default(),
     };
     worker.run(capacity, &stop);
     worker.close_all(capacity);
@@ -465,6 +479,9 @@ struct Worker<'p, S> {
     /// Connections that get a tick every [`PACE`] ([`Scenario::paced`]).
     paced: Vec<usize>,
     meter: Meter,
+    /// Streams for connections that take no context, and the buffer
+    /// messages are compressed into.
+    deflate: SharedDeflate,
 }
 
 impl<S: Scenario> Worker<'_, S> {
@@ -504,6 +521,7 @@ impl<S: Scenario> Worker<'_, S> {
                     recv_armed: false,
                     decoder: Decoder::new(Role::Client, DecoderConfig::default()),
                     tls: None,
+                    deflate: None,
                 }));
                 self.in_handshake += 1;
                 deadlines.push(Reverse((now + self.plan.timeout, id)));
@@ -603,9 +621,15 @@ impl<S: Scenario> Worker<'_, S> {
                         self.live.open_now.fetch_sub(1, Ordering::Relaxed);
                         self.outcome.count("connections closed");
                     } else {
-                        self.scenario.tick(id, now, &mut conn.out);
+                        let mut out = Outbox::compressing(
+                            &mut conn.out,
+                            conn.deflate.as_deref_mut(),
+                            &mut self.deflate,
+                        );
+                        self.scenario.tick(id, now, &mut out);
+                        self.outcome.bytes.payload_sent += out.payload_bytes();
                     }
-                    flush(conn, id, &mut self.ring);
+                    flush(conn, id, &mut self.ring, &mut self.outcome.bytes);
                 }
             }
         }
@@ -619,8 +643,14 @@ impl<S: Scenario> Worker<'_, S> {
                 return false;
             };
             if conn.step == Step::Open {
-                self.scenario.tick(id, now, &mut conn.out);
-                flush(conn, id, &mut self.ring);
+                let mut out = Outbox::compressing(
+                    &mut conn.out,
+                    conn.deflate.as_deref_mut(),
+                    &mut self.deflate,
+                );
+                self.scenario.tick(id, now, &mut out);
+                self.outcome.bytes.payload_sent += out.payload_bytes();
+                flush(conn, id, &mut self.ring, &mut self.outcome.bytes);
             }
             conn.step == Step::Open
         });
@@ -747,11 +777,14 @@ impl<S: Scenario> Worker<'_, S> {
                 }
                 let plan = self.plan;
                 let target = &plan.targets[conn.target];
-                let request = ClientRequest::new(&target.host, &target.path);
+                let request = ClientRequest {
+                    extensions: target.deflate.as_ref().map(|d| d.header()),
+                    ..ClientRequest::new(&target.host, &target.path)
+                };
                 let Ok((handshake, bytes)) = ClientHandshake::new(&request) else {
                     return self.fail(id, "bad request");
                 };
-                conn.handshake = Some(handshake);
+                conn.handshake = Some(Box::new(handshake));
                 conn.step = Step::Handshake;
                 // Over TLS the request waits in `out` until the handshake
                 // lets it be sealed; the ClientHello goes first.
@@ -762,7 +795,7 @@ impl<S: Scenario> Worker<'_, S> {
                         Err(e) => return self.fail(id, &secure.config.reason(&e)),
                     }
                 }
-                flush(conn, id, &mut self.ring);
+                flush(conn, id, &mut self.ring, &mut self.outcome.bytes);
                 if let Some(socket) = conn.socket {
                     conn.recv_armed = self
                         .ring
@@ -775,7 +808,7 @@ impl<S: Scenario> Worker<'_, S> {
                 if c.result < 0 {
                     return self.fail(id, &reason(c.result));
                 }
-                flush(conn, id, &mut self.ring);
+                flush(conn, id, &mut self.ring, &mut self.outcome.bytes);
             }
             x if x == Op::Recv as u8 => {
                 if !c.more() {
@@ -804,6 +837,7 @@ impl<S: Scenario> Worker<'_, S> {
                 if !conn.recv_armed {
                     self.rearm.push(id);
                 }
+                let before = conn.inbuf.len();
                 if let Some(tls) = conn.tls.as_deref_mut() {
                     let Some(mut data) = c.take_received() else {
                         return;
@@ -823,7 +857,7 @@ impl<S: Scenario> Worker<'_, S> {
                     }
                     // TLS's answers (the client's Finished, an alert), and
                     // the upgrade request once the handshake lets it go.
-                    flush(conn, id, &mut self.ring);
+                    flush(conn, id, &mut self.ring, &mut self.outcome.bytes);
                     if let Err(e) = received {
                         let plan = self.plan;
                         let why = plan.targets[conn.target]
@@ -841,6 +875,10 @@ impl<S: Scenario> Worker<'_, S> {
                 } else if let Some(data) = c.received() {
                     conn.inbuf.extend_from_slice(data);
                 }
+                // Frames only: the 101's head is counted off below.
+                if matches!(conn.step, Step::Open | Step::Closing) {
+                    self.outcome.bytes.wire_received += (conn.inbuf.len() - before) as u64;
+                }
                 if conn.step == Step::Handshake {
                     let parsed = conn
                         .handshake
@@ -848,7 +886,32 @@ impl<S: Scenario> Worker<'_, S> {
                         .map(|h| h.parse_response(&conn.inbuf));
                     match parsed {
                         Some(Ok(Some(response))) => {
+                            let plan = self.plan;
+                            if let Some(offer) = &plan.targets[conn.target].deflate {
+                                match offer.agreed(&response) {
+                                    Ok(Some(params)) => {
+                                        conn.deflate =
+                                            Some(Box::new(ConnDeflate::new(params, offer)));
+                                        conn.decoder.set_allow_rsv1(true);
+                                        self.outcome.count("deflate agreed");
+                                    }
+                                    Ok(None) => self.outcome.count("deflate declined"),
+                                    Err(e) => return self.fail(id, &e.to_string()),
+                                }
+                            }
                             let _ = conn.inbuf.split_to(response.head_len());
+                            // Frames that came with the head.
+                            self.outcome.bytes.wire_received += conn.inbuf.len() as u64;
+                            // Emptied, each would still hold its
+                            // allocation (the 101's head; the request's
+                            // room) for as long as the connection idles,
+                            // more with an extension offered and answered.
+                            if conn.inbuf.is_empty() {
+                                conn.inbuf = BytesMut::new();
+                            }
+                            if conn.out.is_empty() {
+                                conn.out = BytesMut::new();
+                            }
                             conn.step = Step::Open;
                             conn.handshake = None;
                             self.in_handshake -= 1;
@@ -861,8 +924,14 @@ impl<S: Scenario> Worker<'_, S> {
                             self.outcome.count("connections opened");
                             self.live.opened.fetch_add(1, Ordering::Relaxed);
                             self.live.open_now.fetch_add(1, Ordering::Relaxed);
-                            self.scenario.open(id, now, &mut conn.out);
-                            flush(conn, id, &mut self.ring);
+                            let mut out = Outbox::compressing(
+                                &mut conn.out,
+                                conn.deflate.as_deref_mut(),
+                                &mut self.deflate,
+                            );
+                            self.scenario.open(id, now, &mut out);
+                            self.outcome.bytes.payload_sent += out.payload_bytes();
+                            flush(conn, id, &mut self.ring, &mut self.outcome.bytes);
                             if self.scenario.paced(id) {
                                 self.paced.push(id);
                             }
@@ -919,7 +988,33 @@ impl<S: Scenario> Worker<'_, S> {
                     break;
                 }
                 Ok(Some(message)) => {
-                    if let Err(why) = self.scenario.message(id, message, now, &mut conn.out) {
+                    let message = match (message, conn.deflate.as_deref_mut()) {
+                        (Message::Compressed(compressed), Some(deflate)) => {
+                            let limit = conn.decoder.config().max_message_size;
+                            match self.deflate.inflate(deflate, &compressed, limit) {
+                                Ok(message) => message,
+                                Err(e) => {
+                                    self.outcome.error(&format!("protocol: {e}"));
+                                    self.live.open_now.fetch_sub(1, Ordering::Relaxed);
+                                    return self.drop_conn(id);
+                                }
+                            }
+                        }
+                        (message, _) => message,
+                    };
+                    self.outcome.bytes.payload_received += match &message {
+                        Message::Text(text) => text.as_bytes().len() as u64,
+                        Message::Binary(data) => data.len() as u64,
+                        _ => 0,
+                    };
+                    let mut out = Outbox::compressing(
+                        &mut conn.out,
+                        conn.deflate.as_deref_mut(),
+                        &mut self.deflate,
+                    );
+                    let answered = self.scenario.message(id, message, now, &mut out);
+                    self.outcome.bytes.payload_sent += out.payload_bytes();
+                    if let Err(why) = answered {
                         self.outcome.error(&why);
                         self.live.open_now.fetch_sub(1, Ordering::Relaxed);
                         return self.drop_conn(id);
@@ -932,7 +1027,7 @@ impl<S: Scenario> Worker<'_, S> {
                 }
             }
         }
-        flush(conn, id, &mut self.ring);
+        flush(conn, id, &mut self.ring, &mut self.outcome.bytes);
     }
 
     fn fail(&mut self, id: usize, why: &str) {
@@ -965,13 +1060,14 @@ impl<S: Scenario> Worker<'_, S> {
 }
 
 /// Sends what is queued, one send at a time per connection (sends on one
-/// socket must not overtake each other).
-fn flush(conn: &mut Conn, id: usize, ring: &mut Ring) {
+/// socket must not overtake each other), counting the frames in `bytes`.
+fn flush(conn: &mut Conn, id: usize, ring: &mut Ring, bytes: &mut ByteCounts) {
     if conn.sending {
         return;
     }
     let Some(socket) = conn.socket else { return };
-    let bytes: Bytes = match conn.tls.as_deref_mut() {
+    let queued = conn.out.len();
+    let wire: Bytes = match conn.tls.as_deref_mut() {
         None if conn.out.is_empty() => return,
         None => conn.out.split().freeze(),
         Some(tls) => match tls.seal(&mut conn.out) {
@@ -979,7 +1075,11 @@ fn flush(conn: &mut Conn, id: usize, ring: &mut Ring) {
             None => return,
         },
     };
-    if ring.send(socket, bytes, user_data(Op::Send, id)).is_ok() {
+    // Before the 101 what goes out is the request, not frames.
+    if matches!(conn.step, Step::Open | Step::Closing) {
+        bytes.wire_sent += (queued - conn.out.len()) as u64;
+    }
+    if ring.send(socket, wire, user_data(Op::Send, id)).is_ok() {
         conn.sending = true;
     }
 }
@@ -1013,12 +1113,17 @@ mod tests {
     #[test]
     fn a_connection_stays_small() {
         // Held for every connection, hundreds of thousands in `hold`: TLS
-        // state is one pointer, boxed only for wss:// connections.
+        // and permessage-deflate state are one pointer each, boxed only
+        // for connections that use them, and the upgrade's state is boxed
+        // for its few milliseconds.
         let size = std::mem::size_of::<Option<Conn>>();
         eprintln!(
-            "Option<Conn>: {size} B; TlsConn (boxed, wss:// only): {} B",
-            std::mem::size_of::<TlsConn>()
+            "Option<Conn>: {size} B; TlsConn (boxed, wss:// only): {} B; \
+             ConnDeflate (boxed, deflate agreed only; streams apart): {} B",
+            std::mem::size_of::<TlsConn>(),
+            std::mem::size_of::<ConnDeflate>(),
         );
-        assert!(size <= 224, "{size} B per connection");
+        assert!(size <= 152, "{size} B per connection");
+        assert!(std::mem::size_of::<ConnDeflate>() <= 24);
     }
 }

@@ -9,6 +9,11 @@
 //! - [`tls`]: what `wss://` connections trust (given CAs only, or anything
 //!   with `--insecure`), and TLS as a connection's byte layer on rustls's
 //!   unbuffered client connection.
+//! - [`deflate`]: permessage-deflate (RFC 7692) as a client: the offer,
+//!   the server's answer checked, and streams made only when used, per
+//!   connection where context is kept and per worker where it is not.
+//! - [`outbox`]: what scenarios send through: messages, compressed where
+//!   agreed, their payload counted apart from the frames' bytes.
 //! - [`client`]: one worker thread per ring drives connections through
 //!   socket, bind, connect, TLS (`wss://`) and upgrade, then hands them to
 //!   a [`Scenario`](client::Scenario); failures are counted by reason
@@ -46,8 +51,10 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod deflate;
 pub mod duration;
 pub mod fanout;
+pub mod outbox;
 pub mod report;
 pub mod scenarios;
 pub mod series;

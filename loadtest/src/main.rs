@@ -1,5 +1,7 @@
 //! `uringws-load`: load-test any WebSocket server over io_uring.
 
+#![forbid(unsafe_code)]
+
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mimalloc::MiMalloc;
@@ -12,13 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use uringws_load::client::{self, Live, Measured, Outcome, Plan, Scenario};
+use uringws_load::deflate::DeflateOffer;
 use uringws_load::duration::{self, serialize_secs as secs};
 use uringws_load::fanout::{Fanout, FanoutConfig, Phase};
 use uringws_load::report::{self, CpuTime, Latency, Summary};
-use uringws_load::scenarios::{Churn, Connect, Echo, Hold};
+use uringws_load::scenarios::{Churn, Connect, Echo, Hold, Payload};
 use uringws_load::series::Window;
 use uringws_load::target::{self, SourceRange, Target};
 use uringws_load::tls::TlsConfig;
+use uringws_protocol::deflate::ClientDeflate;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -62,6 +66,38 @@ struct Cli {
     /// full handshake.
     #[arg(long, global = true)]
     resume: bool,
+    /// Offer permessage-deflate (RFC 7692): where the server agrees, data
+    /// messages are compressed as sent and inflated as received. A server
+    /// that declines is counted ("deflate agreed on N of M connections"),
+    /// not a failure; one whose answer breaks the RFC fails the connection.
+    #[arg(long, global = true)]
+    deflate: bool,
+    /// --deflate: compress each message on its own, and say so
+    /// (client_no_context_takeover); one compressor per worker then serves
+    /// every connection, instead of one per connection that sends.
+    #[arg(long, global = true, requires = "deflate")]
+    deflate_client_no_context_takeover: bool,
+    /// --deflate: ask the server to compress each message on its own
+    /// (server_no_context_takeover); one decompressor per worker then
+    /// serves every connection.
+    #[arg(long, global = true, requires = "deflate")]
+    deflate_server_no_context_takeover: bool,
+    /// --deflate: compress within a window of 2^N bytes, offered as
+    /// client_max_window_bits=N (15: the parameter without a value); the
+    /// server may ask for less.
+    #[arg(long, global = true, value_name = "N", default_value_t = 15, requires = "deflate",
+          value_parser = clap::value_parser!(u8).range(9..=15))]
+    deflate_client_max_window_bits: u8,
+    /// --deflate: ask the server to compress within 2^N bytes
+    /// (server_max_window_bits=N; 15 asks nothing). A server that answers
+    /// with a larger window, or none, fails the connection.
+    #[arg(long, global = true, value_name = "N", default_value_t = 15, requires = "deflate",
+          value_parser = clap::value_parser!(u8).range(9..=15))]
+    deflate_server_max_window_bits: u8,
+    /// --deflate: zlib's level for what is sent, 0 (stored) to 9.
+    #[arg(long, global = true, value_name = "N", default_value_t = 6, requires = "deflate",
+          value_parser = clap::value_parser!(u32).range(0..=9))]
+    deflate_level: u32,
     /// Write the summary as JSON to this file.
     #[arg(long, global = true)]
     #[serde(serialize_with = "lossy_path")]
@@ -144,6 +180,12 @@ enum Command {
         /// Binary messages instead of text.
         #[arg(long)]
         binary: bool,
+        /// What messages hold, after their sequence number: filler (`x`
+        /// to the size; deflate shrinks it to almost nothing) or json (a
+        /// JSON document of small records whose values vary, at least 64
+        /// bytes; deflate shrinks it about as much as real traffic).
+        #[arg(long, value_enum, default_value_t = PayloadArg::Filler)]
+        payload: PayloadArg,
         /// Messages in flight per connection (closed loop).
         #[arg(long, default_value_t = 1)]
         in_flight: usize,
@@ -176,6 +218,22 @@ enum Command {
     /// --drain lets the last deliveries arrive. Exits non-zero on any
     /// failure, loss, duplicate or reordering.
     Fanout(FanoutArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum PayloadArg {
+    Filler,
+    Json,
+}
+
+impl From<PayloadArg> for Payload {
+    fn from(arg: PayloadArg) -> Payload {
+        match arg {
+            PayloadArg::Filler => Payload::Filler,
+            PayloadArg::Json => Payload::Json,
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum, Serialize)]
@@ -357,8 +415,22 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
         .as_deref()
         .map(|name| target::server_name(name).map_err(|e| format!("--sni: {e}")))
         .transpose()?;
+    let deflate = cli.deflate.then(|| {
+        DeflateOffer::new(
+            ClientDeflate {
+                server_no_context_takeover: cli.deflate_server_no_context_takeover,
+                client_no_context_takeover: cli.deflate_client_no_context_takeover,
+                server_max_window_bits: cli.deflate_server_max_window_bits,
+                client_max_window_bits: cli.deflate_client_max_window_bits,
+            },
+            cli.deflate_level,
+        )
+    });
     for target in &mut targets {
         target.secure_with(tls.as_ref(), sni.as_ref());
+        if let Some(offer) = &deflate {
+            target.offer_deflate(offer);
+        }
     }
     let sources = cli
         .connect_from
@@ -427,10 +499,18 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
             Command::Echo {
                 size,
                 binary,
+                payload,
                 in_flight,
                 message_rate,
                 ..
             } => {
+                let payload = Payload::from(*payload);
+                if payload == Payload::Json && *size < payload.min_size() {
+                    return Err(format!(
+                        "--size {size}: --payload json needs at least {} bytes",
+                        payload.min_size()
+                    ));
+                }
                 let echo = match message_rate {
                     Some(rate) if *rate > 0.0 => {
                         Echo::open_loop(*size, *binary, rate / common.connections.max(1) as f64)
@@ -438,6 +518,7 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
                     Some(_) => return Err("--message-rate must be positive".into()),
                     None => Echo::new(*size, *binary, *in_flight),
                 };
+                let echo = echo.with_payload(payload);
                 spawn(plan, echo, live, stop, w)
             }
             Command::Churn { hold_for, .. } => spawn(plan, Churn::new(*hold_for), live, stop, w),
@@ -584,6 +665,7 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
         counts: merged.counts,
         errors: merged.errors,
         latency,
+        bytes: merged.bytes,
         client_cpu: CpuTime::now().unwrap_or_default().since(cpu_start),
         workers,
         fanout,

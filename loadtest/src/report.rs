@@ -1,11 +1,12 @@
 //! What a run measured, printed as a table and written as JSON: latency
-//! percentiles from HdrHistogram, counts, failures by reason, and the load
-//! generator's own CPU time, so a saturated client is visible next to its
-//! numbers.
+//! percentiles from HdrHistogram, counts, failures by reason, bytes on the
+//! wire beside payload bytes, and the load generator's own CPU time, so a
+//! saturated client is visible next to its numbers.
 
 use crate::series::Second;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -105,6 +106,83 @@ impl CpuTime {
     }
 }
 
+/// Bytes of upgraded connections, each way: the WebSocket frames as they
+/// went (headers included, compressed where permessage-deflate was agreed;
+/// not the upgrade's HTTP, not TLS's records), and the payloads of the data
+/// messages as the scenario sent and received them (inflated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteCounts {
+    pub wire_sent: u64,
+    pub wire_received: u64,
+    pub payload_sent: u64,
+    pub payload_received: u64,
+}
+
+impl ByteCounts {
+    /// Adds another worker's.
+    pub fn add(&mut self, other: &ByteCounts) {
+        self.wire_sent += other.wire_sent;
+        self.wire_received += other.wire_received;
+        self.payload_sent += other.payload_sent;
+        self.payload_received += other.payload_received;
+    }
+
+    /// Wire bytes per payload byte sent; `None` with no payload.
+    pub fn sent_ratio(&self) -> Option<f64> {
+        ratio(self.wire_sent, self.payload_sent)
+    }
+
+    /// Wire bytes per payload byte received; `None` with no payload.
+    pub fn received_ratio(&self) -> Option<f64> {
+        ratio(self.wire_received, self.payload_received)
+    }
+
+    fn table(&self, out: &mut String) {
+        let _ = writeln!(out, "  {:<24} {:>12} {:>12}", "bytes", "sent", "received");
+        for (name, sent, received) in [
+            (
+                "on the wire (frames)",
+                self.wire_sent.to_string(),
+                self.wire_received.to_string(),
+            ),
+            (
+                "payload",
+                self.payload_sent.to_string(),
+                self.payload_received.to_string(),
+            ),
+            (
+                "wire / payload",
+                fixed(self.sent_ratio()),
+                fixed(self.received_ratio()),
+            ),
+        ] {
+            let _ = writeln!(out, "  {name:<24} {sent:>12} {received:>12}");
+        }
+    }
+}
+
+fn ratio(wire: u64, payload: u64) -> Option<f64> {
+    (payload > 0).then(|| wire as f64 / payload as f64)
+}
+
+fn fixed(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_string(), |r| format!("{r:.3}"))
+}
+
+/// With the ratios, so a script need not divide.
+impl Serialize for ByteCounts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut o = s.serialize_struct("ByteCounts", 6)?;
+        o.serialize_field("wire_sent", &self.wire_sent)?;
+        o.serialize_field("wire_received", &self.wire_received)?;
+        o.serialize_field("payload_sent", &self.payload_sent)?;
+        o.serialize_field("payload_received", &self.payload_received)?;
+        o.serialize_field("wire_per_payload_sent", &self.sent_ratio())?;
+        o.serialize_field("wire_per_payload_received", &self.received_ratio())?;
+        o.end()
+    }
+}
+
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Summary {
@@ -121,6 +199,8 @@ pub struct Summary {
     pub errors: BTreeMap<String, u64>,
     /// Latency distributions by name (handshake, round trip, delivery).
     pub latency: BTreeMap<String, Percentiles>,
+    /// Bytes on the wire and payload bytes, each way.
+    pub bytes: ByteCounts,
     /// The load generator's CPU time during the run; near `duration_s` ×
     /// workers means the client, not the server, was the limit.
     pub client_cpu: CpuTime,
@@ -289,6 +369,17 @@ impl Summary {
                 .unwrap_or_default();
             let _ = writeln!(out, "  {name:<24} {n:>12}{rate}");
         }
+        let agreed = self.counts.get("deflate agreed").copied();
+        let declined = self.counts.get("deflate declined").copied();
+        if agreed.is_some() || declined.is_some() {
+            let (agreed, declined) = (agreed.unwrap_or(0), declined.unwrap_or(0));
+            let _ = writeln!(
+                out,
+                "  deflate agreed on {agreed} of {} connections",
+                agreed + declined
+            );
+        }
+        self.bytes.table(&mut out);
         if let Some(fanout) = &self.fanout {
             fanout.table(&mut out);
         }
@@ -417,6 +508,12 @@ mod tests {
             counts,
             errors: BTreeMap::from([("refused".to_string(), 3)]),
             latency: BTreeMap::from([("round_trip".to_string(), latency.percentiles().unwrap())]),
+            bytes: ByteCounts {
+                wire_sent: 1100,
+                wire_received: 300,
+                payload_sent: 1000,
+                payload_received: 1000,
+            },
             client_cpu: CpuTime {
                 user_s: 1.9,
                 system_s: 0.1,
@@ -452,6 +549,53 @@ mod tests {
         assert!(table.contains("(500/s)"), "{table}");
         assert!(table.contains("refused"), "{table}");
         assert!(table.contains("the client may be the limit"), "{table}");
+        assert_eq!(json["bytes"]["wire_sent"], 1100);
+        assert_eq!(json["bytes"]["wire_per_payload_received"], 0.3);
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        for line in [
+            "on the wire (frames) 1100 300",
+            "payload 1000 1000",
+            "wire / payload 1.100 0.300",
+        ] {
+            assert!(words(&table).contains(line), "{line}\n{table}");
+        }
+        assert!(!table.contains("deflate agreed on"), "{table}");
+    }
+
+    #[test]
+    fn deflate_agreement_is_reported_out_of_every_upgrade() {
+        let summary = |counts: &[(&str, u64)]| Summary {
+            scenario: "echo".into(),
+            started_at: String::new(),
+            targets: Vec::new(),
+            duration_s: 1.0,
+            counts: counts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            rates_per_second: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            latency: BTreeMap::new(),
+            bytes: ByteCounts::default(),
+            client_cpu: CpuTime::default(),
+            workers: 1,
+            fanout: None,
+            options: serde_json::Value::Null,
+            series_latency: "round trip".into(),
+            series: Vec::new(),
+        };
+        let table = summary(&[("deflate agreed", 7), ("deflate declined", 3)]).table();
+        assert!(
+            table.contains("deflate agreed on 7 of 10 connections"),
+            "{table}"
+        );
+        let table = summary(&[("deflate declined", 4)]).table();
+        assert!(
+            table.contains("deflate agreed on 0 of 4 connections"),
+            "{table}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&summary(&[]).to_json()).unwrap();
+        assert!(
+            json["bytes"]["wire_per_payload_sent"].is_null(),
+            "no payload, no ratio"
+        );
     }
 
     #[test]
@@ -465,6 +609,7 @@ mod tests {
             rates_per_second: BTreeMap::new(),
             errors: BTreeMap::new(),
             latency: BTreeMap::new(),
+            bytes: ByteCounts::default(),
             client_cpu: CpuTime::default(),
             workers: 2,
             fanout: None,

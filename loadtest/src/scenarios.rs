@@ -3,18 +3,19 @@
 //! and checks every echo.
 
 use crate::client::{Measured, Scenario, Traffic};
+use crate::outbox::Outbox;
 use crate::report::Latency;
-use bytes::BytesMut;
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use uringws_protocol::{encoder::write_client_frame, Message, OpCode};
+use uringws_protocol::{Message, OpCode};
 
 /// A storm: each connection closes (1000) as soon as it is upgraded.
 #[derive(Default)]
 pub struct Connect;
 
 impl Scenario for Connect {
-    fn open(&mut self, _: usize, _: Instant, _: &mut BytesMut) {}
+    fn open(&mut self, _: usize, _: Instant, _: &mut Outbox<'_>) {}
 
     fn done(&mut self, _: usize, _: Instant) -> bool {
         true
@@ -73,7 +74,7 @@ impl Hold {
 }
 
 impl Scenario for Hold {
-    fn open(&mut self, id: usize, now: Instant, _: &mut BytesMut) {
+    fn open(&mut self, id: usize, now: Instant, _: &mut Outbox<'_>) {
         let interval = self.interval;
         *self.slot(id, now) = Ping {
             next: now + interval,
@@ -82,7 +83,7 @@ impl Scenario for Hold {
         };
     }
 
-    fn tick(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+    fn tick(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
         if self.interval.is_zero() {
             return;
         }
@@ -95,7 +96,7 @@ impl Scenario for Hold {
             }
             Some(_) => {}
             None if now >= ping.next => {
-                let _ = write_client_frame(out, OpCode::Ping, true, b"alive?", rand::random());
+                out.send(OpCode::Ping, b"alive?");
                 self.pings_sent += 1;
                 let slot = self.slot(id, now);
                 slot.next = now + interval;
@@ -147,6 +148,7 @@ impl Scenario for Hold {
 /// samples (no coordinated omission).
 pub struct Echo {
     size: usize,
+    payload: Payload,
     binary: bool,
     in_flight: usize,
     /// Open loop: time between a connection's messages.
@@ -169,10 +171,35 @@ struct EchoConn {
     next_send: Option<Instant>,
 }
 
+/// What an echo message holds; either way it starts with its sequence
+/// number, so a lost, reordered or corrupted echo is caught.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Payload {
+    /// The number, then `x` up to the size: deflate shrinks it to almost
+    /// nothing.
+    #[default]
+    Filler,
+    /// A JSON document of the size: small records whose keys repeat and
+    /// whose values vary with the number, as an API's messages do, so
+    /// deflate shrinks it about as much as it would real traffic.
+    Json,
+}
+
+impl Payload {
+    /// The smallest size each kind can fill.
+    pub fn min_size(self) -> usize {
+        match self {
+            Payload::Filler => 16,
+            Payload::Json => 64,
+        }
+    }
+}
+
 impl Echo {
     pub fn new(size: usize, binary: bool, in_flight: usize) -> Self {
         Echo {
-            size: size.max(16),
+            size: size.max(Payload::Filler.min_size()),
+            payload: Payload::Filler,
             binary,
             in_flight: in_flight.max(1),
             interval: None,
@@ -195,16 +222,29 @@ impl Echo {
         }
     }
 
-    /// The payload of message `seq`: its number, then filler, so a lost,
-    /// reordered or corrupted echo is caught.
+    /// Messages hold `payload` (at least [`Payload::min_size`] bytes).
+    pub fn with_payload(self, payload: Payload) -> Self {
+        Echo {
+            size: self.size.max(payload.min_size()),
+            payload,
+            ..self
+        }
+    }
+
+    /// The payload of message `seq`.
     fn payload(&self, seq: u64) -> Vec<u8> {
-        let mut payload = format!("{seq:016}").into_bytes();
-        payload.resize(self.size, b'x');
-        payload
+        match self.payload {
+            Payload::Filler => {
+                let mut payload = format!("{seq:016}").into_bytes();
+                payload.resize(self.size, b'x');
+                payload
+            }
+            Payload::Json => json_payload(seq, self.size),
+        }
     }
 
     /// Sends the next message, meant to go at `at`.
-    fn send(&mut self, id: usize, at: Instant, out: &mut BytesMut) {
+    fn send(&mut self, id: usize, at: Instant, out: &mut Outbox<'_>) {
         let seq = self.conns[id].next_seq;
         let payload = self.payload(seq);
         let opcode = if self.binary {
@@ -212,7 +252,7 @@ impl Echo {
         } else {
             OpCode::Text
         };
-        let _ = write_client_frame(out, opcode, true, &payload, rand::random());
+        out.send(opcode, &payload);
         let conn = &mut self.conns[id];
         conn.next_seq += 1;
         conn.sent_at.push_back(at);
@@ -221,7 +261,7 @@ impl Echo {
 }
 
 impl Scenario for Echo {
-    fn open(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+    fn open(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
         if self.conns.len() <= id {
             self.conns.resize(id + 1, EchoConn::default());
         }
@@ -235,7 +275,7 @@ impl Scenario for Echo {
         }
     }
 
-    fn tick(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+    fn tick(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
         let Some(interval) = self.interval else {
             return;
         };
@@ -260,7 +300,7 @@ impl Scenario for Echo {
         id: usize,
         message: Message,
         now: Instant,
-        out: &mut BytesMut,
+        out: &mut Outbox<'_>,
     ) -> Result<(), String> {
         let (got, binary) = match &message {
             Message::Text(text) => (text.as_bytes().clone(), false),
@@ -306,6 +346,50 @@ impl Scenario for Echo {
     }
 }
 
+/// A JSON document of exactly `size` bytes (at least 64) for message
+/// `seq`: `{"seq":N,"events":[{…},…]}`, records while they fit, then
+/// spaces (JSON's own whitespace) to the size.
+fn json_payload(seq: u64, size: usize) -> Vec<u8> {
+    const ACTIONS: [&str; 6] = ["view", "click", "scroll", "purchase", "login", "logout"];
+    const END: &str = "]}";
+    let mut out = format!(r#"{{"seq":{seq},"events":["#);
+    // SplitMix64, seeded by the message: values differ from message to
+    // message, as real ones do, and the echo can be checked against the
+    // same sequence.
+    let mut state = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut record = String::new();
+    for i in 0u64.. {
+        let r = next();
+        record.clear();
+        let _ = write!(
+            record,
+            r#"{}{{"id":{},"user":"user-{}","action":"{}","amount":{}.{:02},"ok":{}}}"#,
+            if i == 0 { "" } else { "," },
+            seq.wrapping_mul(64).wrapping_add(i),
+            r % 10_000,
+            ACTIONS[(r >> 16) as usize % ACTIONS.len()],
+            (r >> 24) % 1_000,
+            (r >> 40) % 100,
+            r >> 63 == 1
+        );
+        if out.len() + record.len() + END.len() > size {
+            break;
+        }
+        out += &record;
+    }
+    let mut out = out.into_bytes();
+    out.resize(size.saturating_sub(END.len()).max(out.len()), b' ');
+    out.extend_from_slice(END.as_bytes());
+    out
+}
+
 /// Churn: connections opened at the plan's rate, each closed (1000) after
 /// `hold_for`.
 pub struct Churn {
@@ -323,7 +407,7 @@ impl Churn {
 }
 
 impl Scenario for Churn {
-    fn open(&mut self, id: usize, now: Instant, _: &mut BytesMut) {
+    fn open(&mut self, id: usize, now: Instant, _: &mut Outbox<'_>) {
         if self.opened_at.len() <= id {
             self.opened_at.resize(id + 1, None);
         }
@@ -336,5 +420,23 @@ impl Scenario for Churn {
             .copied()
             .flatten()
             .is_some_and(|at| now.duration_since(at) >= self.hold_for)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_payloads_are_json_of_the_size_and_differ_by_message() {
+        for size in [64, 100, 1024, 16 << 10] {
+            let a = json_payload(7, size);
+            assert_eq!(a.len(), size);
+            let value: serde_json::Value = serde_json::from_slice(&a).expect("valid JSON");
+            assert_eq!(value["seq"], 7);
+            assert!(!value["events"].as_array().unwrap().is_empty() || size < 100);
+            assert_ne!(json_payload(8, size), a);
+        }
+        assert_eq!(json_payload(u64::MAX, 64).len(), 64);
     }
 }

@@ -3,6 +3,7 @@
 //! own ~28k ephemeral ports towards one target, so ranges let a run go
 //! past that).
 
+use crate::deflate::DeflateOffer;
 use crate::tls::{TargetTls, TlsConfig};
 use rustls::pki_types::ServerName;
 use std::fmt;
@@ -20,6 +21,9 @@ pub struct Target {
     pub addr: SocketAddr,
     /// `wss://` targets: the server name and what to trust.
     pub tls: Option<TargetTls>,
+    /// permessage-deflate, offered by every connection to it
+    /// ([`offer_deflate`](Self::offer_deflate)); none by default.
+    pub deflate: Option<DeflateOffer>,
 }
 
 /// Why a target or source range was refused, in words for the user.
@@ -87,6 +91,7 @@ impl Target {
             path,
             addr,
             tls,
+            deflate: None,
         })
     }
 
@@ -106,6 +111,12 @@ impl Target {
                 tls.server_name = name.clone();
             }
         }
+    }
+
+    /// Every connection to this target offers permessage-deflate as
+    /// `offer` says, and compresses and inflates where the server agrees.
+    pub fn offer_deflate(&mut self, offer: &DeflateOffer) {
+        self.deflate = Some(offer.clone());
     }
 }
 

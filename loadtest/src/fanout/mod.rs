@@ -38,14 +38,14 @@ pub mod wire;
 pub use config::{topic_name, FanoutConfig, Mode, MAX_CONNECTIONS};
 
 use crate::client::{self, Live, Outcome, Plan, Scenario, Traffic};
+use crate::outbox::Outbox;
 use crate::report::{FanoutReport, Latency};
-use bytes::BytesMut;
 use order::{Arrival, Pair};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use uringws_protocol::{encoder::write_client_frame, Message, OpCode};
+use uringws_protocol::{Message, OpCode};
 use wire::{
     answer, filler, read_payload, split_topic_frame, write_payload, write_topic_frame, Answer,
     Stamp,
@@ -494,7 +494,7 @@ impl FanoutWorker {
     }
 
     /// Sends every message of publisher `id` that is due by `now_ns`.
-    fn publish_due(&mut self, id: usize, now_ns: u64, out: &mut BytesMut) {
+    fn publish_due(&mut self, id: usize, now_ns: u64, out: &mut Outbox<'_>) {
         let start = self.start_ns();
         let shared = &*self.shared;
         let config = &shared.config;
@@ -539,7 +539,7 @@ impl FanoutWorker {
                 sent_ns: due,
             };
             write_payload(&mut self.frame, stamp, &shared.filler);
-            let _ = write_client_frame(out, OpCode::Binary, true, &self.frame, rand::random());
+            out.send(OpCode::Binary, &self.frame);
         }
     }
 
@@ -607,7 +607,7 @@ impl FanoutWorker {
 }
 
 impl Scenario for FanoutWorker {
-    fn open(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+    fn open(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
         let ack_timeout = self.shared.config.ack_timeout;
         let Some(local) = self.conns.get_mut(id) else {
             return;
@@ -619,8 +619,7 @@ impl Scenario for FanoutWorker {
                     topic_name(topic),
                     local.id
                 );
-                let _ =
-                    write_client_frame(out, OpCode::Text, true, request.as_bytes(), rand::random());
+                out.send(OpCode::Text, request.as_bytes());
                 local.state = State::Subscribing {
                     until: now + ack_timeout,
                 };
@@ -634,7 +633,7 @@ impl Scenario for FanoutWorker {
         id: usize,
         message: Message,
         now: Instant,
-        _: &mut BytesMut,
+        _: &mut Outbox<'_>,
     ) -> Result<(), String> {
         match message {
             Message::Binary(data) => {
@@ -663,7 +662,7 @@ impl Scenario for FanoutWorker {
         Ok(())
     }
 
-    fn tick(&mut self, id: usize, now: Instant, out: &mut BytesMut) {
+    fn tick(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
         let now_ns = self.shared.clock.ns(now);
         self.publish_due(id, now_ns, out);
     }
@@ -782,7 +781,8 @@ mod tests {
         };
         let mut w = fanout.worker(&plan);
         let now = Instant::now();
-        let mut out = BytesMut::new();
+        let mut frames = bytes::BytesMut::new();
+        let mut out = Outbox::new(&mut frames);
         // Connection 0 publishes; 1..=3 subscribe and are acked.
         w.open(0, now, &mut out);
         for id in 1..=3 {
@@ -793,7 +793,8 @@ mod tests {
         }
         assert!(w.start_ns() > 0, "everyone joined: publishing started");
         let start = w.start_ns;
-        let mut sent = BytesMut::new();
+        let mut sent = bytes::BytesMut::new();
+        let mut sent = Outbox::new(&mut sent);
         w.publish_due(0, start + 2_500_000, &mut sent);
         assert_eq!(w.tally.publishes, 3, "due at 0, 1 and 2 ms at 1000/s");
         assert_eq!(w.tally.expected, 9);
