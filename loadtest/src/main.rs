@@ -163,6 +163,13 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration::parse)]
         #[serde(rename = "ping_interval_s", serialize_with = "secs")]
         ping_interval: Duration,
+        /// Each connection sends one JSON message of this many bytes (at
+        /// least 64) right after its upgrade, to an echo endpoint, and
+        /// takes the echo: what a server holds for a connection that has
+        /// talked (with --deflate, a compressor of its own, if it keeps
+        /// them). 0: none.
+        #[arg(long, value_name = "BYTES", default_value_t = 0)]
+        first_message: usize,
     },
     /// Closed-loop echo: messages in flight per connection, every echo
     /// checked; round-trip latency.
@@ -493,8 +500,16 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
         let (live, stop) = (live.clone(), stop.clone());
         let handle = match &cli.command {
             Command::Connect { .. } => spawn(plan, Connect, live, stop, w),
-            Command::Hold { ping_interval, .. } => {
-                spawn(plan, Hold::new(*ping_interval), live, stop, w)
+            Command::Hold {
+                ping_interval,
+                first_message,
+                ..
+            } => {
+                let mut hold = Hold::new(*ping_interval);
+                if *first_message > 0 {
+                    hold = hold.with_first_message(*first_message);
+                }
+                spawn(plan, hold, live, stop, w)
             }
             Command::Echo {
                 size,

@@ -26,6 +26,10 @@ impl Scenario for Connect {
 /// within two intervals is counted, closed, and so not alive at the end.
 pub struct Hold {
     interval: Duration,
+    /// Size of the JSON message each connection sends once, right after
+    /// its upgrade, to an echo endpoint (0: none).
+    first: usize,
+    pub firsts_echoed: u64,
     pings: Vec<Ping>,
     pub pong_latency: Latency,
     /// This second's pongs, for the series.
@@ -49,6 +53,8 @@ impl Hold {
     pub fn new(interval: Duration) -> Self {
         Hold {
             interval,
+            first: 0,
+            firsts_echoed: 0,
             pings: Vec::new(),
             pong_latency: Latency::default(),
             recent: Latency::default(),
@@ -56,6 +62,15 @@ impl Hold {
             pings_sent: 0,
             pongs: 0,
         }
+    }
+
+    /// Each connection sends one JSON message of `size` bytes right after
+    /// its upgrade and takes its echo: a server then holds whatever a
+    /// connection keeps once it has talked (a compressor of its own, say),
+    /// not only what a silent one costs.
+    pub fn with_first_message(mut self, size: usize) -> Self {
+        self.first = size.max(Payload::Json.min_size());
+        self
     }
 
     fn slot(&mut self, id: usize, now: Instant) -> &mut Ping {
@@ -74,13 +89,32 @@ impl Hold {
 }
 
 impl Scenario for Hold {
-    fn open(&mut self, id: usize, now: Instant, _: &mut Outbox<'_>) {
+    fn open(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
         let interval = self.interval;
         *self.slot(id, now) = Ping {
             next: now + interval,
             sent: None,
             unanswered: false,
         };
+        if self.first > 0 {
+            out.send(OpCode::Text, &json_payload(id as u64, self.first));
+        }
+    }
+
+    fn message(
+        &mut self,
+        _: usize,
+        _: Message,
+        _: Instant,
+        _: &mut Outbox<'_>,
+    ) -> Result<(), String> {
+        match self.first {
+            0 => Err("unexpected message".into()),
+            _ => {
+                self.firsts_echoed += 1;
+                Ok(())
+            }
+        }
     }
 
     fn tick(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
@@ -118,7 +152,7 @@ impl Scenario for Hold {
     fn traffic(&self) -> Traffic {
         Traffic {
             sent: self.pings_sent,
-            received: self.pongs,
+            received: self.pongs + self.firsts_echoed,
             errors: 0,
         }
     }

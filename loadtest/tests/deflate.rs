@@ -288,6 +288,35 @@ fn held_connections_agree_and_their_pings_are_wire_bytes_only() {
 }
 
 #[test]
+fn held_connections_talk_once_first_and_hold_on() {
+    let engine = server(Some(Compression::dedicated(9)));
+    let url = echo_url(engine.local_addrs()[0]);
+    let offer = offer(ClientDeflate::default());
+    let (outcome, hold) = go(
+        plan(&url, 20, 1.0, Some(&offer)),
+        Hold::new(Duration::ZERO).with_first_message(512),
+    );
+    assert_eq!(outcome.alive_at_end, 20, "{:?}", outcome.errors);
+    assert_eq!(hold.firsts_echoed, 20);
+    let bytes = outcome.bytes;
+    assert_eq!(
+        (bytes.payload_sent, bytes.payload_received),
+        (20 * 512, 20 * 512)
+    );
+    // Compressed both ways.
+    assert!(bytes.wire_sent < bytes.payload_sent / 2, "{bytes:?}");
+    assert!(
+        bytes.wire_received < bytes.payload_received / 2,
+        "{bytes:?}"
+    );
+    let stats = engine.handle().stats();
+    let compressed: u64 = stats.iter().map(|s| s.deflate_messages_out()).sum();
+    assert_eq!(compressed, 20);
+    engine.shutdown();
+    engine.join().unwrap();
+}
+
+#[test]
 fn over_tls_the_frames_are_counted_before_encryption() {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
