@@ -7,50 +7,22 @@
 //! this type initialised and owns, with buffers that outlive the call.
 
 use libz_sys as z;
-use std::{
-    alloc::{self, Layout},
-    ffi::c_int,
-    ptr,
-};
+use std::{ffi::c_int, ptr};
 
-/// zlib's allocations go to Rust's allocator (the binary's mimalloc), with
-/// their size kept in front: `zfree` is not told it.
-const HEADER: usize = 16;
-
+// zlib's allocations go to the C allocator, as zlib's own defaults do.
+// Rust's allocator would need each block's size kept in front of it (zfree
+// is not told it), and those 16 bytes push zlib's 2^n-byte blocks into the
+// next size class: 10.7 KB a stream instead of 9.5 (measured, 19,000
+// connections).
 unsafe extern "C" fn zalloc(_opaque: z::voidpf, items: z::uInt, size: z::uInt) -> z::voidpf {
-    let Some(len) = (items as usize)
-        .checked_mul(size as usize)
-        .and_then(|n| n.checked_add(HEADER))
-    else {
-        return ptr::null_mut();
-    };
-    let Ok(layout) = Layout::from_size_align(len, HEADER) else {
-        return ptr::null_mut();
-    };
-    // SAFETY: `layout` has a non-zero size (at least HEADER).
-    let base = unsafe { alloc::alloc(layout) };
-    if base.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: `base` is valid for `len` ≥ HEADER bytes and aligned to 16,
-    // so a usize fits at its start and `base + HEADER` is in bounds.
-    unsafe {
-        base.cast::<usize>().write(len);
-        base.add(HEADER).cast()
-    }
+    // SAFETY: calloc takes any sizes (it checks their product) and returns
+    // NULL when it cannot, which zlib checks.
+    unsafe { libc::calloc(items as usize, size as usize) }
 }
 
 unsafe extern "C" fn zfree(_opaque: z::voidpf, address: z::voidpf) {
-    if address.is_null() {
-        return;
-    }
-    // SAFETY: zlib frees only what `zalloc` returned: HEADER bytes past an
-    // allocation whose first word is its length, made with this layout.
-    unsafe {
-        let base = address.cast::<u8>().sub(HEADER);
-        let len = base.cast::<usize>().read();
-        alloc::dealloc(base, Layout::from_size_align_unchecked(len, HEADER));
-    }
+    // SAFETY: zlib frees only what `zalloc` returned (or NULL), once.
+    unsafe { libc::free(address) }
 }
 
 /// A raw deflate stream (no zlib header), flushed per message.
