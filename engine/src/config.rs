@@ -1,7 +1,10 @@
 //! The engine's settings: limits, timeouts, backpressure, ring sizes.
 
 use std::time::Duration;
-use uringws_protocol::{deflate::ServerDeflate, DecoderConfig};
+use uringws_protocol::{
+    deflate::{ServerDeflate, MAX_WINDOW_BITS},
+    DecoderConfig,
+};
 
 /// What to do with a connection whose send queue is over the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,9 @@ impl Compression {
         Compression {
             policy: ServerDeflate {
                 client_no_context_takeover: true,
+                // The worker's decompressor reads any window: asking the
+                // client for a smaller one would only cost it compression.
+                client_max_window_bits: MAX_WINDOW_BITS,
                 ..ServerDeflate::dedicated(window_bits)
             },
             ..Compression::shared()

@@ -235,13 +235,15 @@ impl Config {
         };
         if let Some(compression) = &mut compression {
             compression.policy.server_max_window_bits = bits;
-            compression.policy.client_max_window_bits = bits;
             compression.min_size = self.compression_min_size;
             compression.level = u32::from(self.compression_level);
             compression.mem_level = self.compression_mem_level;
-            if self.compression == Compression::Dedicated {
-                compression.policy.client_no_context_takeover =
-                    !self.compression_dedicated_decompressor;
+            // A client's window matters only to a decompressor of its own:
+            // the worker's reads any.
+            if self.compression == Compression::Dedicated && self.compression_dedicated_decompressor
+            {
+                compression.policy.client_no_context_takeover = false;
+                compression.policy.client_max_window_bits = bits;
             }
         }
         engine.compression = compression;
@@ -663,8 +665,23 @@ mod tests {
             compression.policy,
             ServerDeflate {
                 client_no_context_takeover: true,
+                client_max_window_bits: 15,
                 ..ServerDeflate::dedicated(10)
             }
+        );
+        let c = Config::load(
+            None,
+            no_env(),
+            overrides(&[
+                "--compression=dedicated",
+                "--compression-window-bits=10",
+                "--compression-dedicated-decompressor",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.engine().compression.unwrap().policy,
+            ServerDeflate::dedicated(10)
         );
         assert_eq!((compression.level, compression.min_size), (1, 128));
         let c = Config::load(None, no_env(), overrides(&["--compression", "off"])).unwrap();
