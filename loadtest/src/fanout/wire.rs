@@ -3,6 +3,7 @@
 //! server's JSON replies to a subscribe.
 
 use serde::Deserialize;
+use std::fmt::Write as _;
 
 /// Bytes of the payload header: publisher `u32`, sequence `u64`, send time
 /// `u64` (ns, CLOCK_MONOTONIC), check word `u32`, all big-endian; filler
@@ -34,11 +35,26 @@ fn check_word(publisher: u32, seq: u64, sent_ns: u64) -> u32 {
 }
 
 /// The filler after the header: a fixed pattern, so corruption anywhere
-/// in the payload is caught by one comparison.
+/// in the payload is caught by one comparison. JSON-like records whose
+/// keys repeat and whose values vary, so that permessage-deflate shrinks
+/// it as it would real traffic (a byte counter modulo 251 has no repeat a
+/// 2^9 window can reach, and goes out uncompressed).
 pub fn filler(size: usize) -> Vec<u8> {
-    (0..size.saturating_sub(HEADER))
-        .map(|i| (i % 251) as u8)
-        .collect()
+    let len = size.saturating_sub(HEADER);
+    let mut out = String::with_capacity(len + 64);
+    let mut i = 0usize;
+    while out.len() < len {
+        let _ = write!(
+            out,
+            r#"{{"id":{i},"px":{}.{:02},"sym":"S{}"}},"#,
+            100 + i * 7 % 900,
+            i * 13 % 100,
+            i % 17
+        );
+        i += 1;
+    }
+    out.truncate(len);
+    out.into_bytes()
 }
 
 /// Appends the payload for `stamp` (header, then `filler`).
