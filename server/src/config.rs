@@ -54,9 +54,12 @@ settings! {
     /// (context takeover where the client allows it: better compression,
     /// streams held by each connection).
     compression: Compression = Compression::Shared;
-    /// The largest window the server compresses with and asks clients to
-    /// keep to, as a power of two (9 to 15).
-    compression_window_bits: u8 = 15;
+    /// The largest window the server compresses with, as a power of two
+    /// (9 to 15); none: 15 with `shared`, 9 with `dedicated` (a compressor
+    /// of 9 KB a connection; 2^15 would be 138 KB). With
+    /// `compression_dedicated_decompressor`, clients are asked to keep to
+    /// it too.
+    compression_window_bits: Option<u8> = None;
     /// Messages shorter than this many bytes go out uncompressed.
     compression_min_size: usize = 128;
     /// zlib's compression level, 0 (store) to 9 (smallest).
@@ -173,7 +176,10 @@ impl Config {
         if !self.recv_buffers.is_power_of_two() {
             return Err("recv_buffers must be a power of two".into());
         }
-        if !(9..=15).contains(&self.compression_window_bits) {
+        if self
+            .compression_window_bits
+            .is_some_and(|bits| !(9..=15).contains(&bits))
+        {
             return Err("compression_window_bits must be from 9 to 15".into());
         }
         if self.compression_level > 9 {
@@ -227,7 +233,12 @@ impl Config {
     /// What [`engine`](Self::engine) takes from settings that are not
     /// one engine field each.
     fn engine_rest(&self, engine: &mut uringws_engine::EngineConfig) {
-        let bits = self.compression_window_bits;
+        let bits = self
+            .compression_window_bits
+            .unwrap_or(match self.compression {
+                Compression::Dedicated => 9,
+                _ => 15,
+            });
         let mut compression = match self.compression {
             Compression::Off => None,
             Compression::Shared => Some(uringws_engine::Compression::shared()),

@@ -126,6 +126,9 @@ impl Deflating {
         message: &Compressed,
         limit: usize,
     ) -> Result<Message, Error> {
+        if !tag.is_on() {
+            return Err(Error::ReservedBits);
+        }
         let own = match tag.is_dedicated() {
             true => self.dedicated.get_mut(&slot),
             false => None,
@@ -204,8 +207,20 @@ impl Deflating {
         (out.len() < payload.len()).then_some(out)
     }
 
-    /// A message the connection's own compressor did not make went out.
+    /// A message the connection's own compressor did not make went out
+    /// compressed: the compressor's context is of no more use, and its
+    /// memory is given back until the connection's next send.
     pub(crate) fn sent_shared(&mut self, slot: u32, tag: DeflateTag) {
+        if tag.is_dedicated() {
+            if let Some(own) = self.dedicated.get_mut(&slot) {
+                own.compressor = None;
+                own.stale = false;
+            }
+        }
+    }
+
+    /// A message this compressor made was not sent after all.
+    pub(crate) fn unsent(&mut self, slot: u32, tag: DeflateTag) {
         if tag.is_dedicated() {
             if let Some(own) = self.dedicated.get_mut(&slot) {
                 own.stale = true;

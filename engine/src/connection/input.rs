@@ -264,8 +264,9 @@ impl Connection {
                 Event::Ping(payload)
             }
             Frame::Pong(payload) => Event::Pong(payload),
-            // Inflated above.
-            Frame::Compressed(_) => return None,
+            // Inflated above into text or binary; were it ever not, the
+            // connection closes rather than lose the message.
+            Frame::Compressed(_) => return Some(self.fail(&Error::ReservedBits, ob)),
             Frame::Close(frame) => {
                 let (code, reason) = match &frame {
                     Some(f) => (f.code, f.reason.clone()),

@@ -290,7 +290,15 @@ impl Connection {
             state: State::Handshake {
                 continue_sent: false,
             },
-            session: Session::new(Role::Server, ob.config.decoder),
+            // RSV1 only once permessage-deflate is agreed (`upgrade`),
+            // whatever the settings say.
+            session: Session::new(
+                Role::Server,
+                uringws_protocol::DecoderConfig {
+                    allow_rsv1: false,
+                    ..ob.config.decoder
+                },
+            ),
             output: Output::new(io),
             since: ob.now,
             last_activity: ob.now,

@@ -22,8 +22,12 @@ impl Connection {
         };
         let encoded = match compressed {
             Some(compressed) => {
-                ob.counters.deflate_out += 1;
-                self.session.encode_compressed(opcode, compressed)
+                let encoded = self.session.encode_compressed(opcode, compressed);
+                match encoded {
+                    Ok(_) => ob.counters.deflate_out += 1,
+                    Err(_) => ob.deflate.unsent(self.id.slot, self.output.deflate),
+                }
+                encoded
             }
             None => self.session.encode(opcode, true, payload),
         };
@@ -87,7 +91,6 @@ impl Connection {
                 let status = self.send_encoded(packed, ob);
                 if status != SendStatus::Dropped {
                     ob.counters.deflate_out += 1;
-                    ob.deflate.sent_shared(self.id.slot, tag);
                 }
                 status
             }
@@ -95,12 +98,21 @@ impl Connection {
         }
     }
 
-    /// Queues a frame that is already encoded (a publication).
+    /// Queues a frame that is already encoded (a publication). One marked
+    /// compressed (RSV1) goes only where permessage-deflate was agreed,
+    /// and then the connection's own compressor starts afresh.
     pub(crate) fn send_encoded(&mut self, frame: Bytes, ob: &mut Outbox) -> SendStatus {
+        let compressed = frame.first().is_some_and(|b0| b0 & 0x40 != 0);
+        if compressed && !self.output.deflate.is_on() {
+            return SendStatus::Dropped;
+        }
         let status = match self.admit(frame.len(), ob) {
             Ok(status) => status,
             Err(status) => return status,
         };
+        if compressed {
+            ob.deflate.sent_shared(self.id.slot, self.output.deflate);
+        }
         ob.counters.messages_out += 1;
         if self.output.can_send_direct() && self.layer().sends_as_is() {
             self.send_direct(frame, ob);

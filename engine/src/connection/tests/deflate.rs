@@ -333,3 +333,28 @@ fn without_the_extension_rsv1_is_a_protocol_error() {
     let evs = feed(&mut conn, &mut ob, &wire);
     assert!(matches!(&evs[..], [Ev::Closed(1002, _)]), "{evs:?}");
 }
+
+#[test]
+fn rsv1_in_the_settings_without_an_agreement_is_still_refused() {
+    let (mut conn, mut ob) = open_with(|c| c.decoder.allow_rsv1 = true);
+    let wire = compressed_client(OpCode::Text, b"hello", &mut Compressor::new(15, true, 6));
+    let evs = feed(&mut conn, &mut ob, &wire);
+    assert!(matches!(&evs[..], [Ev::Closed(1002, _)]), "{evs:?}");
+}
+
+#[test]
+fn a_compressed_frame_goes_only_where_deflate_was_agreed() {
+    let frame = uringws_protocol::encoder::encode_shared_compressed(OpCode::Text, &[0x00]).unwrap();
+    let (mut plain, mut ob) = open_conn();
+    assert_eq!(
+        plain.send_encoded(frame.clone(), &mut ob),
+        SendStatus::Dropped
+    );
+    assert_eq!(written(&mut plain, &mut ob), b"");
+    let (mut agreed, mut ob) = open_deflate(shared());
+    assert_eq!(
+        agreed.send_encoded(frame.clone(), &mut ob),
+        SendStatus::Sent
+    );
+    assert_eq!(written(&mut agreed, &mut ob), frame);
+}
