@@ -23,7 +23,9 @@ pub struct Compression {
     /// connections share the worker's streams or keep their own.
     pub policy: ServerDeflate,
     /// Messages shorter than this go out uncompressed: deflating them
-    /// costs more than the bytes it saves.
+    /// costs more than the bytes it saves (128 by default: a 64 B JSON
+    /// message saves 18 B for 3.8 µs, a 128 B one 58 B for 4.3 µs;
+    /// `docs/decisions.md`).
     pub min_size: usize,
     /// zlib's compression level, 0..=9.
     pub level: u32,
