@@ -621,13 +621,9 @@ impl<S: Scenario> Worker<'_, S> {
                         self.live.open_now.fetch_sub(1, Ordering::Relaxed);
                         self.outcome.count("connections closed");
                     } else {
-                        let mut out = Outbox::compressing(
-                            &mut conn.out,
-                            conn.deflate.as_deref_mut(),
-                            &mut self.deflate,
-                        );
-                        self.scenario.tick(id, now, &mut out);
-                        self.outcome.bytes.payload_sent += out.payload_bytes();
+                        scenario_turn(conn, &mut self.deflate, &mut self.outcome.bytes, |out| {
+                            self.scenario.tick(id, now, out)
+                        });
                     }
                     flush(conn, id, &mut self.ring, &mut self.outcome.bytes);
                 }
@@ -643,13 +639,9 @@ impl<S: Scenario> Worker<'_, S> {
                 return false;
             };
             if conn.step == Step::Open {
-                let mut out = Outbox::compressing(
-                    &mut conn.out,
-                    conn.deflate.as_deref_mut(),
-                    &mut self.deflate,
-                );
-                self.scenario.tick(id, now, &mut out);
-                self.outcome.bytes.payload_sent += out.payload_bytes();
+                scenario_turn(conn, &mut self.deflate, &mut self.outcome.bytes, |out| {
+                    self.scenario.tick(id, now, out)
+                });
                 flush(conn, id, &mut self.ring, &mut self.outcome.bytes);
             }
             conn.step == Step::Open
@@ -924,13 +916,12 @@ impl<S: Scenario> Worker<'_, S> {
                             self.outcome.count("connections opened");
                             self.live.opened.fetch_add(1, Ordering::Relaxed);
                             self.live.open_now.fetch_add(1, Ordering::Relaxed);
-                            let mut out = Outbox::compressing(
-                                &mut conn.out,
-                                conn.deflate.as_deref_mut(),
+                            scenario_turn(
+                                conn,
                                 &mut self.deflate,
+                                &mut self.outcome.bytes,
+                                |out| self.scenario.open(id, now, out),
                             );
-                            self.scenario.open(id, now, &mut out);
-                            self.outcome.bytes.payload_sent += out.payload_bytes();
                             flush(conn, id, &mut self.ring, &mut self.outcome.bytes);
                             if self.scenario.paced(id) {
                                 self.paced.push(id);
@@ -1007,13 +998,10 @@ impl<S: Scenario> Worker<'_, S> {
                         Message::Binary(data) => data.len() as u64,
                         _ => 0,
                     };
-                    let mut out = Outbox::compressing(
-                        &mut conn.out,
-                        conn.deflate.as_deref_mut(),
-                        &mut self.deflate,
-                    );
-                    let answered = self.scenario.message(id, message, now, &mut out);
-                    self.outcome.bytes.payload_sent += out.payload_bytes();
+                    let answered =
+                        scenario_turn(conn, &mut self.deflate, &mut self.outcome.bytes, |out| {
+                            self.scenario.message(id, message, now, out)
+                        });
                     if let Err(why) = answered {
                         self.outcome.error(&why);
                         self.live.open_now.fetch_sub(1, Ordering::Relaxed);
@@ -1057,6 +1045,20 @@ impl<S: Scenario> Worker<'_, S> {
             }
         }
     }
+}
+
+/// A scenario's callback for `conn`, with an outbox that compresses where
+/// the connection agreed, counting the payload it queued.
+fn scenario_turn<R>(
+    conn: &mut Conn,
+    shared: &mut SharedDeflate,
+    bytes: &mut ByteCounts,
+    turn: impl FnOnce(&mut Outbox<'_>) -> R,
+) -> R {
+    let mut out = Outbox::compressing(&mut conn.out, conn.deflate.as_deref_mut(), shared);
+    let result = turn(&mut out);
+    bytes.payload_sent += out.payload_bytes();
+    result
 }
 
 /// Sends what is queued, one send at a time per connection (sends on one

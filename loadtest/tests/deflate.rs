@@ -23,20 +23,8 @@ use uringws_load::scenarios::{Echo, Hold, Payload};
 use uringws_load::target::Target;
 use uringws_load::tls::TlsConfig;
 
-struct EchoHandler;
-
-impl Handler for EchoHandler {
-    type State = ();
-    fn upgrade(&mut self, _: &Upgrade<'_>, _: Peer) -> Result<Accept<()>, Reject> {
-        Ok(Accept::new(()))
-    }
-    fn message(&mut self, conn: &mut Conn<'_, ()>, message: Message) {
-        match message {
-            Message::Text(text) => conn.send_text(text),
-            Message::Binary(data) => conn.send_binary(data),
-        };
-    }
-}
+mod common;
+use common::EchoHandler;
 
 fn server(compression: Option<Compression>) -> Engine {
     Engine::builder()

@@ -5,24 +5,10 @@
 use serde_json::Value;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
-use uringws_engine::protocol::handshake::Upgrade;
-use uringws_engine::Message;
-use uringws_engine::{Accept, Conn, Engine, Handler, Peer, Reject};
+use uringws_engine::Engine;
 
-struct EchoHandler;
-
-impl Handler for EchoHandler {
-    type State = ();
-    fn upgrade(&mut self, _: &Upgrade<'_>, _: Peer) -> Result<Accept<()>, Reject> {
-        Ok(Accept::new(()))
-    }
-    fn message(&mut self, conn: &mut Conn<'_, ()>, message: Message) {
-        match message {
-            Message::Text(text) => conn.send_text(text),
-            Message::Binary(data) => conn.send_binary(data),
-        };
-    }
-}
+mod common;
+use common::EchoHandler;
 
 fn server() -> (Engine, String) {
     let engine = Engine::builder()

@@ -7,26 +7,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use uringws_engine::{protocol::handshake::Upgrade, Message};
-use uringws_engine::{Accept, Conn, Engine, Handler, Peer, Reject};
+use uringws_engine::Engine;
 use uringws_load::client::{run, Live, Outcome, Plan, Scenario};
 use uringws_load::scenarios::{Connect, Echo, Hold};
 use uringws_load::target::{SourceRange, Target};
 
-struct EchoHandler;
-
-impl Handler for EchoHandler {
-    type State = ();
-    fn upgrade(&mut self, _: &Upgrade<'_>, _: Peer) -> Result<Accept<()>, Reject> {
-        Ok(Accept::new(()))
-    }
-    fn message(&mut self, conn: &mut Conn<'_, ()>, message: Message) {
-        match message {
-            Message::Text(text) => conn.send_text(text),
-            Message::Binary(data) => conn.send_binary(data),
-        };
-    }
-}
+mod common;
+use common::EchoHandler;
 
 fn server() -> Engine {
     Engine::builder()

@@ -119,24 +119,22 @@ impl Session {
             CloseFrame::parse(payload.clone())?;
             return self.encode_close_payload(payload);
         }
-        if matches!(
-            self.decoder.close,
-            CloseState::CloseSent | CloseState::Closed
-        ) {
-            return Err(Error::SendAfterClose);
-        }
+        self.may_send()?;
         self.frame(opcode, fin, payload)
+    }
+
+    /// Data goes out only until our close has.
+    fn may_send(&self) -> Result<(), Error> {
+        match self.decoder.close {
+            CloseState::CloseSent | CloseState::Closed => Err(Error::SendAfterClose),
+            CloseState::Open | CloseState::CloseReceived => Ok(()),
+        }
     }
 
     /// A whole text or binary message whose `payload` permessage-deflate
     /// compressed (RSV1 set). Fails once our close has been sent.
     pub fn encode_compressed(&mut self, opcode: OpCode, payload: Bytes) -> Result<Frame, Error> {
-        if matches!(
-            self.decoder.close,
-            CloseState::CloseSent | CloseState::Closed
-        ) {
-            return Err(Error::SendAfterClose);
-        }
+        self.may_send()?;
         match self.role() {
             Role::Server => compressed_server_frame(opcode, payload),
             Role::Client => {

@@ -70,7 +70,6 @@ pub(crate) struct Deflating {
     compressors: [Option<Compressor>; 7],
     decompressor: Option<Decompressor>,
     dedicated: HashMap<u32, Box<Dedicated>>,
-    scratch: Vec<u8>,
 }
 
 impl Deflating {
@@ -79,7 +78,6 @@ impl Deflating {
             compressors: Default::default(),
             decompressor: None,
             dedicated: HashMap::new(),
-            scratch: Vec::new(),
         }
     }
 
@@ -155,15 +153,11 @@ impl Deflating {
         payload: &[u8],
         config: &Compression,
     ) -> Option<Bytes> {
-        if !tag.is_on() || payload.len() < config.min_size {
-            return None;
-        }
-        let own = match tag.is_dedicated() {
+        let own = match tag.is_dedicated() && worth(tag, payload, config) {
             true => self.dedicated.get_mut(&slot),
             false => None,
         };
-        self.scratch.clear();
-        match own {
+        let packed = match own {
             Some(own) if !own.params.server_no_context_takeover => {
                 let bits = own.params.server_max_window_bits;
                 let compressor = own.compressor.get_or_insert_with(|| {
@@ -172,34 +166,31 @@ impl Deflating {
                 if std::mem::take(&mut own.stale) {
                     compressor.reset();
                 }
-                compressor.compress(payload, &mut self.scratch);
-                if self.scratch.len() >= payload.len() {
+                let mut out = Vec::new();
+                compressor.compress(payload, &mut out);
+                if out.len() >= payload.len() {
                     // Sent as it is, it never reaches the peer's window.
                     own.stale = true;
                     return None;
                 }
+                out
             }
-            _ => {
-                let compressor = shared(&mut self.compressors, tag.window_bits(), config);
-                compressor.compress(payload, &mut self.scratch);
-                if self.scratch.len() >= payload.len() {
-                    return None;
-                }
-            }
-        }
-        Some(Bytes::copy_from_slice(&self.scratch))
+            _ => self.compress_shared(tag, payload, config)?,
+        };
+        Some(Bytes::from(packed))
     }
 
-    /// `payload` compressed once for every connection with `tag`'s window
-    /// that is sent it (a publication), if worth it; each connection that
-    /// keeps context must then start afresh ([`sent_shared`](Self::sent_shared)).
+    /// `payload` compressed by the worker's stream for `tag`'s window, if
+    /// worth it: for a connection without a compressor of its own, or once
+    /// for every receiver of a publication (each that keeps context must
+    /// then start afresh: [`sent_shared`](Self::sent_shared)).
     pub(crate) fn compress_shared(
         &mut self,
         tag: DeflateTag,
         payload: &[u8],
         config: &Compression,
     ) -> Option<Vec<u8>> {
-        if !tag.is_on() || payload.len() < config.min_size {
+        if !worth(tag, payload, config) {
             return None;
         }
         let mut out = Vec::new();
@@ -227,6 +218,11 @@ impl Deflating {
             }
         }
     }
+}
+
+/// Whether a message is to be compressed at all.
+fn worth(tag: DeflateTag, payload: &[u8], config: &Compression) -> bool {
+    tag.is_on() && payload.len() >= config.min_size
 }
 
 fn shared<'a>(
