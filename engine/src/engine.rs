@@ -21,7 +21,7 @@ use std::{
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 /// Configures and starts an [`Engine`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineBuilder {
     /// Where to listen, and the TLS settings of TLS listeners.
     addrs: Vec<(SocketAddr, Option<Arc<rustls::ServerConfig>>)>,
@@ -29,6 +29,19 @@ pub struct EngineBuilder {
     pin: bool,
     raise_open_files_limit: bool,
     config: EngineConfig,
+    on_topic_interest: Option<crate::pubsub::InterestObserver>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("addrs", &self.addrs)
+            .field("workers", &self.workers)
+            .field("pin", &self.pin)
+            .field("config", &self.config)
+            .field("on_topic_interest", &self.on_topic_interest.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for EngineBuilder {
@@ -39,6 +52,7 @@ impl Default for EngineBuilder {
             pin: true,
             raise_open_files_limit: true,
             config: EngineConfig::default(),
+            on_topic_interest: None,
         }
     }
 }
@@ -97,6 +111,19 @@ impl EngineBuilder {
         self
     }
 
+    /// Called with a topic just after the engine's first subscriber to it
+    /// arrives or its last one leaves, on any worker, so that something
+    /// beyond this process (a broker) can follow what the node as a whole
+    /// is interested in; [`Publisher::has_subscribers`] says which of the
+    /// two it was. It runs on the worker's thread and must not block: note
+    /// the topic and wake whoever acts on it. Every change is followed by
+    /// a call, so whoever reads the state after the last call has it right
+    /// (calls from two workers may come in either order).
+    pub fn on_topic_interest(mut self, observer: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_topic_interest = Some(Arc::new(observer));
+        self
+    }
+
     /// Binds the listeners and starts the workers; `factory` builds each
     /// worker's handler on that worker's thread.
     pub fn start<H, F>(self, factory: F) -> io::Result<Engine>
@@ -128,7 +155,10 @@ impl EngineBuilder {
                 .iter()
                 .map(|(tx, _)| (tx.clone(), Arc::new(WorkerStats::default())))
                 .collect(),
-            publisher: Publisher::new(channels.iter().map(|(tx, _)| tx.clone()).collect()),
+            publisher: Publisher::new(
+                channels.iter().map(|(tx, _)| tx.clone()).collect(),
+                self.on_topic_interest.clone(),
+            ),
             shutting_down: Arc::new(AtomicBool::new(false)),
         };
         let mut threads = Vec::with_capacity(workers);

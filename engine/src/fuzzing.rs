@@ -99,7 +99,7 @@ impl Harness {
     }
 
     fn accepted(config: EngineConfig, tls: Option<Box<Tls>>, now: u64) -> Harness {
-        let publisher = Publisher::new(Arc::from(Vec::new()));
+        let publisher = Publisher::new(Arc::from(Vec::new()), None);
         let mut out = Outbox::new(Arc::new(config));
         out.now = now;
         let peer = "192.0.2.1:40000".parse().ok();

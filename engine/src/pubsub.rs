@@ -47,29 +47,80 @@ impl Publication {
     }
 }
 
+/// Told of each topic whose node-wide interest began or ended; see
+/// [`EngineBuilder::on_topic_interest`](crate::EngineBuilder::on_topic_interest).
+pub(crate) type InterestObserver = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Which workers have at least one subscriber to a topic.
-#[derive(Default, Debug)]
+#[derive(Default)]
 pub(crate) struct Interest {
     topics: RwLock<HashMap<Arc<str>, SmallVec<[u32; 4]>>>,
+    observer: Option<InterestObserver>,
+}
+
+impl std::fmt::Debug for Interest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interest")
+            .field("topics", &self.topics)
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl Interest {
+    pub(crate) fn new(observer: Option<InterestObserver>) -> Self {
+        Interest {
+            topics: RwLock::default(),
+            observer,
+        }
+    }
+
     fn add(&self, topic: &Arc<str>, worker: usize) {
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        let first = !topics.contains_key(topic);
         let workers = topics.entry(topic.clone()).or_default();
         if !workers.contains(&(worker as u32)) {
             workers.push(worker as u32);
+        }
+        drop(topics);
+        if first {
+            self.notify(topic);
         }
     }
 
     fn remove(&self, topic: &str, worker: usize) {
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        let mut last = false;
         if let Some(workers) = topics.get_mut(topic) {
             workers.retain(|w| *w != worker as u32);
             if workers.is_empty() {
                 topics.remove(topic);
+                last = true;
             }
         }
+        drop(topics);
+        if last {
+            self.notify(topic);
+        }
+    }
+
+    /// Outside the lock: the observer reads the state it is told about
+    /// (through [`Publisher::has_subscribers`]), and since every change is
+    /// followed by its call, the last call sees the last state.
+    fn notify(&self, topic: &str) {
+        if let Some(observer) = &self.observer {
+            observer(topic);
+        }
+    }
+
+    fn has(&self, topic: &str) -> bool {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics.contains_key(topic)
+    }
+
+    fn names(&self) -> Vec<Arc<str>> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics.keys().cloned().collect()
     }
 
     /// Calls `f` with each worker that has subscribers to `topic`.
@@ -91,15 +142,28 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn new(workers: Arc<[UnboundedSender<Command>]>) -> Self {
+    pub(crate) fn new(
+        workers: Arc<[UnboundedSender<Command>]>,
+        observer: Option<InterestObserver>,
+    ) -> Self {
         Publisher {
             workers,
-            interest: Arc::default(),
+            interest: Arc::new(Interest::new(observer)),
         }
     }
 
     pub(crate) fn interest(&self) -> Arc<Interest> {
         self.interest.clone()
+    }
+
+    /// Whether any worker has a subscriber to `topic` now.
+    pub fn has_subscribers(&self, topic: &str) -> bool {
+        self.interest.has(topic)
+    }
+
+    /// The topics with at least one subscriber on some worker now.
+    pub fn topics(&self) -> Vec<Arc<str>> {
+        self.interest.names()
     }
 
     /// Publishes to every subscriber of `topic`; returns how many workers
@@ -322,6 +386,31 @@ mod tests {
         assert!(workers(&interest, "a").is_empty());
         assert!(t.by_name.is_empty() && t.topics.is_empty());
         assert!(t.by_conn.iter().all(|e| e.is_empty()));
+    }
+
+    #[test]
+    fn the_observer_hears_of_the_first_and_the_last_subscriber_only() {
+        let heard = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = heard.clone();
+        let interest = Arc::new(Interest::new(Some(Arc::new(move |topic: &str| {
+            log.lock().unwrap().push(topic.to_owned());
+        }))));
+        let mut w0 = TopicTable::new(0, interest.clone());
+        let mut w1 = TopicTable::new(1, interest.clone());
+        w0.subscribe(1, "a");
+        w0.subscribe(2, "a");
+        w1.subscribe(1, "a");
+        w1.subscribe(1, "b");
+        assert_eq!(*heard.lock().unwrap(), ["a", "b"]);
+        w0.remove_conn(1);
+        w0.remove_conn(2);
+        // Worker 1 still has one.
+        assert_eq!(heard.lock().unwrap().len(), 2);
+        assert!(interest.has("a"));
+        w1.unsubscribe(1, "a");
+        assert_eq!(*heard.lock().unwrap(), ["a", "b", "a"]);
+        assert!(!interest.has("a"));
+        assert_eq!(interest.names(), [Arc::<str>::from("b")]);
     }
 
     #[test]

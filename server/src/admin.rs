@@ -4,6 +4,7 @@
 //! close at once). A small blocking HTTP/1.1 server on threads of its own,
 //! far from the workers: one short request per connection, a few at once.
 
+use crate::bus::Bus;
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -39,7 +40,12 @@ impl Admin {
     }
 
     /// Serves until the process exits.
-    pub fn serve(self, engine: EngineHandle, started: Instant) -> std::io::Result<()> {
+    pub fn serve(
+        self,
+        engine: EngineHandle,
+        bus: Option<Bus>,
+        started: Instant,
+    ) -> std::io::Result<()> {
         let busy = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new()
             .name("uringws-admin".into())
@@ -57,11 +63,11 @@ impl Admin {
                         busy.fetch_sub(1, Ordering::AcqRel);
                         continue;
                     }
-                    let (engine, done) = (engine.clone(), busy.clone());
+                    let (engine, bus, done) = (engine.clone(), bus.clone(), busy.clone());
                     let spawned = std::thread::Builder::new()
                         .name("uringws-admin-conn".into())
                         .spawn(move || {
-                            if let Err(error) = answer(stream, &engine, started) {
+                            if let Err(error) = answer(stream, &engine, bus.as_ref(), started) {
                                 tracing::debug!(%error, "admin request");
                             }
                             done.fetch_sub(1, Ordering::AcqRel);
@@ -75,7 +81,12 @@ impl Admin {
     }
 }
 
-fn answer(mut stream: TcpStream, engine: &EngineHandle, started: Instant) -> std::io::Result<()> {
+fn answer(
+    mut stream: TcpStream,
+    engine: &EngineHandle,
+    bus: Option<&Bus>,
+    started: Instant,
+) -> std::io::Result<()> {
     let deadline = Instant::now() + DEADLINE;
     let left = || {
         deadline
@@ -93,7 +104,7 @@ fn answer(mut stream: TcpStream, engine: &EngineHandle, started: Instant) -> std
         }
         head.extend_from_slice(&buf[..n]);
         match Request::parse(&head, MAX_HEAD) {
-            Ok(Some(request)) => break route(&request, engine, started),
+            Ok(Some(request)) => break route(&request, engine, bus, started),
             Ok(None) => continue,
             Err(error) => break Response::from(&error),
         }
@@ -102,10 +113,15 @@ fn answer(mut stream: TcpStream, engine: &EngineHandle, started: Instant) -> std
     stream.write_all(&response.encode())
 }
 
-fn route(request: &Request<'_>, engine: &EngineHandle, started: Instant) -> Response {
+fn route(
+    request: &Request<'_>,
+    engine: &EngineHandle,
+    bus: Option<&Bus>,
+    started: Instant,
+) -> Response {
     match (request.method(), request.path()) {
-        ("GET", "/health") => crate::health::response(engine, started),
-        ("GET", "/metrics") => crate::metrics::response(engine),
+        ("GET", "/health") => crate::health::response(engine, bus, started),
+        ("GET", "/metrics") => crate::metrics::response(engine, bus),
         (_, "/health" | "/metrics") => Response::text(405, "use GET"),
         _ => Response::text(404, "the admin listener serves /health and /metrics"),
     }

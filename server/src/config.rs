@@ -19,7 +19,7 @@ use setting::settings;
 
 pub use environment::CONFIG_VARIABLE;
 pub use flags::Overrides;
-pub use value::{Compression, LogFormat, Policy, Secret, StaticToken};
+pub use value::{BusUrl, Compression, LogFormat, Policy, Secret, StaticToken};
 
 settings! {
     /// Addresses to listen on.
@@ -122,6 +122,20 @@ settings! {
     /// WebSocket handshakes per second per IP, burst as many (at least 1);
     /// 0: no limit.
     handshakes_per_ip_per_second: f64 = 0.0;
+    /// Redis to run several nodes as one:
+    /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`. Every publish goes to
+    /// Redis once, and this node subscribes to a topic's channel while it
+    /// has a subscriber to it; none: a single node. Redis pub/sub ignores
+    /// the database number, so a DB other than 0 joins the channel names
+    /// (`bus_prefix` + `DB:`) to keep nodes on different DBs apart.
+    bus: Option<BusUrl> = None;
+    /// Start of every Redis channel name, before the topic: nodes that
+    /// should share topics share it.
+    bus_prefix: String = "uringws:".into();
+    /// Publishes waiting for Redis at most; past it (Redis slower than
+    /// the publishers) they are dropped and counted, as they are while
+    /// Redis is down.
+    bus_queue: usize = 65536;
     /// Address of a separate listener for `/health` and `/metrics` (then
     /// not served on `listen`), e.g. `127.0.0.1:9090`; none: both on
     /// `listen`.
@@ -449,6 +463,44 @@ mod tests {
             "{printed}"
         );
         assert!(printed.contains("\"<redacted>:news,chat/*\""), "{printed}");
+    }
+
+    #[test]
+    fn bus_urls_are_checked_and_their_passwords_never_shown() {
+        let c = Config::load(
+            None,
+            env(&[("URINGWS_BUS", "redis://app:bus-secret@10.0.0.5:6380/2")]),
+            Overrides::default(),
+        )
+        .unwrap();
+        let url = c.bus.as_ref().unwrap();
+        assert_eq!(url.expose(), "redis://app:bus-secret@10.0.0.5:6380/2");
+        assert_eq!(url.shown(), "redis://app:<redacted>@10.0.0.5:6380/2");
+        let printed = c.to_toml();
+        assert!(
+            printed.contains(r#"bus = "redis://app:<redacted>@10.0.0.5:6380/2""#),
+            "{printed}"
+        );
+        assert!(!format!("{c:?}").contains("bus-secret"));
+        let plain =
+            Config::load(None, no_env(), overrides(&["--bus", "redis://127.0.0.1"])).unwrap();
+        assert_eq!(plain.bus.unwrap().shown(), "redis://127.0.0.1");
+        for bad in [
+            "127.0.0.1:6379",
+            "http://h:1",
+            "rediss://:bus-secret@h",
+            "redis://:bus-secret@h:notaport",
+        ] {
+            let e =
+                Config::load(None, env(&[("URINGWS_BUS", bad)]), Overrides::default()).unwrap_err();
+            assert!(e.contains("bus must be a Redis URL"), "{e}");
+            assert!(!e.contains("bus-secret"), "{e}");
+        }
+        let file = std::env::temp_dir().join(format!("uringws-bus-{}.toml", std::process::id()));
+        std::fs::write(&file, "bus = \"tcp://h\"\n").unwrap();
+        let e = Config::load(Some(&file), no_env(), Overrides::default()).unwrap_err();
+        assert!(e.contains("bus must be a Redis URL"), "{e}");
+        let _ = std::fs::remove_file(&file);
     }
 
     fn by_key(key: &str) -> &'static setting::Setting {

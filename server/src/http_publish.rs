@@ -2,11 +2,24 @@
 //! `T` (docs/protocol.md, "HTTP publish"), authenticated by the server's
 //! publish key.
 
-use crate::{auth::Auth, pubsub};
+use crate::{
+    auth::Auth,
+    bus::WorkerBus,
+    pubsub::{self, Outbound},
+};
 use uringws_engine::protocol::{handshake::Request, http::Response};
-use uringws_engine::{Publication, Publisher};
+use uringws_engine::Publisher;
 
-pub fn publish(request: &Request<'_>, body: &[u8], auth: &Auth, publisher: &Publisher) -> Response {
+/// The answer says what became of the trip to the other nodes (`"bus"`:
+/// `queued`, `down` or `full`) when there is a bus; this node's
+/// subscribers have it either way.
+pub fn publish(
+    request: &Request<'_>,
+    body: &[u8],
+    auth: &Auth,
+    publisher: &Publisher,
+    bus: Option<&mut WorkerBus>,
+) -> Response {
     if request.method() != "POST" {
         return Response::text(405, "use POST").header("Allow", "POST");
     }
@@ -37,31 +50,40 @@ pub fn publish(request: &Request<'_>, body: &[u8], auth: &Auth, publisher: &Publ
                 .trim()
                 .to_ascii_lowercase()
         });
-    let publication = match content_type.as_deref() {
+    // The delivered form, in whichever is used.
+    let (text, binary);
+    let out = match content_type.as_deref() {
         Some("application/octet-stream") => {
-            Publication::binary(&pubsub::binary_frame(&topic, body))
+            binary = pubsub::binary_frame(&topic, body);
+            Outbound::Binary(&binary)
         }
         Some("application/json") => {
-            let Ok(text) = std::str::from_utf8(body) else {
+            let Ok(json) = std::str::from_utf8(body) else {
                 return Response::text(400, "the JSON body is not UTF-8");
             };
-            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
                 return Response::text(400, format!("the body is not JSON: {e}"));
             }
-            Publication::text(&pubsub::message_text(&topic, text.trim()))
+            text = pubsub::message_text(&topic, json.trim());
+            Outbound::Text(&text)
         }
         _ => {
-            let Ok(text) = std::str::from_utf8(body) else {
+            let Ok(body_text) = std::str::from_utf8(body) else {
                 return Response::text(
                     400,
                     "the body is not UTF-8 text; send binary as application/octet-stream",
                 );
             };
-            let data = serde_json::to_string(text).unwrap_or_default();
-            Publication::text(&pubsub::message_text(&topic, &data))
+            let data = serde_json::to_string(body_text).unwrap_or_default();
+            text = pubsub::message_text(&topic, &data);
+            Outbound::Text(&text)
         }
     };
-    publisher.publish(&topic, &publication);
-    let answer = serde_json::json!({ "topic": topic }).to_string();
+    publisher.publish(&topic, &out.publication());
+    let answer = match out.to_bus(&topic, bus) {
+        Some(sent) => serde_json::json!({ "topic": topic, "bus": sent.name() }),
+        None => serde_json::json!({ "topic": topic }),
+    }
+    .to_string();
     Response::bytes(202, "application/json", answer)
 }

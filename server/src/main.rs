@@ -11,6 +11,7 @@ use uringws_engine::Engine;
 
 mod admin;
 mod auth;
+mod bus;
 mod config;
 mod deadlines;
 mod demo;
@@ -78,8 +79,21 @@ fn main() -> ExitCode {
     if config.workers > 0 {
         builder = builder.workers(config.workers);
     }
+    let bus = match &config.bus {
+        Some(url) => match bus::Bus::new(url, &config.bus_prefix, config.bus_queue) {
+            Ok(bus) => Some(bus),
+            Err(e) => {
+                eprintln!("uringws: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    if let Some(bus) = bus.clone() {
+        builder = builder.on_topic_interest(move |topic| bus.on_interest(topic));
+    }
     let started = Instant::now();
-    let shared = match shared(&config, started) {
+    let shared = match shared(&config, bus.clone(), started) {
         Ok(shared) => Arc::new(shared),
         Err(e) => {
             eprintln!("uringws: {e}");
@@ -110,11 +124,22 @@ fn main() -> ExitCode {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        if let Err(e) = admin.serve(engine.handle(), started) {
+        if let Err(e) = admin.serve(engine.handle(), bus.clone(), started) {
             eprintln!("uringws: cannot start the admin listener: {e}");
             return ExitCode::FAILURE;
         }
         tracing::info!("admin listener on http://{addr} (/health, /metrics)");
+    }
+    if let Some(bus) = &bus {
+        if let Err(e) = bus.run(engine.handle().publisher()) {
+            eprintln!("uringws: cannot start the bus: {e}");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!(
+            bus = %bus.url(),
+            node = %format!("{:016x}", bus.node()),
+            "bus: publishing to and subscribing on Redis"
+        );
     }
     tracing::info!(
         "routes: GET / demo page; / and /echo echo; /ws pub/sub (uringws.v1); GET /health; \
@@ -231,7 +256,11 @@ fn log_start(config: &Config, origins: &origins::Origins) {
 }
 
 /// What the workers share, from a checked configuration.
-fn shared(config: &Config, started: Instant) -> Result<routes::Shared, String> {
+fn shared(
+    config: &Config,
+    bus: Option<bus::Bus>,
+    started: Instant,
+) -> Result<routes::Shared, String> {
     let expose = |s: &Option<config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
     Ok(routes::Shared {
         limits: pubsub::Limits {
@@ -251,6 +280,7 @@ fn shared(config: &Config, started: Instant) -> Result<routes::Shared, String> {
             config.handshakes_per_ip_per_second,
         ),
         admin_listen: config.admin_listen.is_some(),
+        bus,
         started,
     })
 }

@@ -1,18 +1,47 @@
 //! `GET /metrics` in the Prometheus text format (version 0.0.4), from every
 //! worker's counters, labelled by worker.
 
-use std::fmt::Write;
+use crate::bus::{Bus, Link};
+use std::{fmt::Write, sync::atomic::Ordering};
 use uringws_engine::{
     protocol::http::Response, EngineHandle, Histogram, RequestOutcome, WorkerStats,
     HISTOGRAM_BUCKETS,
 };
 
-pub fn response(engine: &EngineHandle) -> Response {
-    Response::bytes(
-        200,
-        "text/plain; version=0.0.4; charset=utf-8",
-        render(engine),
-    )
+pub fn response(engine: &EngineHandle, bus: Option<&Bus>) -> Response {
+    let mut text = render(engine);
+    if let Some(bus) = bus {
+        render_bus(&mut text, bus);
+    }
+    Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", text)
+}
+
+/// The node's bus, one value each (the bus is per node, not per worker).
+fn render_bus(out: &mut String, bus: &Bus) {
+    let c = bus.counts();
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+    let up = |link: Link| u64::from(link == Link::Up);
+    let families: [(&str, &str, &str, u64); 11] = [
+        ("uringws_bus_publish_up", "gauge", "1 while the connection that publishes to Redis is up.", up(bus.publishing())),
+        ("uringws_bus_subscribe_up", "gauge", "1 while the connection subscribed to Redis is up.", up(bus.subscribing())),
+        ("uringws_bus_channels", "gauge", "Redis channels subscribed: topics with a subscriber on this node.", c.channels.load(Ordering::Relaxed) as u64),
+        ("uringws_bus_published_total", "counter", "Publishes Redis took.", load(&c.published)),
+        ("uringws_bus_publish_failed_total", "counter", "Publishes that did not reach Redis: down, too many waiting (bus_queue), or unanswered.", load(&c.publish_failed)),
+        ("uringws_bus_received_total", "counter", "Messages from other nodes delivered here.", load(&c.received)),
+        ("uringws_bus_missed_total", "counter", "Messages of other nodes on subscribed topics that never came (gaps in their numbers).", load(&c.missed)),
+        ("uringws_bus_duplicates_total", "counter", "Messages from Redis dropped because they came before.", load(&c.duplicates)),
+        ("uringws_bus_foreign_total", "counter", "Messages on the bus's channels not from a uringws node; dropped.", load(&c.foreign)),
+        ("uringws_bus_reconnects_total", "counter", "Times a connection to Redis was lost.", load(&c.reconnects)),
+        ("uringws_bus_node", "gauge", "This node's id on the bus, as a label.", 1),
+    ];
+    for (name, kind, help, value) in families {
+        header(out, name, kind, help);
+        if name == "uringws_bus_node" {
+            let _ = writeln!(out, "{name}{{node=\"{:016x}\"}} {value}", bus.node());
+        } else {
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
 }
 
 /// One metric: name, type, help, and its value per worker.

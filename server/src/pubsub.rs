@@ -6,7 +6,10 @@ use serde_json::value::RawValue;
 use std::{borrow::Cow, collections::HashMap};
 use uringws_engine::{Conn, ConnId, Publication};
 
-use crate::auth::{Action, Grant};
+use crate::{
+    auth::{Action, Grant},
+    bus::{Kind, WorkerBus},
+};
 
 pub const SUBPROTOCOL: &str = "uringws.v1";
 /// Longest topic name, so a binary frame's one-byte length can carry it.
@@ -159,6 +162,38 @@ pub fn binary_frame(topic: &str, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// A message to publish, in the form subscribers get it.
+#[derive(Debug, Clone, Copy)]
+pub enum Outbound<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+}
+
+impl Outbound<'_> {
+    pub fn publication(self) -> Publication {
+        match self {
+            Outbound::Text(text) => Publication::text(text),
+            Outbound::Binary(data) => Publication::binary(data),
+        }
+    }
+
+    /// To the other nodes, when there is a bus; what became of it.
+    pub fn to_bus(self, topic: &str, bus: Option<&mut WorkerBus>) -> Option<crate::bus::Sent> {
+        let bus = bus?;
+        Some(match self {
+            Outbound::Text(text) => bus.publish(topic, Kind::Text, text.as_bytes()),
+            Outbound::Binary(data) => bus.publish(topic, Kind::Binary, data),
+        })
+    }
+}
+
+/// A connection's publish: its own node's subscribers first (in order with
+/// what the connection does next), then the other nodes.
+fn publish<S>(conn: &mut Conn<'_, S>, bus: Option<&mut WorkerBus>, topic: &str, out: Outbound<'_>) {
+    conn.publish(topic, &out.publication());
+    out.to_bus(topic, bus);
+}
+
 /// Limits of one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -173,6 +208,7 @@ pub fn on_text<'t, S>(
     limits: Limits,
     binary_topics: &mut BinaryTopics,
     access: Access<'_>,
+    bus: Option<&mut WorkerBus>,
 ) -> Option<AuthRequest<'t>> {
     let request: Request<'t> = match serde_json::from_str(text) {
         Ok(request) => request,
@@ -233,7 +269,8 @@ pub fn on_text<'t, S>(
                 }
                 _ => match request.data {
                     Some(data) => access.check(Action::Publish, topic).map(|()| {
-                        conn.publish(topic, &Publication::text(&message_text(topic, data.get())));
+                        let text = message_text(topic, data.get());
+                        publish(conn, bus, topic, Outbound::Text(&text));
                     }),
                     None => Err(("bad_request", "data is missing")),
                 },
@@ -264,6 +301,7 @@ pub fn on_binary<S>(
     data: &[u8],
     binary_topics: &BinaryTopics,
     access: Access<'_>,
+    bus: Option<&mut WorkerBus>,
 ) -> Result<(), (&'static str, &'static str)> {
     let bad = |why| Err(("bad_request", why));
     if let Access::Unauthenticated = access {
@@ -278,7 +316,8 @@ pub fn on_binary<S>(
             return bad("no topic: subscribe with \"binary\":true first, or name one");
         };
         access.check(Action::Publish, topic)?;
-        conn.publish(topic, &Publication::binary(&binary_frame(topic, rest)));
+        let frame = binary_frame(topic, rest);
+        publish(conn, bus, topic, Outbound::Binary(&frame));
         return Ok(());
     }
     if rest.len() < n {
@@ -292,7 +331,7 @@ pub fn on_binary<S>(
     }
     access.check(Action::Publish, topic)?;
     // Already in the delivered form.
-    conn.publish(topic, &Publication::binary(data));
+    publish(conn, bus, topic, Outbound::Binary(data));
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use uringws_engine::{Accept, Conn, EngineHandle, Handler, Message, Peer, Reject,
 
 use crate::{
     auth::{self, Auth, Grant, Refusal},
+    bus::{Bus, WorkerBus},
     deadlines::AuthDeadlines,
     demo,
     origins::Origins,
@@ -51,6 +52,8 @@ pub struct Shared {
     pub per_ip: Option<PerIp>,
     /// `/health` and `/metrics` are on the admin listener, not here.
     pub admin_listen: bool,
+    /// The other nodes, over Redis.
+    pub bus: Option<Bus>,
     pub started: std::time::Instant,
 }
 
@@ -76,6 +79,7 @@ pub struct Routes {
     /// only after `close`); empty unless per-IP connections are limited.
     peers: Vec<IpKey>,
     nothing: Grant,
+    bus: Option<WorkerBus>,
 }
 
 impl Routes {
@@ -83,12 +87,13 @@ impl Routes {
         Routes {
             engine: context.engine.clone(),
             deadlines: AuthDeadlines::new(shared.auth_timeout),
-            shared,
+            shared: shared.clone(),
             binary_topics: BinaryTopics::default(),
             grants: HashMap::new(),
             opening: Opening::default(),
             peers: Vec::new(),
             nothing: Grant::default(),
+            bus: shared.bus.as_ref().map(|bus| bus.worker(context.worker)),
         }
     }
 
@@ -244,12 +249,15 @@ impl Handler for Routes {
                 body,
                 &self.shared.auth,
                 &self.engine.publisher(),
+                self.bus.as_mut(),
             ),
             (_, "/health" | "/metrics") if self.shared.admin_listen => {
                 Response::text(404, "served on the admin listener (admin_listen)")
             }
-            ("GET", "/health") => crate::health::response(&self.engine, self.shared.started),
-            ("GET", "/metrics") => crate::metrics::response(&self.engine),
+            ("GET", "/health") => {
+                crate::health::response(&self.engine, self.shared.bus.as_ref(), self.shared.started)
+            }
+            ("GET", "/metrics") => crate::metrics::response(&self.engine, self.shared.bus.as_ref()),
             (_, "/health" | "/metrics") => Response::text(405, "use GET"),
             _ => Response::text(404, "not found"),
         }
@@ -305,6 +313,7 @@ impl Handler for Routes {
                     self.shared.limits,
                     &mut self.binary_topics,
                     access,
+                    self.bus.as_mut(),
                 );
                 if let Some(request) = auth {
                     self.authenticate(conn, endpoint, request);
@@ -312,7 +321,7 @@ impl Handler for Routes {
             }
             Message::Binary(data) => {
                 if let Err((code, why)) =
-                    pubsub::on_binary(conn, &data, &self.binary_topics, access)
+                    pubsub::on_binary(conn, &data, &self.binary_topics, access, self.bus.as_mut())
                 {
                     conn.send_text(pubsub::error(None, code, why));
                 }

@@ -87,7 +87,8 @@ scalar_values!(
     String,
     Policy,
     LogFormat,
-    Compression
+    Compression,
+    BusUrl
 );
 
 impl<T: Item> Value for Option<T> {
@@ -387,6 +388,59 @@ impl EngineValue<BackpressurePolicy> for Policy {
         match self {
             Policy::Drop => BackpressurePolicy::Drop,
             Policy::Close => BackpressurePolicy::Close,
+        }
+    }
+}
+
+/// A Redis URL, `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`: printed with
+/// its password hidden (the rest is worth seeing).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BusUrl(String);
+
+impl BusUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// For logs and `/health`.
+    pub fn shown(&self) -> String {
+        Item::redacted(self).0
+    }
+}
+
+impl fmt::Debug for BusUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BusUrl({})", self.shown())
+    }
+}
+
+impl Item for BusUrl {
+    const EXPECTED: &'static str = "a Redis URL: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]";
+    const VALUE_NAME: &'static str = "URL";
+    // A bad URL may carry a password: errors do not repeat it.
+    const SECRET: bool = true;
+    fn from_text(text: &str) -> Option<Self> {
+        let url = BusUrl(text.to_owned());
+        Item::valid(&url).then_some(url)
+    }
+    fn to_text(&self) -> String {
+        self.0.clone()
+    }
+    fn valid(&self) -> bool {
+        // rediss:// would need the client's TLS, which this build leaves out.
+        self.0.starts_with("redis://") && redis::Client::open(self.0.as_str()).is_ok()
+    }
+    fn redacted(&self) -> Self {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return BusUrl(REDACTED.into());
+        };
+        match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+                BusUrl(format!("{scheme}://{user}:{REDACTED}@{host}"))
+            }
+            None => self.clone(),
         }
     }
 }
