@@ -110,6 +110,12 @@ pub struct EngineConfig {
     /// limits). Costs one accept submission per connection instead of one
     /// multishot accept per listener.
     pub peer_addresses: bool,
+    /// Peers whose word on the client's address is taken: a connection
+    /// from one may start with a PROXY protocol header (v1 or v2), and its
+    /// requests' `X-Forwarded-For` is read (rightmost untrusted hop), to
+    /// give [`Peer::addr`](crate::Peer::addr). Needs `peer_addresses`.
+    /// Empty: every peer is the client.
+    pub trusted_proxies: crate::TrustedProxies,
 }
 
 impl Default for EngineConfig {
@@ -133,6 +139,7 @@ impl Default for EngineConfig {
             recv_buffer_size: 16 << 10,
             backlog: 4096,
             peer_addresses: true,
+            trusted_proxies: crate::TrustedProxies::default(),
         }
     }
 }

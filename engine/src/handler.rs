@@ -125,14 +125,30 @@ impl Reject {
 /// Where a connection comes from, for the handler's decisions.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    /// The remote address, when the kernel still knows it.
+    /// The client's address, when it is known: the socket's peer or, from
+    /// a [trusted proxy](crate::EngineConfig::trusted_proxies), what its
+    /// PROXY header or `X-Forwarded-For` says (port 0 from the latter).
     pub addr: Option<SocketAddr>,
+    /// The socket's peer, a trusted proxy, when `addr` is what a proxy
+    /// said.
+    pub via: Option<SocketAddr>,
     /// The worker (and core) the connection lives on.
     pub worker: usize,
     /// Whether it came through a TLS listener (`wss://`).
     pub tls: bool,
     /// The name a TLS client asked for (SNI), if it sent one.
     pub server_name: Option<Arc<str>>,
+}
+
+impl Peer {
+    /// `X-Forwarded-For`'s client, said by `from` (the client address so
+    /// far), when a trusted proxy said one.
+    pub(crate) fn forwarded(&mut self, client: Option<SocketAddr>, from: SocketAddr) {
+        if let Some(client) = client {
+            self.via.get_or_insert(from);
+            self.addr = Some(client);
+        }
+    }
 }
 
 /// The callbacks of one worker. Only [`upgrade`](Handler::upgrade) and

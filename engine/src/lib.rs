@@ -11,6 +11,7 @@ mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;
+mod proxy;
 mod pubsub;
 mod refusal;
 mod remote;
@@ -22,6 +23,7 @@ pub use conn::Conn;
 pub use connection::SendStatus;
 pub use engine::{Engine, EngineBuilder, EngineHandle, WorkerContext};
 pub use handler::{Accept, ConnId, Handler, Message, Peer, Reject};
+pub use proxy::TrustedProxies;
 pub use pubsub::{Publication, Publisher};
 pub use remote::{ConnRef, Gone};
 pub use stats::{Histogram, RequestOutcome, WorkerStats, HISTOGRAM_BUCKETS};

@@ -122,6 +122,13 @@ settings! {
     /// WebSocket handshakes per second per IP, burst as many (at least 1);
     /// 0: no limit.
     handshakes_per_ip_per_second: f64 = 0.0;
+    /// Proxies (addresses or CIDR networks, e.g. `10.0.0.0/8`) whose word
+    /// on the client's address is taken: a connection from one may start
+    /// with a PROXY protocol header (v1 or v2), and its requests'
+    /// `X-Forwarded-For` is read (the rightmost address that is not a
+    /// trusted proxy), so per-IP limits and logs see the client. From
+    /// anyone else both are ignored (a PROXY header is a bad request).
+    trusted_proxies: Vec<String> = Vec::new();
     /// Redis to run several nodes as one:
     /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`. Every publish goes to
     /// Redis once, and this node subscribes to a topic's channel while it
@@ -241,6 +248,8 @@ impl Config {
             return Err("auth_required needs tokens or a jwt_secret".into());
         }
         Origins::new(&self.origins)?;
+        uringws_engine::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| format!("trusted_proxies: {e}"))?;
         Ok(())
     }
 
@@ -272,6 +281,9 @@ impl Config {
             }
         }
         engine.compression = compression;
+        // Checked by `check`.
+        engine.trusted_proxies =
+            uringws_engine::TrustedProxies::parse(&self.trusted_proxies).unwrap_or_default();
     }
 
     pub fn auth_timeout(&self) -> Duration {

@@ -100,7 +100,7 @@ impl Connection {
         ob: &mut Outbox,
         decide: impl FnOnce(Head<'_>) -> R,
     ) -> Option<(R, usize)> {
-        let State::Handshake { continue_sent } = &mut self.state else {
+        let State::Handshake { continue_sent, .. } = &mut self.state else {
             return None;
         };
         let io = self.output.io.as_mut()?;
@@ -175,6 +175,7 @@ impl Connection {
         let head_len = head_len.min(io.inbuf.len());
         bytes::Buf::advance(&mut io.inbuf, head_len);
         io.peer = None;
+        io.via = None;
         self.output.push_bytes(response, ob);
         self.enter(
             State::Open {

@@ -10,6 +10,7 @@ mod deflate;
 mod input;
 mod layer;
 mod output;
+mod proxy_header;
 mod records;
 mod send;
 #[cfg(test)]
@@ -21,6 +22,7 @@ mod transport;
 pub(crate) use deflate::{Deflating, Published};
 pub(crate) use output::IoPool;
 use output::Sending;
+pub(crate) use proxy_header::ProxyRead;
 pub(crate) use tls::{noting_server_names, Tls};
 
 use crate::{
@@ -67,8 +69,12 @@ pub(crate) struct Id {
 /// in here, so no combination of separate flags can contradict it.
 #[derive(Debug)]
 pub(crate) enum State {
-    /// Reading the HTTP request head (and a plain request's body).
-    Handshake { continue_sent: bool },
+    /// Reading the HTTP request head (and a plain request's body); first,
+    /// from a trusted proxy, maybe a PROXY protocol header.
+    Handshake {
+        continue_sent: bool,
+        proxy_header: bool,
+    },
     /// Upgraded.
     Open {
         /// A ping went out at `since` and no frame came since.
@@ -285,10 +291,12 @@ impl Connection {
             io.peer = Some(peer);
             io
         });
+        let proxy_header = peer.is_some_and(|p| ob.config.trusted_proxies.trusts(p.ip()));
         Connection {
             id,
             state: State::Handshake {
                 continue_sent: false,
+                proxy_header,
             },
             // RSV1 only once permessage-deflate is agreed (`upgrade`),
             // whatever the settings say.
@@ -366,8 +374,15 @@ impl Connection {
         self.output.queued()
     }
 
+    /// The client's address, as the socket or a trusted proxy's PROXY
+    /// header says.
     pub(crate) fn peer(&self) -> Option<SocketAddr> {
         self.output.io.as_ref().and_then(|io| io.peer)
+    }
+
+    /// The trusted proxy whose PROXY header gave [`peer`](Self::peer).
+    pub(crate) fn via(&self) -> Option<SocketAddr> {
+        self.output.io.as_ref().and_then(|io| io.via)
     }
 
     /// Gives back the buffers of a connection that is gone.

@@ -22,7 +22,12 @@ pub(crate) struct Io {
     pub out: VecDeque<Chunk>,
     /// `None` while the ring holds it for a send in flight.
     pub send: Option<Box<VectoredSend>>,
+    /// The client's address: the socket's peer, or what a trusted proxy
+    /// said of it.
     pub peer: Option<SocketAddr>,
+    /// The trusted proxy the connection came through, when `peer` is what
+    /// its PROXY header said.
+    pub via: Option<SocketAddr>,
 }
 
 impl Io {
@@ -55,6 +60,7 @@ impl IoPool {
                 out: VecDeque::new(),
                 send: Some(Box::default()),
                 peer: None,
+                via: None,
             })
         })
     }
@@ -73,6 +79,7 @@ impl IoPool {
                 send.clear();
             }
             io.peer = None;
+            io.via = None;
             self.0.push(io);
         }
     }

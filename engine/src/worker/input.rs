@@ -3,7 +3,7 @@
 
 use super::{live_token, ops, Worker};
 use crate::{
-    connection::Head,
+    connection::{Head, ProxyRead},
     handler::{Accept, Handler, Peer},
     refusal::Refusal,
     stats::RequestOutcome,
@@ -75,7 +75,25 @@ impl<H: Handler> Worker<H> {
                     return self.try_free(slot);
                 };
                 self.ctx.out.counters.bytes_in += data.len() as u64;
-                if s.conn.is_tls() {
+                if s.conn.awaits_proxy_header() {
+                    match s.conn.receive_proxy_header(&data, &mut self.ctx.out) {
+                        ProxyRead::Wait => {}
+                        ProxyRead::Done => {
+                            if s.conn.is_handshake() {
+                                self.handshake(slot);
+                            }
+                            self.drive(slot);
+                        }
+                        ProxyRead::Refused(why) => {
+                            self.stats.count_request(RequestOutcome::Handshake(400));
+                            if self.logs.refused.admit(self.ctx.out.now) {
+                                let peer = s.conn.peer().map(|a| a.to_string()).unwrap_or_default();
+                                tracing::info!(worker = self.id, status = 400, reason = why, peer = %peer, "request refused");
+                            }
+                            self.drive(slot);
+                        }
+                    }
+                } else if s.conn.is_tls() {
                     // Decrypted into the connection's buffer.
                     s.conn.receive_records(&mut data, &mut self.ctx.out);
                     if s.conn.is_handshake() {
@@ -149,17 +167,28 @@ impl<H: Handler> Worker<H> {
             None
         };
         let s = &mut self.slots[slot as usize];
-        let peer = Peer {
+        let mut peer = Peer {
             addr: s.conn.peer(),
+            via: s.conn.via(),
             worker: self.id,
             tls: s.conn.is_tls(),
             server_name: s.conn.server_name(&self.ctx.out).map(std::sync::Arc::from),
         };
-        let addr = peer.addr;
+        let mut addr = peer.addr;
         let handler = &mut self.handler;
         let worker = self.id;
-        let deflate = self.ctx.out.config.compression.map(|c| c.policy);
+        let config = self.ctx.out.config.clone();
+        let deflate = config.compression.map(|c| c.policy);
         let Some((decision, head_len)) = s.conn.poll_head(&mut self.ctx.out, |head| {
+            let request = match &head {
+                Head::Http { request, .. } => Some(*request),
+                Head::Upgrade(upgrade) => Some(upgrade.request()),
+                Head::Invalid(_) => None,
+            };
+            if let (Some(request), Some(from)) = (request, peer.addr) {
+                peer.forwarded(config.trusted_proxies.client(request, from.ip()), from);
+            }
+            addr = peer.addr;
             decide(handler, head, peer, refusal, deflate, worker)
         }) else {
             return;

@@ -9,7 +9,8 @@ fn starts_in_its_handshake() {
     assert!(matches!(
         conn.state(),
         State::Handshake {
-            continue_sent: false
+            continue_sent: false,
+            proxy_header: false
         }
     ));
     assert_eq!(conn.peer(), Some(peer()));

@@ -18,6 +18,7 @@ mod deflate;
 mod handshake;
 mod open;
 mod output;
+mod proxied;
 mod records;
 mod timers;
 
