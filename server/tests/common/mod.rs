@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod nginx;
+pub mod pki;
 pub mod raw;
 pub mod redis;
 
