@@ -66,7 +66,7 @@ impl Server {
         Server::spawn(command.args(args))
     }
 
-    fn spawn(command: &mut Command) -> Server {
+    pub fn spawn(command: &mut Command) -> Server {
         let mut child = command
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())

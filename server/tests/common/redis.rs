@@ -11,10 +11,16 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    bind: String,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_on(&["127.0.0.1"])
+    }
+
+    /// Listening on each of `addresses` (127.0.0.1 first, for `redis-cli`).
+    pub fn start_on(addresses: &[&str]) -> Redis {
         // Free now; taken by Redis a moment later (the same port again on
         // a restart).
         let port = TcpListener::bind("127.0.0.1:0")
@@ -27,6 +33,7 @@ impl Redis {
             child: None,
             port,
             dir,
+            bind: addresses.join(" "),
         };
         redis.restart();
         redis
@@ -44,7 +51,9 @@ impl Redis {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "Redis is running");
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &self.port.to_string(), "--bind", &self.bind])
+            // Clients on the test's own links are not loopback.
+            .args(["--protected-mode", "no"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
