@@ -260,6 +260,14 @@ pub fn on_text<'t, S>(
                         if request.binary {
                             binary_topics.0.insert(conn_key(conn), topic.into());
                         }
+                        // With a bus, the ack also promises what other
+                        // nodes publish from then on: it waits for this
+                        // node's subscription in Redis, if it is new.
+                        if let (Some(bus), Some(id)) = (bus, id) {
+                            if bus.defer_ack(topic, conn.handle(), ack(id)) {
+                                return None;
+                            }
+                        }
                         Ok(())
                     }
                 }

@@ -171,6 +171,31 @@ async fn a_publish_on_one_node_reaches_the_other_once_by_http_and_by_ws() {
 }
 
 #[tokio::test]
+async fn once_a_subscribe_is_acked_what_other_nodes_publish_arrives() {
+    let redis = Redis::start();
+    let a = node(&redis, &[]);
+    let b = node(&redis, &[]);
+    let mut publisher = connect(a.addr).await;
+    let mut on_b = connect(b.addr).await;
+    // Each topic new to B: its ack must wait for B's SUBSCRIBE in Redis,
+    // or a publish on A right after it would reach nobody on B.
+    for i in 0..30 {
+        let topic = format!("fresh/{i}");
+        request(&mut on_b, json!({"type":"subscribe","topic":topic,"id":i})).await;
+        request(
+            &mut publisher,
+            json!({"type":"publish","topic":topic,"data":i,"id":i}),
+        )
+        .await;
+        let got: Value = serde_json::from_str(&next_text(&mut on_b).await).unwrap();
+        assert_eq!(
+            (got["topic"].as_str(), got["data"].as_i64()),
+            (Some(&*topic), Some(i))
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_node_subscribes_while_it_has_local_interest_and_not_per_subscriber() {
     let redis = Redis::start();
     let b = node(&redis, &[]);

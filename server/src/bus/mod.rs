@@ -28,7 +28,7 @@ pub use envelope::Kind;
 use crate::config::BusUrl;
 use envelope::{Origin, Sequencer};
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering},
         Arc, Mutex,
@@ -36,7 +36,7 @@ use std::{
     time::Instant,
 };
 use tokio::sync::{mpsc, Notify};
-use uringws_engine::Publisher;
+use uringws_engine::{ConnRef, Publisher};
 
 /// A `Send + Clone` handle: the bus's settings, state and counters.
 #[derive(Clone)]
@@ -68,6 +68,17 @@ struct Inner {
     changed: Mutex<HashSet<Box<str>>>,
     wake: Notify,
     counts: Counts,
+    confirmed: Mutex<Confirmed>,
+}
+
+/// Topics whose Redis subscription is confirmed on the current connection,
+/// and the acks waiting for one. One lock for both, and the subscribing
+/// link's state read under it, so an ack is either sent now or found by
+/// whoever confirms or gives up.
+#[derive(Default)]
+struct Confirmed {
+    live: HashSet<Arc<str>>,
+    waiting: HashMap<Arc<str>, Vec<(ConnRef, String)>>,
 }
 
 /// A message on its way to Redis: channel and envelope.
@@ -160,6 +171,7 @@ impl Bus {
             changed: Mutex::default(),
             wake: Notify::new(),
             counts: Counts::default(),
+            confirmed: Mutex::default(),
         })))
     }
 
@@ -230,6 +242,39 @@ impl Bus {
         channel.strip_prefix(self.0.prefix.as_str())
     }
 
+    /// Redis confirmed the subscription to `topics`: their acks go out.
+    fn confirm<'t>(&self, topics: impl IntoIterator<Item = &'t Arc<str>>) {
+        let mut confirmed = self.0.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        for topic in topics {
+            confirmed.live.insert(topic.clone());
+            for (conn, ack) in confirmed.waiting.remove(topic).unwrap_or_default() {
+                // Gone is fine: the connection left meanwhile.
+                let _ = conn.send_text(ack);
+            }
+        }
+    }
+
+    /// No longer subscribed to `topic` (nobody here wants it).
+    fn unconfirm(&self, topic: &str) {
+        let mut confirmed = self.0.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        confirmed.live.remove(topic);
+        for (conn, ack) in confirmed.waiting.remove(topic).unwrap_or_default() {
+            let _ = conn.send_text(ack);
+        }
+    }
+
+    /// The subscribed connection is lost (its state already says so): no
+    /// ack can wait for Redis now, so every waiting one goes.
+    fn unconfirm_all(&self) {
+        let mut confirmed = self.0.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        confirmed.live.clear();
+        for (_, waiting) in confirmed.waiting.drain() {
+            for (conn, ack) in waiting {
+                let _ = conn.send_text(ack);
+            }
+        }
+    }
+
     /// Topics whose interest changed since the last call.
     fn take_changed(&self) -> HashSet<Box<str>> {
         std::mem::take(&mut *self.0.changed.lock().unwrap_or_else(|e| e.into_inner()))
@@ -244,6 +289,24 @@ pub struct WorkerBus {
 }
 
 impl WorkerBus {
+    /// Holds `ack` for a subscription to `topic` until this node's own
+    /// subscription in Redis is confirmed, and sends it through `conn`
+    /// then; `false`: send it now (already subscribed, or Redis is not
+    /// reachable, so there is nothing to wait for).
+    pub fn defer_ack(&self, topic: &str, conn: ConnRef, ack: String) -> bool {
+        let inner = &self.bus.0;
+        let mut confirmed = inner.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        if Link::load(&inner.subscribing) != Link::Up || confirmed.live.contains(topic) {
+            return false;
+        }
+        confirmed
+            .waiting
+            .entry(Arc::from(topic))
+            .or_default()
+            .push((conn, ack));
+        true
+    }
+
     /// Sends a message published on this node (and already delivered to
     /// its own subscribers) to the other nodes. It is numbered even when it
     /// cannot go, so that the other nodes count it as missed.

@@ -178,6 +178,7 @@ async fn subscribing(bus: Bus, publisher: Publisher) {
             Err(_) => "connect timed out".into(),
         };
         lost(&bus, &bus.0.subscribing, "subscribe", &why);
+        bus.unconfirm_all();
         tokio::time::sleep(backoff.next()).await;
     }
 }
@@ -210,6 +211,7 @@ async fn subscribed(
         .channels
         .store(subscriptions.live.len(), Ordering::Relaxed);
     found(bus, &bus.0.subscribing, "subscribe");
+    bus.confirm(subscriptions.live.iter());
     backoff.reset();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
@@ -252,22 +254,30 @@ async fn follow(
     subscriptions: &mut Subscriptions,
 ) -> Result<(), String> {
     let mut add = Vec::new();
+    let mut added = Vec::new();
     let mut remove = Vec::new();
     for topic in bus.take_changed() {
         let wanted = publisher.has_subscribers(&topic);
         let have = subscriptions.live.contains(&*topic);
         if wanted && !have {
-            subscriptions.live.insert(Arc::from(topic.as_ref()));
+            let topic: Arc<str> = Arc::from(topic.as_ref());
+            subscriptions.live.insert(topic.clone());
             add.push(bus.channel(&topic));
-        } else if !wanted && have {
-            // Out of the set first: what still comes for it is dropped.
-            subscriptions.live.remove(&*topic);
-            subscriptions.seen.remove(&*topic);
-            remove.push(bus.channel(&topic));
+            added.push(topic);
+        } else if !wanted {
+            // Acks that waited for it go (their connections left).
+            bus.unconfirm(&topic);
+            if have {
+                // Out of the set first: what still comes for it is dropped.
+                subscriptions.live.remove(&*topic);
+                subscriptions.seen.remove(&*topic);
+                remove.push(bus.channel(&topic));
+            }
         }
     }
     if !add.is_empty() {
         answered(sink.subscribe(&add)).await?;
+        bus.confirm(added.iter());
     }
     if !remove.is_empty() {
         answered(sink.unsubscribe(&remove)).await?;
