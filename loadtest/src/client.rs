@@ -64,6 +64,15 @@ pub trait Scenario: Send + 'static {
     fn tick_every(&self) -> Duration {
         TICK
     }
+    /// Asked once, before connection `id` connects: which of the plan's
+    /// `targets` it goes to. `None` (the default), or an index out of
+    /// range: round robin by the connection's global index. A scenario
+    /// whose connections have roles answers for itself, so that a role
+    /// can be kept to some targets (fan-out publishers on one node).
+    fn target(&self, id: usize, targets: usize) -> Option<usize> {
+        let _ = (id, targets);
+        None
+    }
     /// Asked once when connection `id` opens: whether it sends on a
     /// schedule and so also needs [`tick`](Self::tick) every [`PACE`].
     fn paced(&self, id: usize) -> bool {
@@ -508,7 +517,12 @@ impl<S: Scenario> Worker<'_, S> {
                     break;
                 }
                 let id = self.conns.len();
-                let target = (self.plan.first + id) % self.plan.targets.len();
+                let targets = self.plan.targets.len();
+                let target = self
+                    .scenario
+                    .target(id, targets)
+                    .filter(|&t| t < targets)
+                    .unwrap_or((self.plan.first + id) % targets);
                 self.conns.push(Some(Conn {
                     step: Step::Socket,
                     socket: None,

@@ -255,8 +255,9 @@ enum ModeArg {
 
 #[derive(Args, Serialize)]
 struct FanoutArgs {
-    /// ws:// or wss:// URLs; connections are spread over them (uringws
-    /// mode: the server's /ws).
+    /// ws:// or wss:// URLs (uringws mode: the server's /ws): receivers
+    /// go round robin over them, publishers over those --publish-to
+    /// names; with several, the summary also gives each one's figures.
     #[arg(required = true)]
     urls: Vec<String>,
     /// What the server speaks.
@@ -272,6 +273,13 @@ struct FanoutArgs {
     /// their own, which do not subscribe.
     #[arg(long, default_value_t = 1)]
     publishers: usize,
+    /// Put the publishers on this URL only, by its place among the URLs
+    /// from 0; repeat it (or give a list, 0,2) for several, which take the
+    /// publishers round robin. Receivers still go to every URL. With
+    /// nodes joined by a bus, `--publish-to 0` measures what reaches the
+    /// other nodes through it [default: every URL].
+    #[arg(long, value_name = "N", value_delimiter = ',')]
+    publish_to: Vec<usize>,
     /// Uringws: subscribing connections [default: 100].
     #[arg(long)]
     subscribers: Option<usize>,
@@ -342,7 +350,9 @@ impl FanoutArgs {
         config.drain = self.drain;
         config.ready_timeout = self.ready_timeout;
         config.ack_timeout = ack_timeout;
+        config.publish_to = self.publish_to.clone();
         config.validate()?;
+        config.validate_targets(self.urls.len())?;
         Ok(config)
     }
 

@@ -280,20 +280,147 @@ pub struct FanoutReport {
     /// Delivery latency (also in the summary's `latency`, as `delivery`).
     #[serde(skip)]
     pub latency: Option<Percentiles>,
+    /// The same figures for the receivers on each target (URL), in the
+    /// order of the URLs; the fields above are their sums.
+    pub per_target: Vec<TargetReport>,
     /// Failures by reason the scenario counted without closing the
     /// connection (the summary merges them into its `errors`).
     #[serde(skip)]
     pub errors: BTreeMap<String, u64>,
 }
 
-impl FanoutReport {
-    /// Whether every expected delivery came, once and in order.
+/// A fan-out's figures for the receivers on one target (URL): with
+/// several nodes behind a bus, what each node delivered. The fields
+/// mean what [`FanoutReport`]'s of the same names do.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TargetReport {
+    /// Its index among the URLs, from 0.
+    pub target: usize,
+    pub url: String,
+    /// Publishing connections planned on it.
+    pub publishers: u64,
+    /// Receiving connections planned on it.
+    pub subscribers: u64,
+    pub deliveries_expected: u64,
+    pub deliveries_received: u64,
+    pub reach_percent: Option<f64>,
+    pub lost: u64,
+    pub dead_subscribers: u64,
+    pub to_dead_subscribers: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub reordered_unchecked: u64,
+    pub self_deliveries: u64,
+    pub malformed: u64,
+    /// Delivery latency at its receivers; `null` with no delivery.
+    pub latency: Option<Percentiles>,
+}
+
+/// Whether every expected delivery came, once and in order: the same
+/// test for a whole run and for one target.
+fn clean(lost: u64, to_dead: u64, duplicates: u64, reordered: u64, malformed: u64) -> bool {
+    lost == 0 && to_dead == 0 && duplicates == 0 && reordered == 0 && malformed == 0
+}
+
+impl TargetReport {
+    /// Whether every delivery expected on this target came, once and in
+    /// order.
     pub fn clean(&self) -> bool {
-        self.lost == 0
-            && self.to_dead_subscribers == 0
-            && self.duplicates == 0
-            && self.reordered == 0
-            && self.malformed == 0
+        clean(
+            self.lost,
+            self.to_dead_subscribers,
+            self.duplicates,
+            self.reordered,
+            self.malformed,
+        )
+    }
+}
+
+impl FanoutReport {
+    /// Whether every expected delivery came, once and in order, on every
+    /// target (a target's loss cannot hide behind another's surplus).
+    pub fn clean(&self) -> bool {
+        clean(
+            self.lost,
+            self.to_dead_subscribers,
+            self.duplicates,
+            self.reordered,
+            self.malformed,
+        ) && self.per_target.iter().all(TargetReport::clean)
+    }
+
+    /// The target whose figures are these, by index.
+    pub fn target(&self, index: usize) -> Option<&TargetReport> {
+        self.per_target.iter().find(|t| t.target == index)
+    }
+
+    /// One line per target, when there are several: the text summary's
+    /// per-node breakdown.
+    fn per_target_table(&self, out: &mut String) {
+        if self.per_target.len() < 2 {
+            return;
+        }
+        for t in &self.per_target {
+            let _ = writeln!(out, "  target {}: {}", t.target, t.url);
+        }
+        let _ = writeln!(
+            out,
+            "  {:<8} {:>4} {:>7} {:>10} {:>10} {:>8} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8}",
+            "target",
+            "pub",
+            "sub",
+            "expected",
+            "received",
+            "reach %",
+            "lost",
+            "dup",
+            "reord",
+            "p50 ms",
+            "p99 ms",
+            "max ms"
+        );
+        let ms = |p: Option<f64>| p.map_or_else(|| "-".to_string(), |p| format!("{p:.3}"));
+        for t in &self.per_target {
+            let reach = t
+                .reach_percent
+                .map_or_else(|| "-".to_string(), |r| format!("{r:.3}"));
+            let mut notes = Vec::new();
+            if t.to_dead_subscribers > 0 || t.dead_subscribers > 0 {
+                notes.push(format!(
+                    "{} to {} dead subscriber(s)",
+                    t.to_dead_subscribers, t.dead_subscribers
+                ));
+            }
+            if t.reordered_unchecked > 0 {
+                notes.push(format!(
+                    "{} reordered beyond the duplicate window",
+                    t.reordered_unchecked
+                ));
+            }
+            if t.malformed > 0 {
+                notes.push(format!("{} malformed", t.malformed));
+            }
+            if t.self_deliveries > 0 {
+                notes.push(format!("{} self deliveries", t.self_deliveries));
+            }
+            let line = format!(
+                "  {:<8} {:>4} {:>7} {:>10} {:>10} {:>8} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8}  {}",
+                t.target,
+                t.publishers,
+                t.subscribers,
+                t.deliveries_expected,
+                t.deliveries_received,
+                reach,
+                t.lost,
+                t.duplicates,
+                t.reordered,
+                ms(t.latency.as_ref().map(|l| l.p50_ms)),
+                ms(t.latency.as_ref().map(|l| l.p99_ms)),
+                ms(t.latency.as_ref().map(|l| l.max_ms)),
+                notes.join(", ")
+            );
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
     }
 
     fn table(&self, out: &mut String) {
@@ -342,6 +469,7 @@ impl FanoutReport {
             let line = format!("  {name:<24} {value:>12}  {note}");
             let _ = writeln!(out, "{}", line.trim_end());
         }
+        self.per_target_table(out);
     }
 }
 
@@ -641,6 +769,7 @@ mod tests {
             malformed: 0,
             deliveries_per_s: 24_995.0,
             latency: None,
+            per_target: Vec::new(),
             errors: BTreeMap::from([("x".to_string(), 1)]),
         });
         let json: serde_json::Value = serde_json::from_str(&summary.to_json()).unwrap();
@@ -661,5 +790,96 @@ mod tests {
             assert!(words(&table).contains(line), "{line}\n{table}");
         }
         assert!(!summary.fanout.as_ref().unwrap().clean());
+        assert!(
+            !table.contains("target 0:"),
+            "no per-target lines without targets: {table}"
+        );
+    }
+
+    fn target(index: usize, expected: u64, received: u64) -> TargetReport {
+        let mut latency = Latency::default();
+        for ms in 1..=received.min(100) {
+            latency.record(Duration::from_millis(ms));
+        }
+        TargetReport {
+            target: index,
+            url: format!("ws://127.0.0.{}:9001/ws", index + 1),
+            publishers: if index == 0 { 2 } else { 0 },
+            subscribers: 50,
+            deliveries_expected: expected,
+            deliveries_received: received,
+            reach_percent: (expected > 0).then(|| received as f64 * 100.0 / expected as f64),
+            lost: expected - received,
+            dead_subscribers: 0,
+            to_dead_subscribers: 0,
+            duplicates: 0,
+            reordered: 0,
+            reordered_unchecked: 0,
+            self_deliveries: 0,
+            malformed: 0,
+            latency: latency.percentiles(),
+        }
+    }
+
+    #[test]
+    fn per_target_figures_in_json_and_table_and_any_loss_is_unclean() {
+        let clean_target = target(0, 25_000, 25_000);
+        let fanout = FanoutReport {
+            mode: "uringws".into(),
+            publishers: 2,
+            subscribers: 100,
+            topics: 1,
+            size: 64,
+            rate: 1000.0,
+            ready_at_start: 102,
+            publishes_sent: 500,
+            deliveries_expected: 50_000,
+            deliveries_received: 25_000,
+            reach_percent: Some(50.0),
+            lost: 25_000,
+            dead_subscribers: 0,
+            to_dead_subscribers: 0,
+            duplicates: 0,
+            reordered: 0,
+            reordered_unchecked: 0,
+            self_deliveries: 0,
+            malformed: 0,
+            deliveries_per_s: 10_000.0,
+            latency: None,
+            per_target: vec![clean_target.clone(), target(1, 25_000, 0)],
+            errors: BTreeMap::new(),
+        };
+        assert!(clean_target.clean());
+        assert!(!fanout.per_target[1].clean());
+        assert!(!fanout.clean());
+        assert_eq!(fanout.target(1).map(|t| t.lost), Some(25_000));
+        let mut table = String::new();
+        fanout.table(&mut table);
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        for line in [
+            "target 0: ws://127.0.0.1:9001/ws",
+            "target 1: ws://127.0.0.2:9001/ws",
+            "target pub sub expected received reach % lost dup reord p50 ms p99 ms max ms",
+            "0 2 50 25000 25000 100.000 0 0 0 50.015 99.007 100.031",
+            "1 0 50 25000 0 0.000 25000 0 0 - - -",
+        ] {
+            assert!(words(&table).contains(line), "{line}\n{table}");
+        }
+        let json = serde_json::to_value(&fanout).unwrap();
+        let t = &json["per_target"];
+        assert_eq!(t[0]["url"], "ws://127.0.0.1:9001/ws");
+        assert_eq!(t[0]["reach_percent"], 100.0);
+        assert_eq!(t[0]["latency"]["count"], 100);
+        assert_eq!(t[1]["target"], 1);
+        assert_eq!(t[1]["deliveries_received"], 0);
+        assert_eq!(t[1]["lost"], 25_000);
+        assert!(t[1]["latency"].is_null());
+
+        // A surplus on one target does not hide a loss on another.
+        let mut hidden = fanout.clone();
+        hidden.lost = 0;
+        assert!(!hidden.clean());
+        hidden.per_target.truncate(1);
+        assert!(hidden.clean());
     }
 }

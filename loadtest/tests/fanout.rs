@@ -1,8 +1,10 @@
 //! The fan-out scenario over real sockets, against broadcast servers built
 //! on the engine in this test (faithful, lossy, corrupting, one that drops
 //! a subscriber) and against a `uringws.v1` server that refuses or ignores
-//! some subscribes (the real `/ws` is in server/tests/fanout.rs). Every
-//! run is bounded by its ready deadline, duration and drain.
+//! some subscribes (the real `/ws` is in server/tests/fanout.rs); and over
+//! two such servers with the publishers on one, figures per target (two
+//! real nodes on a bus: server/tests/bus_fanout.rs). Every run is bounded
+//! by its ready deadline, duration and drain.
 
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
@@ -305,6 +307,8 @@ struct StandIn {
     /// A topic whose subscribe gets `forbidden`, one whose gets no answer.
     refuse: Option<&'static str>,
     ignore: Option<&'static str>,
+    /// Publishes it got.
+    publishes: Arc<AtomicU64>,
 }
 
 impl Handler for StandIn {
@@ -333,6 +337,7 @@ impl Handler for StandIn {
                 }
             }
             Message::Binary(frame) => {
+                self.publishes.fetch_add(1, Ordering::SeqCst);
                 let n = frame[0] as usize;
                 let topic = std::str::from_utf8(&frame[1..1 + n]).unwrap();
                 if let Some(subscribers) = self.topics.lock().unwrap().get(topic) {
@@ -346,17 +351,30 @@ impl Handler for StandIn {
 }
 
 fn stand_in(refuse: Option<&'static str>, ignore: Option<&'static str>) -> Engine {
-    let handler = StandIn {
+    stand_in_watched(StandIn {
         refuse,
         ignore,
         ..StandIn::default()
-    };
-    Engine::builder()
+    })
+    .0
+}
+
+/// A stand-in whose state the test can read (its subscribers, publishes).
+fn stand_in_watched(handler: StandIn) -> (Engine, StandIn) {
+    let watched = handler.clone();
+    let engine = Engine::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .workers(2)
         .pin(false)
         .start(move |_| handler.clone())
-        .unwrap()
+        .unwrap();
+    (engine, watched)
+}
+
+impl StandIn {
+    fn subscribers(&self) -> usize {
+        self.topics.lock().unwrap().values().map(Vec::len).sum()
+    }
 }
 
 /// 2 publishers, 10 subscribers over t0..t2 (4, 3 and 3 of them), 300
@@ -386,4 +404,240 @@ fn uringws_refused_and_unanswered_subscribes_fail_by_reason() {
     assert_eq!(r.deliveries_received, 100 * 4);
     assert_eq!(r.lost, 0);
     stop(engine);
+}
+
+// ---------------------------------------------------------------------------
+// Several targets: publishers on chosen ones, receivers on all, figures per
+// target.
+
+fn run_over(config: FanoutConfig, urls: &[String]) -> (Outcome, FanoutReport) {
+    let plan = Plan {
+        targets: urls.iter().map(|u| Target::parse(u).unwrap()).collect(),
+        ..plan("127.0.0.1:1".parse().unwrap(), "/ws")
+    };
+    let started = Instant::now();
+    let result = Fanout::new(config)
+        .unwrap()
+        .run(plan, 2, Arc::new(AtomicBool::new(false)))
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(8), "bounded");
+    result
+}
+
+fn ws_url(engine: &Engine) -> String {
+    format!("ws://{}/ws", engine.local_addrs()[0])
+}
+
+/// [`uringws_config`] with the publishers on target 0: of the 10
+/// subscribers, 5 go to each of two targets (t0, t1, t2: 2, 1, 2 on target
+/// 0 and 2, 2, 1 on target 1), so each target is owed 100 × 5.
+fn publishing_on_the_first() -> FanoutConfig {
+    FanoutConfig {
+        publish_to: vec![0],
+        ..uringws_config()
+    }
+}
+
+#[test]
+fn publishers_on_one_of_two_unjoined_servers_reach_only_its_subscribers() {
+    let (a, on_a) = stand_in_watched(StandIn::default());
+    let (b, on_b) = stand_in_watched(StandIn::default());
+    let (outcome, r) = run_over(publishing_on_the_first(), &[ws_url(&a), ws_url(&b)]);
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.publishes_sent, 300);
+    // Where the connections went: the publishers to A only, the
+    // subscribers half and half.
+    assert_eq!(on_a.publishes.load(Ordering::SeqCst), 300);
+    assert_eq!(on_b.publishes.load(Ordering::SeqCst), 0);
+    assert_eq!((on_a.subscribers(), on_b.subscribers()), (5, 5));
+
+    assert_eq!(r.per_target.len(), 2);
+    let (ta, tb) = (&r.per_target[0], &r.per_target[1]);
+    assert_eq!((ta.target, ta.url.as_str()), (0, ws_url(&a).as_str()));
+    assert_eq!((tb.target, tb.url.as_str()), (1, ws_url(&b).as_str()));
+    assert_eq!((ta.publishers, ta.subscribers), (2, 5));
+    assert_eq!((tb.publishers, tb.subscribers), (0, 5));
+    // A delivered everything to its own subscribers...
+    assert_eq!(ta.deliveries_expected, 500);
+    assert_eq!(ta.deliveries_received, 500);
+    assert_eq!(ta.reach_percent, Some(100.0));
+    assert_eq!((ta.lost, ta.duplicates, ta.reordered), (0, 0, 0));
+    assert_eq!(ta.latency.as_ref().map(|l| l.count), Some(500));
+    assert!(ta.clean());
+    // ...and B, with nothing between them, nothing.
+    assert_eq!(tb.deliveries_expected, 500);
+    assert_eq!(tb.deliveries_received, 0);
+    assert_eq!(tb.reach_percent, Some(0.0));
+    assert_eq!(tb.lost, 500);
+    assert!(tb.latency.is_none());
+    assert!(!tb.clean());
+    // The whole run is their sum, and fails.
+    assert_eq!(r.deliveries_expected, 1000);
+    assert_eq!(r.deliveries_received, 500);
+    assert_eq!(r.lost, 500);
+    assert!(!r.clean());
+    stop(a);
+    stop(b);
+}
+
+#[test]
+fn one_server_named_twice_reaches_both_targets_in_full() {
+    let (engine, server) = stand_in_watched(StandIn::default());
+    let url = ws_url(&engine);
+    let (outcome, r) = run_over(publishing_on_the_first(), &[url.clone(), url]);
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(server.publishes.load(Ordering::SeqCst), 300);
+    assert_eq!(server.subscribers(), 10);
+    for (k, t) in r.per_target.iter().enumerate() {
+        assert_eq!(t.target, k);
+        assert_eq!(t.subscribers, 5, "target {k}");
+        assert_eq!(t.deliveries_expected, 500, "target {k}");
+        assert_eq!(t.deliveries_received, 500, "target {k}");
+        assert_eq!((t.lost, t.duplicates, t.reordered), (0, 0, 0), "target {k}");
+        assert!(t.clean(), "target {k}");
+    }
+    assert_eq!(r.per_target.len(), 2);
+    assert_eq!(r.deliveries_received, 1000);
+    assert!(r.clean());
+    stop(engine);
+}
+
+#[test]
+fn publish_targets_out_of_range_are_refused_before_connecting() {
+    let config = FanoutConfig {
+        publish_to: vec![2],
+        ..uringws_config()
+    };
+    let urls = [
+        "ws://127.0.0.1:1/ws".to_string(),
+        "ws://127.0.0.1:2/ws".to_string(),
+    ];
+    let plan = Plan {
+        targets: urls.iter().map(|u| Target::parse(u).unwrap()).collect(),
+        ..plan("127.0.0.1:1".parse().unwrap(), "/ws")
+    };
+    let refused = Fanout::new(config)
+        .unwrap()
+        .run(plan, 2, Arc::new(AtomicBool::new(false)));
+    let why = refused.err().expect("refused");
+    assert!(why.contains("--publish-to 2: there are 2 URL(s)"), "{why}");
+}
+
+/// The binary over two targets: its exit status, its per-target lines and
+/// JSON.
+fn load_over(urls: &[String], name: &str) -> (bool, String, serde_json::Value) {
+    let json =
+        std::env::temp_dir().join(format!("uringws-load-{name}-{}.json", std::process::id()));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_uringws-load"))
+        .args(["--quiet", "--workers", "2", "--timeout", "3", "--json"])
+        .arg(&json)
+        .arg("fanout")
+        .args(urls)
+        .args([
+            "--mode",
+            "uringws",
+            "--publishers",
+            "2",
+            "--subscribers",
+            "10",
+        ])
+        .args(["--topics", "3", "--rate", "300", "--duration", "1s"])
+        .args(["--drain", "1500ms", "--publish-to", "0"])
+        .output()
+        .expect("uringws-load runs");
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    let report = std::fs::read_to_string(&json)
+        .map(|j| serde_json::from_str(&j).expect("JSON"))
+        .unwrap_or(serde_json::Value::Null);
+    let _ = std::fs::remove_file(json);
+    (output.status.success(), text, report)
+}
+
+#[test]
+fn the_binary_reports_each_target_and_fails_on_the_unreached_one() {
+    let (a, b) = (stand_in(None, None), stand_in(None, None));
+    let urls = [ws_url(&a), ws_url(&b)];
+    let (ok, text, report) = load_over(&urls, "two-targets");
+    assert!(!ok, "target 1 got nothing, so the run failed: {text}");
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    for line in [
+        format!("target 0: {}", urls[0]),
+        format!("target 1: {}", urls[1]),
+        "target pub sub expected received reach % lost dup reord p50 ms p99 ms max ms".into(),
+        "0 2 5 500 500 100.000 0 0 0".into(),
+        "1 0 5 500 0 0.000 500 0 0 - - -".into(),
+    ] {
+        assert!(words(&text).contains(&line), "{line}\n{text}");
+    }
+    let per_target = report["fanout"]["per_target"]
+        .as_array()
+        .expect("per_target");
+    assert_eq!(per_target.len(), 2);
+    assert_eq!(per_target[0]["url"], urls[0].as_str());
+    assert_eq!(per_target[0]["deliveries_received"], 500);
+    assert_eq!(per_target[0]["reach_percent"], 100.0);
+    assert_eq!(per_target[0]["latency"]["count"], 500);
+    assert_eq!(per_target[1]["deliveries_received"], 0);
+    assert_eq!(per_target[1]["lost"], 500);
+    // The whole run's fields stay as they were: the sums.
+    assert_eq!(report["fanout"]["deliveries_expected"], 1000);
+    assert_eq!(report["fanout"]["lost"], 500);
+    assert_eq!(report["options"]["publish_to"], serde_json::json!([0]));
+
+    // The same server twice: both full, and the run passes.
+    let twice = [urls[0].clone(), urls[0].clone()];
+    let (ok, text, report) = load_over(&twice, "one-target-twice");
+    assert!(ok, "{text}");
+    for t in report["fanout"]["per_target"]
+        .as_array()
+        .expect("per_target")
+    {
+        assert_eq!(t["deliveries_received"], 500, "{t}");
+        assert_eq!(t["lost"], 0, "{t}");
+    }
+    stop(a);
+    stop(b);
+}
+
+#[test]
+fn the_binary_refuses_publish_targets_that_do_not_fit() {
+    let refused = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_uringws-load"))
+            .args([
+                "--quiet",
+                "fanout",
+                "ws://127.0.0.1:1/ws",
+                "ws://127.0.0.1:2/ws",
+            ])
+            .args(["--mode", "uringws"])
+            .args(args)
+            .output()
+            .expect("uringws-load runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let why = refused(&["--publishers", "2", "--publish-to", "2"]);
+    assert!(
+        why.contains("--publish-to 2: there are 2 URL(s), numbered from 0 to 1"),
+        "{why}"
+    );
+    let why = refused(&["--publishers", "2", "--publish-to", "1,1"]);
+    assert!(why.contains("--publish-to 1 is given twice"), "{why}");
+    let why = refused(&["--publish-to", "x"]);
+    assert!(
+        why.contains("invalid value 'x' for '--publish-to <N>'"),
+        "{why}"
+    );
+    let why = refused(&[
+        "--publishers",
+        "1",
+        "--publish-to",
+        "0",
+        "--publish-to",
+        "1",
+    ]);
+    assert!(why.contains("names 2 targets for 1 publisher(s)"), "{why}");
 }

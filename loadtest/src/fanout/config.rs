@@ -64,6 +64,12 @@ pub struct FanoutConfig {
     pub ready_timeout: Duration,
     /// Uringws: how long a subscribe may wait for its ack.
     pub ack_timeout: Duration,
+    /// The targets (indices into the run's URLs) publishers connect to,
+    /// round robin; empty: every target. Receivers go to every target
+    /// whatever this says ([`target_of`](Self::target_of)), so with
+    /// several nodes joined by a bus, publishing on one of them measures
+    /// what crosses to the others.
+    pub publish_to: Vec<usize>,
 }
 
 impl FanoutConfig {
@@ -81,6 +87,7 @@ impl FanoutConfig {
             drain: Duration::from_secs(2),
             ready_timeout: Duration::from_secs(30),
             ack_timeout: Duration::from_secs(10),
+            publish_to: Vec::new(),
         }
     }
 
@@ -158,6 +165,73 @@ impl FanoutConfig {
         Ok(())
     }
 
+    /// Refuses a [`publish_to`](Self::publish_to) that does not fit a run
+    /// over `targets` URLs.
+    pub fn validate_targets(&self, targets: usize) -> Result<(), String> {
+        if targets == 0 {
+            return Err("fanout needs at least one URL".into());
+        }
+        for (i, &t) in self.publish_to.iter().enumerate() {
+            if t >= targets {
+                return Err(format!(
+                    "--publish-to {t}: there {} {targets} URL(s), numbered from 0 to {}",
+                    if targets == 1 { "is" } else { "are" },
+                    targets - 1
+                ));
+            }
+            if self.publish_to[..i].contains(&t) {
+                return Err(format!("--publish-to {t} is given twice"));
+            }
+        }
+        if self.publish_to.len() > self.publishers {
+            return Err(format!(
+                "--publish-to names {} targets for {} publisher(s): some would have none",
+                self.publish_to.len(),
+                self.publishers
+            ));
+        }
+        Ok(())
+    }
+
+    /// The target (index into `targets` URLs) connection `global` goes
+    /// to. Publisher `j` goes to the `j`-th of [`publish_to`](Self::publish_to)
+    /// (all targets if empty), round robin. Receiver `s` (counting the
+    /// receivers that do not publish) goes to target `s mod targets`,
+    /// round robin; when topics and targets have a common factor, moved
+    /// on by one more every lcm(topics, targets) receivers: plain round
+    /// robin, with receiver `s` on topic `s mod topics`, would then give
+    /// each target only some topics (2 topics on 2 nodes: one each), where
+    /// the shift gives every target receivers of every topic, as evenly.
+    pub fn target_of(&self, global: usize, targets: usize) -> usize {
+        let targets = targets.max(1) as u64;
+        if let Some(j) = self.publisher_of(global) {
+            let j = j as usize;
+            return match self.publish_to.len() {
+                0 => j % targets as usize,
+                // Validated below `targets`; kept in range whatever.
+                n => self.publish_to[j % n] % targets as usize,
+            };
+        }
+        let s = global as u64 - self.publishers_up_to(global);
+        let topics = self.topics.max(1) as u64;
+        let common = gcd(topics, targets);
+        let shift = if common > 1 {
+            s / (topics / common * targets)
+        } else {
+            0
+        };
+        ((s + shift) % targets) as usize
+    }
+
+    /// Publishers among connections `0..=global`: j with floor(j·n/p) ≤ g.
+    fn publishers_up_to(&self, global: usize) -> u64 {
+        let (n, p) = (self.connections as u64, self.publishers as u64);
+        if n == 0 {
+            return 0;
+        }
+        ((global as u64 + 1) * p).div_ceil(n).min(p)
+    }
+
     /// The publisher number of connection `global`, if it publishes:
     /// publishers are spread evenly over the connections, so over the
     /// workers too, and their messages have to cross between workers.
@@ -180,10 +254,7 @@ impl FanoutConfig {
                 if global >= self.connections || self.publisher_of(global).is_some() {
                     return None;
                 }
-                // Publishers at or before `global`: j with floor(j·n/p) ≤ g.
-                let (n, p) = (self.connections as u64, self.publishers as u64);
-                let before = ((global as u64 + 1) * p).div_ceil(n).min(p);
-                let subscriber = global as u64 - before;
+                let subscriber = global as u64 - self.publishers_up_to(global);
                 Some((subscriber % self.topics as u64) as u32)
             }
         }
@@ -193,6 +264,13 @@ impl FanoutConfig {
     pub(super) fn due(&self, j: u32, k: u64) -> u64 {
         ((j as f64 + k as f64 * self.publishers as f64) * 1e9 / self.rate) as u64
     }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// The name of topic `t`.
@@ -235,6 +313,94 @@ mod tests {
         }
         assert_eq!(subscribers, 10);
         assert_eq!(per_topic, [3, 3, 2, 2]);
+    }
+
+    #[test]
+    fn publishers_go_to_their_targets_and_receivers_to_all_with_every_topic() {
+        // 3 publishers on target 1 of 2; 12 subscribers over 2 topics.
+        let mut c = FanoutConfig::uringws(3, 12, 2);
+        c.publish_to = vec![1];
+        assert_eq!(c.validate_targets(2), Ok(()));
+        let mut per = [[0; 2]; 2]; // [target][topic]
+        for g in 0..15 {
+            let target = c.target_of(g, 2);
+            match (c.publisher_of(g), c.topic_of(g)) {
+                (Some(_), None) => assert_eq!(target, 1, "publisher {g}"),
+                (None, Some(t)) => per[target][t as usize] += 1,
+                other => panic!("connection {g}: {other:?}"),
+            }
+        }
+        // Plain round robin would give target 0 only t0 and target 1
+        // only t1.
+        assert_eq!(per, [[3, 3], [3, 3]]);
+
+        // Several publish targets take the publishers round robin; with
+        // none named, every target does.
+        let mut c = FanoutConfig::uringws(4, 8, 1);
+        c.publish_to = vec![2, 0];
+        let publishers: Vec<usize> = (0..12)
+            .filter(|&g| c.publisher_of(g).is_some())
+            .map(|g| c.target_of(g, 3))
+            .collect();
+        assert_eq!(publishers, [2, 0, 2, 0]);
+        c.publish_to.clear();
+        let publishers: Vec<usize> = (0..12)
+            .filter(|&g| c.publisher_of(g).is_some())
+            .map(|g| c.target_of(g, 3))
+            .collect();
+        assert_eq!(publishers, [0, 1, 2, 0]);
+        let mut receivers = [0; 3];
+        for g in (0..12).filter(|&g| c.topic_of(g).is_some()) {
+            receivers[c.target_of(g, 3)] += 1;
+        }
+        assert_eq!(receivers, [3, 3, 2]);
+
+        // Broadcast: publishers receive too, where they publish.
+        let mut c = FanoutConfig::broadcast(10, 2);
+        c.publish_to = vec![0];
+        let targets: Vec<usize> = (0..10).map(|g| c.target_of(g, 2)).collect();
+        assert_eq!(
+            targets.iter().filter(|&&t| t == 1).count(),
+            4,
+            "{targets:?}"
+        );
+        assert!((0..10)
+            .filter(|&g| c.publisher_of(g).is_some())
+            .all(|g| targets[g] == 0));
+        // One target: everything on it, as before.
+        assert!((0..10).all(|g| c.target_of(g, 1) == 0));
+    }
+
+    #[test]
+    fn publish_targets_that_do_not_fit_are_refused() {
+        let mut c = FanoutConfig::uringws(2, 10, 1);
+        c.publish_to = vec![2];
+        let why = c.validate_targets(2).unwrap_err();
+        assert!(
+            why.contains("--publish-to 2: there are 2 URL(s), numbered from 0 to 1"),
+            "{why}"
+        );
+        c.publish_to = vec![1];
+        let why = c.validate_targets(1).unwrap_err();
+        assert!(
+            why.contains("there is 1 URL(s), numbered from 0 to 0"),
+            "{why}"
+        );
+        c.publish_to = vec![0, 1, 0];
+        assert!(c
+            .validate_targets(2)
+            .unwrap_err()
+            .contains("--publish-to 0 is given twice"));
+        c.publish_to = vec![0, 1, 2];
+        assert!(c
+            .validate_targets(3)
+            .unwrap_err()
+            .contains("names 3 targets for 2 publisher(s)"));
+        c.publish_to = vec![1, 0];
+        assert_eq!(c.validate_targets(2), Ok(()));
+        c.publish_to.clear();
+        assert_eq!(c.validate_targets(5), Ok(()));
+        assert!(c.validate_targets(0).is_err());
     }
 
     #[test]

@@ -19,15 +19,19 @@
 //!    shows as latency rather than as fewer messages.
 //! 3. *Drain*: no more publishes; what has not arrived by its end is lost.
 //!
-//! Counting across workers: each topic has one atomic word holding the
-//! receivers alive on it (high 24 bits) and the messages published to it
-//! (low 40 bits). A publish adds one to it and learns, in the same atomic
-//! step, how many receivers it owes; a receiver that dies takes itself off
-//! and learns, in the same step, how many messages had been published to
-//! its topic until then. So "expected" is exact even while receivers die,
-//! and what a dead receiver missed is known exactly and reported apart
-//! from loss. Everything else (received, duplicates, latency) is counted
-//! per worker without sharing and added up at the end.
+//! Counting across workers: each topic has one atomic word per target
+//! (URL) holding the receivers alive on it there (high 24 bits) and the
+//! messages published to it (low 40 bits). A publish adds one to each of
+//! its topic's words and learns, in the same atomic step, how many
+//! receivers it owes on that target; a receiver that dies takes itself off
+//! its word and learns, in the same step, how many messages had been
+//! published to its topic until then. So "expected" is exact even while
+//! receivers die, and what a dead receiver missed is known exactly and
+//! reported apart from loss. Everything else (received, duplicates,
+//! latency) is counted per worker without sharing and added up at the
+//! end. All of it is counted per target, where the receiver is, and the
+//! whole run is the sum: with several nodes behind one bus, each node's
+//! reach shows on its own.
 //!
 //! Duplicates and reordering: [`order`]. The payload and frames: [`wire`].
 
@@ -39,11 +43,11 @@ pub use config::{topic_name, FanoutConfig, Mode, MAX_CONNECTIONS};
 
 use crate::client::{self, Live, Outcome, Plan, Scenario, Traffic};
 use crate::outbox::Outbox;
-use crate::report::{FanoutReport, Latency};
+use crate::report::{FanoutReport, Latency, TargetReport};
 use order::{Arrival, Pair};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use uringws_protocol::{Message, OpCode};
 use wire::{
@@ -82,13 +86,17 @@ impl Clock {
 struct Gate {
     joined: u64,
     gave_up: u64,
+    /// [`StartHold`]s not released yet: publishing waits for them too.
+    holds: u64,
     started: bool,
 }
 
-/// Per-worker counts, added up at the end.
+/// What the receivers on one target were owed and got, and the
+/// connections planned there: one worker's count, added up at the end.
 #[derive(Default)]
-struct Tally {
-    publishes: u64,
+struct Deliveries {
+    receivers: u64,
+    publishers: u64,
     expected: u64,
     received: u64,
     duplicates: u64,
@@ -98,14 +106,77 @@ struct Tally {
     malformed: u64,
     dead: u64,
     to_dead: u64,
+    latency: Latency,
+}
+
+impl Deliveries {
+    fn merge(&mut self, other: &Deliveries) {
+        self.receivers += other.receivers;
+        self.publishers += other.publishers;
+        self.expected += other.expected;
+        self.received += other.received;
+        self.duplicates += other.duplicates;
+        self.reordered += other.reordered;
+        self.unchecked += other.unchecked;
+        self.self_deliveries += other.self_deliveries;
+        self.malformed += other.malformed;
+        self.dead += other.dead;
+        self.to_dead += other.to_dead;
+        self.latency.merge(&other.latency);
+    }
+
+    /// The figures the report gives, for the whole run or one target.
+    fn report(&self, target: usize, url: &str) -> TargetReport {
+        TargetReport {
+            target,
+            url: url.to_string(),
+            publishers: self.publishers,
+            subscribers: self.receivers,
+            deliveries_expected: self.expected,
+            deliveries_received: self.received,
+            reach_percent: (self.expected > 0)
+                .then(|| self.received as f64 * 100.0 / self.expected as f64),
+            lost: self
+                .expected
+                .saturating_sub(self.received)
+                .saturating_sub(self.to_dead),
+            dead_subscribers: self.dead,
+            to_dead_subscribers: self.to_dead,
+            duplicates: self.duplicates,
+            reordered: self.reordered,
+            reordered_unchecked: self.unchecked,
+            self_deliveries: self.self_deliveries,
+            malformed: self.malformed,
+            latency: self.latency.percentiles(),
+        }
+    }
+}
+
+/// Per-worker counts, added up at the end.
+#[derive(Default)]
+struct Tally {
+    publishes: u64,
+    /// By target index: where each receiver is, not where the publisher
+    /// was.
+    targets: Vec<Deliveries>,
     errors: BTreeMap<String, u64>,
     /// All of `errors` together, for the per-second series.
     error_count: u64,
-    latency: Latency,
     last_delivery_ns: u64,
 }
 
 impl Tally {
+    fn new(targets: usize) -> Tally {
+        Tally {
+            targets: (0..targets).map(|_| Deliveries::default()).collect(),
+            ..Tally::default()
+        }
+    }
+
+    fn received(&self) -> u64 {
+        self.targets.iter().map(|d| d.received).sum()
+    }
+
     fn error(&mut self, why: &str) {
         self.error_count += 1;
         match self.errors.get_mut(why) {
@@ -118,21 +189,49 @@ impl Tally {
 
     fn merge(&mut self, other: Tally) {
         self.publishes += other.publishes;
-        self.expected += other.expected;
-        self.received += other.received;
-        self.duplicates += other.duplicates;
-        self.reordered += other.reordered;
-        self.unchecked += other.unchecked;
-        self.self_deliveries += other.self_deliveries;
-        self.malformed += other.malformed;
-        self.dead += other.dead;
-        self.to_dead += other.to_dead;
+        if self.targets.len() < other.targets.len() {
+            self.targets
+                .resize_with(other.targets.len(), Deliveries::default);
+        }
+        for (mine, theirs) in self.targets.iter_mut().zip(&other.targets) {
+            mine.merge(theirs);
+        }
         self.error_count += other.error_count;
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
         }
-        self.latency.merge(&other.latency);
         self.last_delivery_ns = self.last_delivery_ns.max(other.last_delivery_ns);
+    }
+}
+
+/// The run's targets, fixed by the first worker's plan: their URLs, and
+/// the topic words.
+struct Layout {
+    urls: Vec<String>,
+    /// Per topic and target: receivers alive there << 40 | messages
+    /// published to the topic. Topic `t`'s words are `t·targets..`, one per
+    /// target.
+    words: Box<[AtomicU64]>,
+}
+
+impl Layout {
+    fn new(urls: Vec<String>, topics: usize) -> Layout {
+        let targets = urls.len().max(1);
+        Layout {
+            words: (0..topics * targets).map(|_| AtomicU64::new(0)).collect(),
+            urls,
+        }
+    }
+
+    /// At least 1: a plan without targets (a test without sockets) counts
+    /// as one.
+    fn targets(&self) -> usize {
+        self.urls.len().max(1)
+    }
+
+    fn words(&self, topic: usize) -> &[AtomicU64] {
+        let n = self.targets();
+        &self.words[topic * n..(topic + 1) * n]
     }
 }
 
@@ -153,8 +252,8 @@ struct Shared {
     gate: Mutex<Gate>,
     /// When publishing began (ns, CLOCK_MONOTONIC); 0 until then.
     start_ns: AtomicU64,
-    /// Per topic: receivers alive << 40 | messages published.
-    topics: Box<[AtomicU64]>,
+    /// Set by the first worker made ([`Fanout::worker`]).
+    layout: OnceLock<Arc<Layout>>,
     topic_names: Vec<Vec<u8>>,
     filler: Vec<u8>,
     /// Deliveries so far, for the progress line (each worker adds its own
@@ -175,15 +274,15 @@ impl Shared {
         self.config.connections as u64
     }
 
-    /// Joins connection's receiver (if any) to the counted set, unless
-    /// publishing has started.
-    fn join(&self, topic: Option<u32>) -> bool {
+    /// Joins connection's receiver (if any, with its topic word) to the
+    /// counted set, unless publishing has started.
+    fn join(&self, word: Option<&AtomicU64>) -> bool {
         let mut gate = lock(&self.gate);
         if gate.started {
             return false;
         }
-        if let Some(t) = topic {
-            self.topics[t as usize].fetch_add(1 << ALIVE_SHIFT, Ordering::AcqRel);
+        if let Some(word) = word {
+            word.fetch_add(1 << ALIVE_SHIFT, Ordering::AcqRel);
         }
         gate.joined += 1;
         self.start_if_settled(&mut gate);
@@ -197,7 +296,7 @@ impl Shared {
     }
 
     fn start_if_settled(&self, gate: &mut Gate) {
-        if gate.joined + gate.gave_up >= self.total() {
+        if gate.holds == 0 && gate.joined + gate.gave_up >= self.total() {
             self.start(gate);
         }
     }
@@ -252,7 +351,6 @@ pub struct Fanout {
 impl Fanout {
     pub fn new(config: FanoutConfig) -> Result<Fanout, String> {
         config.validate()?;
-        let topics = (0..config.topics).map(|_| AtomicU64::new(0)).collect();
         let topic_names = (0..config.topics as u32)
             .map(|t| topic_name(t).into_bytes())
             .collect();
@@ -264,7 +362,7 @@ impl Fanout {
                 created: Instant::now(),
                 gate: Mutex::new(Gate::default()),
                 start_ns: AtomicU64::new(0),
-                topics,
+                layout: OnceLock::new(),
                 topic_names,
                 delivered: AtomicU64::new(0),
                 totals: Mutex::new(Tally::default()),
@@ -284,26 +382,60 @@ impl Fanout {
         self.shared.created + c.ready_timeout + c.duration + c.drain + Duration::from_secs(1)
     }
 
+    /// Holds publishing back until the hold is released (or dropped),
+    /// even once every connection is ready; the ready deadline still
+    /// starts it, held or not. For what a subscribe's ack does not cover:
+    /// a node of a bus acks a subscribe at once and subscribes upstream a
+    /// moment later, so a cross-node run should publish only once the bus
+    /// has every node's subscription. Take it before the run starts.
+    pub fn hold_start(&self) -> StartHold {
+        lock(&self.shared.gate).holds += 1;
+        StartHold {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The scenario for the worker running `plan` (its `first` and
     /// `connections` say which of the run's connections are its own).
+    /// Every worker's plan has the same targets; the first one made fixes
+    /// them for the run, and they must pass
+    /// [`FanoutConfig::validate_targets`] ([`Fanout::run`] checks).
     pub fn worker(&self, plan: &Plan) -> FanoutWorker {
         let config = &self.shared.config;
+        let layout = self
+            .shared
+            .layout
+            .get_or_init(|| {
+                let urls = plan.targets.iter().map(|t| t.url.clone()).collect();
+                Arc::new(Layout::new(urls, config.topics))
+            })
+            .clone();
+        let targets = layout.targets();
+        let mut tally = Tally::new(targets);
         let conns = (plan.first..plan.first + plan.connections)
-            .map(|g| Local {
-                publisher: config.publisher_of(g),
-                topic: config.topic_of(g),
-                id: g as u64,
-                state: State::Connecting,
-                sent: 0,
-                seq: Box::default(),
-                pairs: Box::default(),
-                received: 0,
+            .map(|g| {
+                let local = Local {
+                    publisher: config.publisher_of(g),
+                    topic: config.topic_of(g),
+                    target: config.target_of(g, targets),
+                    id: g as u64,
+                    state: State::Connecting,
+                    sent: 0,
+                    seq: Box::default(),
+                    pairs: Box::default(),
+                    received: 0,
+                };
+                let planned = &mut tally.targets[local.target];
+                planned.receivers += u64::from(local.topic.is_some());
+                planned.publishers += u64::from(local.publisher.is_some());
+                local
             })
             .collect();
         FanoutWorker {
             shared: self.shared.clone(),
+            layout,
             conns,
-            tally: Tally::default(),
+            tally,
             frame: Vec::with_capacity(config.size + 256),
             recent: Latency::default(),
             start_ns: 0,
@@ -322,6 +454,7 @@ impl Fanout {
         workers: usize,
         stop: Arc<AtomicBool>,
     ) -> Result<(Outcome, FanoutReport), String> {
+        self.shared.config.validate_targets(plan.targets.len())?;
         let whole = Plan {
             connections: self.shared.config.connections,
             at_once: self.shared.config.connections,
@@ -385,6 +518,19 @@ impl Fanout {
         } else {
             0.0
         };
+        let urls = shared.layout.get().map_or(&[][..], |l| &l.urls[..]);
+        let per_target: Vec<TargetReport> = totals
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(k, d)| d.report(k, urls.get(k).map_or("", String::as_str)))
+            .collect();
+        // The whole run is the sum of its targets, counted once.
+        let mut sum = Deliveries::default();
+        for d in &totals.targets {
+            sum.merge(d);
+        }
+        let all = sum.report(0, "");
         FanoutReport {
             mode: c.mode.to_string(),
             publishers: c.publishers,
@@ -394,29 +540,45 @@ impl Fanout {
             rate: c.rate,
             ready_at_start: lock(&shared.gate).joined,
             publishes_sent: totals.publishes,
-            deliveries_expected: totals.expected,
-            deliveries_received: totals.received,
-            reach_percent: (totals.expected > 0)
-                .then(|| totals.received as f64 * 100.0 / totals.expected as f64),
-            lost: totals
-                .expected
-                .saturating_sub(totals.received)
-                .saturating_sub(totals.to_dead),
-            dead_subscribers: totals.dead,
-            to_dead_subscribers: totals.to_dead,
-            duplicates: totals.duplicates,
-            reordered: totals.reordered,
-            reordered_unchecked: totals.unchecked,
-            self_deliveries: totals.self_deliveries,
-            malformed: totals.malformed,
+            deliveries_expected: all.deliveries_expected,
+            deliveries_received: all.deliveries_received,
+            reach_percent: all.reach_percent,
+            lost: all.lost,
+            dead_subscribers: all.dead_subscribers,
+            to_dead_subscribers: all.to_dead_subscribers,
+            duplicates: all.duplicates,
+            reordered: all.reordered,
+            reordered_unchecked: all.reordered_unchecked,
+            self_deliveries: all.self_deliveries,
+            malformed: all.malformed,
             deliveries_per_s: if active_s > 0.0 {
-                totals.received as f64 / active_s
+                all.deliveries_received as f64 / active_s
             } else {
                 0.0
             },
-            latency: totals.latency.percentiles(),
+            latency: all.latency,
+            per_target,
             errors: totals.errors.clone(),
         }
+    }
+}
+
+/// Keeps a [`Fanout`] from publishing ([`Fanout::hold_start`]) until
+/// released or dropped.
+pub struct StartHold {
+    shared: Arc<Shared>,
+}
+
+impl StartHold {
+    /// Lets publishing start, now if every connection is ready.
+    pub fn release(self) {}
+}
+
+impl Drop for StartHold {
+    fn drop(&mut self) {
+        let mut gate = lock(&self.shared.gate);
+        gate.holds = gate.holds.saturating_sub(1);
+        self.shared.start_if_settled(&mut gate);
     }
 }
 
@@ -439,6 +601,8 @@ struct Local {
     publisher: Option<u32>,
     /// The topic it receives on, if it receives.
     topic: Option<u32>,
+    /// The index of the target (URL) it connects to.
+    target: usize,
     /// Its global index, used as the subscribe request's id.
     id: u64,
     state: State,
@@ -455,6 +619,7 @@ struct Local {
 /// One worker's part of a [`Fanout`] run.
 pub struct FanoutWorker {
     shared: Arc<Shared>,
+    layout: Arc<Layout>,
     conns: Vec<Local>,
     tally: Tally,
     /// Reused for building each published frame.
@@ -479,7 +644,10 @@ impl FanoutWorker {
         let Some(local) = self.conns.get_mut(id) else {
             return;
         };
-        if self.shared.join(local.topic) {
+        let word = local
+            .topic
+            .map(|t| &self.layout.words(t as usize)[local.target]);
+        if self.shared.join(word) {
             local.state = State::Member;
             if local.topic.is_some() {
                 local.pairs = vec![Pair::default(); self.shared.config.publishers].into();
@@ -518,17 +686,19 @@ impl FanoutWorker {
             let seq = local.seq[topic];
             local.seq[topic] += 1;
             local.sent += 1;
-            // One atomic step: count this publish and learn whom it is owed
-            // to, so a receiver dying at the same time is counted on
-            // exactly one side.
-            let before = shared.topics[topic].fetch_add(1, Ordering::AcqRel);
-            let alive = before >> ALIVE_SHIFT;
+            // One atomic step per target: count this publish and learn
+            // whom it is owed to there, so a receiver dying at the same
+            // time is counted on exactly one side.
+            for (k, word) in self.layout.words(topic).iter().enumerate() {
+                let before = word.fetch_add(1, Ordering::AcqRel);
+                let mut alive = before >> ALIVE_SHIFT;
+                if config.mode == Mode::Broadcast && k == local.target {
+                    // The publisher is a member receiving on this topic too.
+                    alive = alive.saturating_sub(1);
+                }
+                self.tally.targets[k].expected += alive;
+            }
             self.tally.publishes += 1;
-            self.tally.expected += match config.mode {
-                // The publisher is a member receiving on this topic too.
-                Mode::Broadcast => alive.saturating_sub(1),
-                Mode::Uringws => alive,
-            };
             self.frame.clear();
             if config.mode == Mode::Uringws {
                 write_topic_frame(&mut self.frame, &shared.topic_names[topic]);
@@ -573,34 +743,39 @@ impl FanoutWorker {
                 true => Ok(s),
                 false => Err("malformed delivery: no such publisher"),
             });
+        // Counted where the receiver is: with a bus, that is what each
+        // node delivered.
+        let Some(here) = self.tally.targets.get_mut(local.target) else {
+            return;
+        };
         let stamp = match stamp {
             Ok(stamp) => stamp,
             Err(why) => {
-                self.tally.malformed += 1;
+                here.malformed += 1;
                 self.tally.error(why);
                 return;
             }
         };
         if Some(stamp.publisher) == local.publisher {
-            self.tally.self_deliveries += 1;
+            here.self_deliveries += 1;
             return;
         }
         match local.pairs[stamp.publisher as usize].arrive(stamp.seq) {
             Arrival::Duplicate => {
-                self.tally.duplicates += 1;
+                here.duplicates += 1;
                 return;
             }
             Arrival::InOrder => {}
-            Arrival::Late => self.tally.reordered += 1,
+            Arrival::Late => here.reordered += 1,
             Arrival::LateUnchecked => {
-                self.tally.reordered += 1;
-                self.tally.unchecked += 1;
+                here.reordered += 1;
+                here.unchecked += 1;
             }
         }
         local.received += 1;
-        self.tally.received += 1;
+        here.received += 1;
         let latency = Duration::from_nanos(now_ns.saturating_sub(stamp.sent_ns));
-        self.tally.latency.record(latency);
+        here.latency.record(latency);
         self.recent.record(latency);
         self.tally.last_delivery_ns = self.tally.last_delivery_ns.max(now_ns);
     }
@@ -667,6 +842,10 @@ impl Scenario for FanoutWorker {
         self.publish_due(id, now_ns, out);
     }
 
+    fn target(&self, id: usize, _: usize) -> Option<usize> {
+        self.conns.get(id).map(|c| c.target)
+    }
+
     fn paced(&self, id: usize) -> bool {
         self.conns.get(id).is_some_and(|c| c.publisher.is_some())
     }
@@ -704,26 +883,29 @@ impl Scenario for FanoutWorker {
                 let Some(topic) = local.topic else { return };
                 // One atomic step, the mirror of a publish: leave, and
                 // learn how many messages had been published to the topic.
-                let before = self.shared.topics[topic as usize]
+                let before = self.layout.words(topic as usize)[local.target]
                     .fetch_sub(1 << ALIVE_SHIFT, Ordering::AcqRel);
                 let mut owed = before & PUBLISHED;
                 if self.shared.config.mode == Mode::Broadcast {
                     // Its own messages were never owed to it.
                     owed = owed.saturating_sub(local.sent);
                 }
-                self.tally.dead += 1;
-                self.tally.to_dead += owed.saturating_sub(local.received);
+                if let Some(here) = self.tally.targets.get_mut(local.target) {
+                    here.dead += 1;
+                    here.to_dead += owed.saturating_sub(local.received);
+                }
             }
             State::Refused | State::Gone => {}
         }
     }
 
     fn finished(&mut self, now: Instant) -> bool {
-        if self.tally.received > self.reported {
+        let received = self.tally.received();
+        if received > self.reported {
             self.shared
                 .delivered
-                .fetch_add(self.tally.received - self.reported, Ordering::Relaxed);
-            self.reported = self.tally.received;
+                .fetch_add(received - self.reported, Ordering::Relaxed);
+            self.reported = received;
         }
         let start = self.start_ns();
         let config = &self.shared.config;
@@ -740,7 +922,7 @@ impl Scenario for FanoutWorker {
     fn traffic(&self) -> Traffic {
         Traffic {
             sent: self.tally.publishes,
-            received: self.tally.received,
+            received: self.tally.received(),
             errors: self.tally.error_count,
         }
     }
@@ -797,15 +979,76 @@ mod tests {
         let mut sent = Outbox::new(&mut sent);
         w.publish_due(0, start + 2_500_000, &mut sent);
         assert_eq!(w.tally.publishes, 3, "due at 0, 1 and 2 ms at 1000/s");
-        assert_eq!(w.tally.expected, 9);
+        assert_eq!(w.tally.targets[0].expected, 9);
         w.closed(3);
         w.publish_due(0, start + 3_500_000, &mut sent);
-        assert_eq!(w.tally.expected, 11);
-        assert_eq!(w.tally.dead, 1);
-        assert_eq!(w.tally.to_dead, 3, "it had received none of 3");
+        assert_eq!(w.tally.targets[0].expected, 11);
+        assert_eq!(w.tally.targets[0].dead, 1);
+        assert_eq!(w.tally.targets[0].to_dead, 3, "it had received none of 3");
         w.measured();
         let report = fanout.report();
         assert_eq!(report.lost, 11 - 3);
         assert_eq!(report.ready_at_start, 4);
+    }
+
+    #[test]
+    fn each_target_is_owed_what_its_receivers_are_and_a_hold_delays_the_start() {
+        // 1 publisher on target 0; 4 subscribers, 2 on each of 2 targets.
+        let fanout = Fanout::new(FanoutConfig {
+            publish_to: vec![0],
+            ..FanoutConfig::uringws(1, 4, 1)
+        })
+        .unwrap();
+        let hold = fanout.hold_start();
+        let targets = ["ws://127.0.0.1:1/ws", "ws://127.0.0.1:2/ws"]
+            .map(|u| crate::target::Target::parse(u).unwrap())
+            .to_vec();
+        let plan = Plan {
+            targets,
+            sources: None,
+            first: 0,
+            connections: 5,
+            at_once: 5,
+            rate: 0.0,
+            concurrency: 1,
+            timeout: Duration::from_secs(1),
+            until: Instant::now(),
+        };
+        let mut w = fanout.worker(&plan);
+        let placed: Vec<_> = (0..5).map(|id| w.target(id, 2)).collect();
+        // The publisher first, then subscribers round robin.
+        assert_eq!(placed, [0, 0, 1, 0, 1].map(Some));
+        let now = Instant::now();
+        let mut frames = bytes::BytesMut::new();
+        let mut out = Outbox::new(&mut frames);
+        w.open(0, now, &mut out);
+        for id in 1..=4 {
+            w.open(id, now, &mut out);
+            let ack = format!(r#"{{"type":"ack","id":{id}}}"#);
+            w.message(id, Message::Text(ack.as_str().into()), now, &mut out)
+                .unwrap();
+        }
+        assert_eq!(w.start_ns(), 0, "all ready, but held");
+        hold.release();
+        let start = w.start_ns();
+        assert!(start > 0, "released: publishing started");
+        w.publish_due(0, start + 1_500_000, &mut out);
+        assert_eq!(w.tally.publishes, 2);
+        // Connection 2 (on target 1) leaves; 1 more publish.
+        w.closed(2);
+        w.publish_due(0, start + 2_500_000, &mut out);
+        let (t0, t1) = (&w.tally.targets[0], &w.tally.targets[1]);
+        assert_eq!((t0.publishers, t0.receivers), (1, 2));
+        assert_eq!((t1.publishers, t1.receivers), (0, 2));
+        assert_eq!(t0.expected, 3 * 2);
+        assert_eq!(t1.expected, 2 * 2 + 1);
+        assert_eq!((t0.dead, t1.dead, t1.to_dead), (0, 1, 2));
+        w.measured();
+        let r = fanout.report();
+        assert_eq!(r.deliveries_expected, 11);
+        assert_eq!(r.per_target.len(), 2);
+        assert_eq!(r.per_target[1].url, "ws://127.0.0.1:2/ws");
+        assert_eq!((r.per_target[0].lost, r.per_target[1].lost), (6, 3));
+        assert_eq!(r.lost, 9);
     }
 }
