@@ -384,10 +384,10 @@ impl Fanout {
 
     /// Holds publishing back until the hold is released (or dropped),
     /// even once every connection is ready; the ready deadline still
-    /// starts it, held or not. For what a subscribe's ack does not cover:
-    /// a node of a bus acks a subscribe at once and subscribes upstream a
-    /// moment later, so a cross-node run should publish only once the bus
-    /// has every node's subscription. Take it before the run starts.
+    /// starts it, held or not. For what a subscribe's ack does not show:
+    /// a server that acks before its broker has the subscription, or a
+    /// test that checks the broker's own state (every node subscribed)
+    /// before anything is published. Take it before the run starts.
     pub fn hold_start(&self) -> StartHold {
         lock(&self.shared.gate).holds += 1;
         StartHold {
