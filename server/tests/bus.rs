@@ -171,6 +171,25 @@ async fn a_publish_on_one_node_reaches_the_other_once_by_http_and_by_ws() {
 }
 
 #[tokio::test]
+async fn a_quiet_bus_stays_up_past_its_pings() {
+    let redis = Redis::start();
+    let a = node(&redis, &[]);
+    let b = node(&redis, &[]);
+    let mut on_b = subscriber(b.addr, "quiet").await;
+    // The subscribed connection is pinged every 5 s; each answer must be
+    // taken as one, not as a lost connection.
+    tokio::time::sleep(Duration::from_millis(11_500)).await;
+    for node in [&a, &b] {
+        assert_eq!(bus_metric(node.addr, "uringws_bus_reconnects_total"), 0);
+        assert_eq!(health(node.addr)["status"], "ok");
+    }
+    let (status, _) = post(a.addr, "quiet", "text/plain", b"still here");
+    assert_eq!(status, 202);
+    let got: Value = serde_json::from_str(&next_text(&mut on_b).await).unwrap();
+    assert_eq!(got["data"], "still here");
+}
+
+#[tokio::test]
 async fn once_a_subscribe_is_acked_what_other_nodes_publish_arrives() {
     let redis = Redis::start();
     let a = node(&redis, &[]);

@@ -227,7 +227,9 @@ async fn subscribed(
                 }
             }
             _ = ping.tick() => {
-                if let Err(why) = answered(sink.ping::<String>()).await {
+                // In subscribed mode the answer is an array ("pong", ""), not
+                // a string: take any value.
+                if let Err(why) = answered(sink.ping::<redis::Value>()).await {
                     return why;
                 }
             }
