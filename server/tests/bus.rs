@@ -19,37 +19,8 @@ fn node(redis: &Redis, extra: &[&str]) -> Server {
     let mut args = vec!["--bus", &url, "--anonymous-publish", "--publish-key", KEY];
     args.extend_from_slice(extra);
     let server = Server::start(&args);
-    wait_health(server.addr, "ok");
+    raw::wait_health(server.addr, "ok");
     server
-}
-
-fn health(addr: SocketAddr) -> Value {
-    let (status, body) = raw::get(addr, "/health");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).expect("JSON")
-}
-
-fn wait_health(addr: SocketAddr, status: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let h = health(addr);
-        if h["status"] == status {
-            return h;
-        }
-        assert!(started.elapsed() < WAIT, "health never {status}: {h}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A node-wide series of `/metrics` (the bus's have no labels).
-fn bus_metric(addr: SocketAddr, name: &str) -> u64 {
-    let (status, page) = raw::get(addr, "/metrics");
-    assert_eq!(status, 200);
-    page.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} in /metrics"))
-        .parse()
-        .expect("a number")
 }
 
 fn post(addr: SocketAddr, topic: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
@@ -161,13 +132,19 @@ async fn a_publish_on_one_node_reaches_the_other_once_by_http_and_by_ws() {
         quiet(ws, Duration::from_millis(200)).await;
     }
     for node in [&a, &b] {
-        assert_eq!(bus_metric(node.addr, "uringws_bus_duplicates_total"), 0);
-        assert_eq!(bus_metric(node.addr, "uringws_bus_missed_total"), 0);
-        assert_eq!(bus_metric(node.addr, "uringws_bus_publish_failed_total"), 0);
+        assert_eq!(
+            raw::node_metric(node.addr, "uringws_bus_duplicates_total"),
+            0
+        );
+        assert_eq!(raw::node_metric(node.addr, "uringws_bus_missed_total"), 0);
+        assert_eq!(
+            raw::node_metric(node.addr, "uringws_bus_publish_failed_total"),
+            0
+        );
     }
-    assert_eq!(bus_metric(a.addr, "uringws_bus_published_total"), 3);
-    assert_eq!(bus_metric(b.addr, "uringws_bus_received_total"), 3);
-    assert_eq!(bus_metric(a.addr, "uringws_bus_received_total"), 1);
+    assert_eq!(raw::node_metric(a.addr, "uringws_bus_published_total"), 3);
+    assert_eq!(raw::node_metric(b.addr, "uringws_bus_received_total"), 3);
+    assert_eq!(raw::node_metric(a.addr, "uringws_bus_received_total"), 1);
 }
 
 #[tokio::test]
@@ -180,8 +157,11 @@ async fn a_quiet_bus_stays_up_past_its_pings() {
     // taken as one, not as a lost connection.
     tokio::time::sleep(Duration::from_millis(11_500)).await;
     for node in [&a, &b] {
-        assert_eq!(bus_metric(node.addr, "uringws_bus_reconnects_total"), 0);
-        assert_eq!(health(node.addr)["status"], "ok");
+        assert_eq!(
+            raw::node_metric(node.addr, "uringws_bus_reconnects_total"),
+            0
+        );
+        assert_eq!(raw::health(node.addr)["status"], "ok");
     }
     let (status, _) = post(a.addr, "quiet", "text/plain", b"still here");
     assert_eq!(status, 202);
@@ -256,7 +236,7 @@ async fn a_node_subscribes_while_it_has_local_interest_and_not_per_subscriber() 
     assert_eq!(redis.channels("uringws:*"), ["uringws:room/1"]);
     drop(last);
     redis.wait_channels("uringws:*", |c| c.is_empty());
-    assert_eq!(bus_metric(b.addr, "uringws_bus_channels"), 0);
+    assert_eq!(raw::node_metric(b.addr, "uringws_bus_channels"), 0);
 }
 
 #[tokio::test]
@@ -288,8 +268,8 @@ async fn redis_restarted_mid_stream_delivery_resumes_nothing_twice_every_loss_co
         feed.step().await;
     }
     redis.kill();
-    wait_health(a.addr, "degraded");
-    let down = health(b.addr);
+    raw::wait_health(a.addr, "degraded");
+    let down = raw::health(b.addr);
     assert_eq!(down["bus"]["subscribe"], "down", "{down}");
     // While Redis is down: local delivery goes on; HTTP says so.
     for _ in 0..100 {
@@ -302,8 +282,8 @@ async fn redis_restarted_mid_stream_delivery_resumes_nothing_twice_every_loss_co
     let before = feed.got_b.len();
     let resumed = Instant::now();
     while feed.got_b.len() == before
-        || health(a.addr)["status"] != "ok"
-        || health(b.addr)["status"] != "ok"
+        || raw::health(a.addr)["status"] != "ok"
+        || raw::health(b.addr)["status"] != "ok"
     {
         assert!(
             resumed.elapsed() < WAIT,
@@ -329,11 +309,11 @@ async fn redis_restarted_mid_stream_delivery_resumes_nothing_twice_every_loss_co
     assert_eq!(got_a, (1..=sent).collect::<Vec<_>>());
     // B: in order, nothing twice, and what is missing is what B counted.
     assert!(got_b.windows(2).all(|w| w[0] < w[1]), "{got_b:?}");
-    let missed = bus_metric(b.addr, "uringws_bus_missed_total");
+    let missed = raw::node_metric(b.addr, "uringws_bus_missed_total");
     println!(
         "B received {} of {sent} and counted {missed} missed; A counted {} failed",
         got_b.len(),
-        bus_metric(a.addr, "uringws_bus_publish_failed_total")
+        raw::node_metric(a.addr, "uringws_bus_publish_failed_total")
     );
     assert_eq!(got_b.len() as u64 + missed, sent);
     assert!(
@@ -341,14 +321,14 @@ async fn redis_restarted_mid_stream_delivery_resumes_nothing_twice_every_loss_co
         "the outage's publishes were missed: {missed}"
     );
     assert_eq!(
-        bus_metric(b.addr, "uringws_bus_received_total"),
+        raw::node_metric(b.addr, "uringws_bus_received_total"),
         got_b.len() as u64
     );
-    assert_eq!(bus_metric(b.addr, "uringws_bus_duplicates_total"), 0);
+    assert_eq!(raw::node_metric(b.addr, "uringws_bus_duplicates_total"), 0);
     // A counted what it could not hand to Redis: the outage's at least.
-    let failed = bus_metric(a.addr, "uringws_bus_publish_failed_total");
+    let failed = raw::node_metric(a.addr, "uringws_bus_publish_failed_total");
     assert!(failed >= 100, "publish failures counted: {failed}");
-    assert!(bus_metric(a.addr, "uringws_bus_reconnects_total") >= 1);
+    assert!(raw::node_metric(a.addr, "uringws_bus_reconnects_total") >= 1);
     // Subscribed again after the restart.
     assert_eq!(redis.channels("uringws:*"), ["uringws:feed"]);
 }

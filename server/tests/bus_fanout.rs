@@ -8,7 +8,6 @@ mod common;
 
 use common::{raw, redis::Redis, Server, WAIT};
 use std::{
-    net::SocketAddr,
     sync::{atomic::AtomicBool, Arc},
     time::{Duration, Instant},
 };
@@ -21,27 +20,8 @@ use uringws_load::{
 fn node(redis: &Redis) -> Server {
     let url = redis.url();
     let server = Server::start(&["--bus", &url, "--anonymous-publish"]);
-    let started = Instant::now();
-    loop {
-        let (status, body) = raw::get(server.addr, "/health");
-        let health: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if status == 200 && health["status"] == "ok" {
-            return server;
-        }
-        assert!(started.elapsed() < WAIT, "health never ok: {status} {body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A node-wide series of `/metrics` (the bus's have no labels).
-fn bus_metric(addr: SocketAddr, name: &str) -> u64 {
-    let (status, page) = raw::get(addr, "/metrics");
-    assert_eq!(status, 200);
-    page.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} in /metrics"))
-        .parse()
-        .expect("a number")
+    raw::wait_health(server.addr, "ok");
+    server
 }
 
 /// Nodes subscribed to `channel` in Redis.
@@ -147,8 +127,8 @@ fn publishers_on_one_node_reach_every_subscriber_on_both_once_in_order() {
     assert_eq!(r.deliveries_received, 2 * 200 * 20);
     assert!(r.clean());
     // B's deliveries came through Redis: every publication once.
-    assert_eq!(bus_metric(a.addr, "uringws_bus_published_total"), 400);
-    assert_eq!(bus_metric(b.addr, "uringws_bus_received_total"), 400);
-    assert_eq!(bus_metric(b.addr, "uringws_bus_duplicates_total"), 0);
-    assert_eq!(bus_metric(b.addr, "uringws_bus_missed_total"), 0);
+    assert_eq!(raw::node_metric(a.addr, "uringws_bus_published_total"), 400);
+    assert_eq!(raw::node_metric(b.addr, "uringws_bus_received_total"), 400);
+    assert_eq!(raw::node_metric(b.addr, "uringws_bus_duplicates_total"), 0);
+    assert_eq!(raw::node_metric(b.addr, "uringws_bus_missed_total"), 0);
 }

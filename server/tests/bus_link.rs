@@ -136,26 +136,12 @@ impl Drop for Link {
     }
 }
 
-fn health(addr: SocketAddr) -> Value {
-    let (status, body) = common::raw::get(addr, "/health");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let started = Instant::now();
     while !check() {
         assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn bus_metric(addr: SocketAddr, name: &str) -> u64 {
-    let (_, page) = common::raw::get(addr, "/metrics");
-    page.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in /metrics"))
 }
 
 async fn ws(addr: SocketAddr) -> Ws {
@@ -187,7 +173,8 @@ async fn the_bus_crosses_a_slow_lossy_link_and_survives_it_going_dark() {
     let far = format!("redis://{}:{}", link.host_ip, redis.port);
     let b = link.node(&["--bus", &far, "--anonymous-publish"]);
     wait_until("both nodes up", WAIT, || {
-        health(a.addr)["status"] == "ok" && health(b.addr)["status"] == "ok"
+        common::raw::health(a.addr)["status"] == "ok"
+            && common::raw::health(b.addr)["status"] == "ok"
     });
     let mut on_b = ws(b.addr).await;
     send(
@@ -216,7 +203,7 @@ async fn the_bus_crosses_a_slow_lossy_link_and_survives_it_going_dark() {
     }
     link.drop_packets(None);
     wait_until("B back on the bus", Duration::from_secs(20), || {
-        health(b.addr)["status"] == "ok"
+        common::raw::health(b.addr)["status"] == "ok"
     });
     n += 1;
     let last = n;
@@ -228,14 +215,17 @@ async fn the_bus_crosses_a_slow_lossy_link_and_survives_it_going_dark() {
     }
     assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
     assert!(got.iter().all(|&g| g >= first), "{got:?}");
-    let missed = bus_metric(b.addr, "uringws_bus_missed_total");
+    let missed = common::raw::node_metric(b.addr, "uringws_bus_missed_total");
     println!(
         "over the lossy link B got {} of {}, missed {missed}",
         got.len(),
         last - first + 1
     );
     assert_eq!(got.len() as u64 + missed, last - first + 1);
-    assert_eq!(bus_metric(b.addr, "uringws_bus_duplicates_total"), 0);
+    assert_eq!(
+        common::raw::node_metric(b.addr, "uringws_bus_duplicates_total"),
+        0
+    );
 
     // Dark between B and Redis (and only there: the test still reaches
     // B): no reset, no answer. B's ping finds it (5 s, then 3 s for the
@@ -247,7 +237,7 @@ async fn the_bus_crosses_a_slow_lossy_link_and_survives_it_going_dark() {
     link.drop_packets(Some((&from, &to)));
     let dark = Instant::now();
     wait_until("B noticing the dark link", Duration::from_secs(15), || {
-        health(b.addr)["bus"]["subscribe"] == "down"
+        common::raw::health(b.addr)["bus"]["subscribe"] == "down"
     });
     let noticed = dark.elapsed();
     assert!(
@@ -264,7 +254,7 @@ async fn the_bus_crosses_a_slow_lossy_link_and_survives_it_going_dark() {
     }
     link.drop_packets(None);
     wait_until("B back on the bus", Duration::from_secs(20), || {
-        health(b.addr)["status"] == "ok"
+        common::raw::health(b.addr)["status"] == "ok"
     });
     wait_until("B subscribed again", WAIT, || {
         redis
@@ -276,9 +266,12 @@ async fn the_bus_crosses_a_slow_lossy_link_and_survives_it_going_dark() {
     n += 1;
     across(&mut publisher, &mut on_b, n).await;
     assert_eq!(
-        bus_metric(b.addr, "uringws_bus_missed_total"),
+        common::raw::node_metric(b.addr, "uringws_bus_missed_total"),
         missed + away
     );
-    assert_eq!(bus_metric(b.addr, "uringws_bus_duplicates_total"), 0);
-    assert!(bus_metric(b.addr, "uringws_bus_reconnects_total") >= 1);
+    assert_eq!(
+        common::raw::node_metric(b.addr, "uringws_bus_duplicates_total"),
+        0
+    );
+    assert!(common::raw::node_metric(b.addr, "uringws_bus_reconnects_total") >= 1);
 }

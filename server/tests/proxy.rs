@@ -83,16 +83,11 @@ async fn wss(
 }
 
 async fn next_text(ws: &mut Wss) -> String {
-    loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("not ended")
-            .expect("no error");
-        if let Message::Text(text) = m {
-            return text.to_string();
-        }
-    }
+    common::next(ws)
+        .await
+        .into_text()
+        .expect("text")
+        .to_string()
 }
 
 async fn ask(ws: &mut Wss, request: Value) {

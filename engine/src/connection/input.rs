@@ -138,11 +138,18 @@ impl Connection {
 
     /// Answers the request with `response` and closes once it is written.
     pub(crate) fn respond(&mut self, response: Bytes, ob: &mut Outbox) {
+        self.end_handshake(Some(response), ob);
+    }
+
+    /// Reads no more and shuts once `response` (if any) is written.
+    pub(super) fn end_handshake(&mut self, response: Option<Bytes>, ob: &mut Outbox) {
         if !self.is_handshake() {
             return;
         }
         self.output.discard_input();
-        self.output.push_bytes(response, ob);
+        if let Some(response) = response {
+            self.output.push_bytes(response, ob);
+        }
         self.enter(
             State::Closing {
                 wait_peer: false,

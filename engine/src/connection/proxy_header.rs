@@ -53,20 +53,10 @@ impl Connection {
             }
             Header::Invalid(why) => {
                 *proxy_header = false;
-                if tls {
-                    self.output.discard_input();
-                    self.enter(
-                        State::Closing {
-                            wait_peer: false,
-                            report: false,
-                        },
-                        ob,
-                    );
-                    list(&mut self.output.listed, self.id, ob);
-                } else {
-                    let response = uringws_protocol::http::Response::text(400, why.clone());
-                    self.respond(response.encode(), ob);
-                }
+                // A TLS client would not read a plain answer.
+                let response = (!tls)
+                    .then(|| uringws_protocol::http::Response::text(400, why.clone()).encode());
+                self.end_handshake(response, ob);
                 return ProxyRead::Refused(why);
             }
         };

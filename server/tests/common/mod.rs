@@ -211,7 +211,10 @@ pub async fn send(ws: &mut Ws, message: Message) {
 }
 
 /// The next text or binary message, skipping pings and pongs.
-pub async fn next(ws: &mut Ws) -> Message {
+pub async fn next<S>(ws: &mut WebSocketStream<S>) -> Message
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let m = tokio::time::timeout(WAIT, ws.next())
             .await

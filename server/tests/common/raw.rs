@@ -225,6 +225,37 @@ pub fn open_connections(addr: SocketAddr) -> u64 {
     health["connections"].as_u64().expect("a count")
 }
 
+/// `/health` as JSON, which must be a 200.
+pub fn health(addr: SocketAddr) -> serde_json::Value {
+    let (status, body) = get(addr, "/health");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// Waits (bounded) until `/health` says `status`; returns it.
+pub fn wait_health(addr: SocketAddr, status: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let h = health(addr);
+        if h["status"] == status {
+            return h;
+        }
+        assert!(started.elapsed() < WAIT, "health never {status}: {h}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A node-wide series of `/metrics`, one without labels (the bus's).
+pub fn node_metric(addr: SocketAddr, name: &str) -> u64 {
+    let (status, page) = get(addr, "/metrics");
+    assert_eq!(status, 200);
+    page.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+        .parse()
+        .expect("a number")
+}
+
 /// The sum over workers of one series of the `/metrics` page.
 pub fn metric(addr: SocketAddr, name: &str, labels: &str) -> u64 {
     let (status, page) = get(addr, "/metrics");
