@@ -5,7 +5,7 @@
 mod common;
 
 use common::{nginx::Nginx, pki::*, raw, redis::Redis, Server, WAIT};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
 use std::{
