@@ -136,6 +136,11 @@ settings! {
     /// the database number, so a DB other than 0 joins the channel names
     /// (`bus_prefix` + `DB:`) to keep nodes on different DBs apart.
     bus: Option<BusUrl> = None;
+    /// `bus` is a node of a Redis 7 cluster, and topics go over sharded
+    /// pub/sub (SPUBLISH, SSUBSCRIBE): each channel lives on the shard
+    /// that owns its slot, so publishes spread over the cluster rather than
+    /// reaching every node of it.
+    bus_sharded: bool = false;
     /// Start of every Redis channel name, before the topic: nodes that
     /// should share topics share it.
     bus_prefix: String = "uringws:".into();
@@ -248,6 +253,9 @@ impl Config {
             return Err("auth_required needs tokens or a jwt_secret".into());
         }
         Origins::new(&self.origins)?;
+        if self.bus_sharded && self.bus.is_none() {
+            return Err("bus_sharded needs a bus (a node of the Redis cluster)".into());
+        }
         uringws_engine::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|e| format!("trusted_proxies: {e}"))?;
         Ok(())

@@ -80,7 +80,12 @@ fn main() -> ExitCode {
         builder = builder.workers(config.workers);
     }
     let bus = match &config.bus {
-        Some(url) => match bus::Bus::new(url, &config.bus_prefix, config.bus_queue) {
+        Some(url) => match bus::Bus::new(
+            url,
+            &config.bus_prefix,
+            config.bus_queue,
+            config.bus_sharded,
+        ) {
             Ok(bus) => Some(bus),
             Err(e) => {
                 eprintln!("uringws: {e}");

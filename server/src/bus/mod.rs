@@ -21,6 +21,7 @@
 //! do ([`envelope`]): receivers count gaps as missed and drop repeats.
 
 mod envelope;
+mod link;
 mod redis;
 
 pub use envelope::Kind;
@@ -57,6 +58,8 @@ struct Inner {
     node: u64,
     url: BusUrl,
     client: ::redis::Client,
+    /// `bus_sharded`: `url` is a node of a Redis cluster.
+    sharded: bool,
     /// `bus_prefix`, and the DB if it is not 0.
     prefix: String,
     queue: mpsc::Sender<Outgoing>,
@@ -149,7 +152,7 @@ impl Sent {
 
 impl Bus {
     /// Checks the settings; nothing connects before [`run`](Self::run).
-    pub fn new(url: &BusUrl, prefix: &str, queue: usize) -> Result<Bus, String> {
+    pub fn new(url: &BusUrl, prefix: &str, queue: usize, sharded: bool) -> Result<Bus, String> {
         let client =
             ::redis::Client::open(url.expose()).map_err(|e| format!("bus {}: {e}", url.shown()))?;
         let db = client.get_connection_info().redis_settings().db();
@@ -163,6 +166,7 @@ impl Bus {
             node: rand::random(),
             url: url.clone(),
             client,
+            sharded,
             prefix,
             queue: tx,
             queued: Mutex::new(Some(rx)),

@@ -3,10 +3,9 @@
 
 use super::{
     envelope::{Arrival, Header, Kind, Seen},
+    link::{Incoming, Publishing, Subscribing},
     Bus, Link, Outgoing,
 };
-use futures_util::StreamExt;
-use redis::AsyncConnectionConfig;
 use std::{
     collections::{HashMap, HashSet},
     sync::{atomic::Ordering, Arc},
@@ -15,10 +14,6 @@ use std::{
 use tokio::sync::mpsc;
 use uringws_engine::{Publication, Publisher};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// A command Redis has not answered in this long ends the connection: a
-/// link that went dark (no reset) must not hold publishes forever.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The subscribed connection hears nothing on a quiet bus; a ping this
 /// often finds a dead one.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -95,19 +90,11 @@ fn found(bus: &Bus, cell: &std::sync::atomic::AtomicU8, role: &str) {
 }
 
 async fn publishing(bus: Bus, mut queued: mpsc::Receiver<Outgoing>) {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT));
     let counts = &bus.0.counts;
     let mut backoff = Backoff::new();
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let mut connection = match bus
-            .0
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        let mut connection = match Publishing::connect(&bus).await {
             Ok(connection) => connection,
             Err(error) => {
                 lost(&bus, &bus.0.publishing, "publish", &error.to_string());
@@ -125,16 +112,10 @@ async fn publishing(bus: Bus, mut queued: mpsc::Receiver<Outgoing>) {
             if queued.recv_many(&mut batch, BATCH).await == 0 {
                 return;
             }
-            let mut pipe = redis::pipe();
-            for outgoing in &batch {
-                pipe.cmd("PUBLISH")
-                    .arg(&outgoing.channel)
-                    .arg(&outgoing.message)
-                    .ignore();
-            }
             let n = batch.len() as u64;
+            let sent = connection.send(&batch).await;
             batch.clear();
-            match pipe.query_async::<()>(&mut connection).await {
+            match sent {
                 Ok(()) => counts.published.fetch_add(n, Ordering::Relaxed),
                 // Unanswered is counted as lost: Redis may have passed some
                 // on before it died, and the receivers' numbers say which.
@@ -165,17 +146,15 @@ async fn subscribing(bus: Bus, publisher: Publisher) {
         seen: HashMap::new(),
     };
     loop {
-        let why = match tokio::time::timeout(CONNECT_TIMEOUT, bus.0.client.get_async_pubsub()).await
-        {
-            Ok(Ok(pubsub)) => {
+        let why = match Subscribing::connect(&bus).await {
+            Ok(link) => {
                 let why =
-                    subscribed(&bus, &publisher, pubsub, &mut subscriptions, &mut backoff).await;
+                    subscribed(&bus, &publisher, link, &mut subscriptions, &mut backoff).await;
                 subscriptions.live.clear();
                 bus.0.counts.channels.store(0, Ordering::Relaxed);
                 why
             }
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => "connect timed out".into(),
+            Err(why) => why,
         };
         lost(&bus, &bus.0.subscribing, "subscribe", &why);
         bus.unconfirm_all();
@@ -187,11 +166,10 @@ async fn subscribing(bus: Bus, publisher: Publisher) {
 async fn subscribed(
     bus: &Bus,
     publisher: &Publisher,
-    pubsub: redis::aio::PubSub,
+    mut link: Subscribing,
     subscriptions: &mut Subscriptions,
     backoff: &mut Backoff,
 ) -> String {
-    let (mut sink, mut stream) = pubsub.split();
     // Changes noted from here on are looked at again below, so none is lost
     // between this and reading the whole set.
     bus.take_changed();
@@ -199,7 +177,7 @@ async fn subscribed(
     for chunk in topics.chunks(SUBSCRIBE_CHUNK) {
         let channels: Vec<String> = chunk.iter().map(|t| bus.channel(t)).collect();
         subscriptions.live.extend(chunk.iter().cloned());
-        if let Err(why) = answered(sink.subscribe(&channels)).await {
+        if let Err(why) = link.subscribe(&channels).await {
             return why;
         }
     }
@@ -217,33 +195,21 @@ async fn subscribed(
     ping.reset();
     loop {
         tokio::select! {
-            message = stream.next() => match message {
-                Some(message) => deliver(bus, publisher, subscriptions, &message),
-                None => return "connection closed".into(),
+            message = link.next() => match message {
+                Ok(message) => deliver(bus, publisher, subscriptions, &message),
+                Err(why) => return why,
             },
             () = bus.0.wake.notified() => {
-                if let Err(why) = follow(bus, publisher, &mut sink, subscriptions).await {
+                if let Err(why) = follow(bus, publisher, &mut link, subscriptions).await {
                     return why;
                 }
             }
             _ = ping.tick() => {
-                // In subscribed mode the answer is an array ("pong", ""), not
-                // a string: take any value.
-                if let Err(why) = answered(sink.ping::<redis::Value>()).await {
+                if let Err(why) = link.ping().await {
                     return why;
                 }
             }
         }
-    }
-}
-
-async fn answered<T>(
-    request: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(RESPONSE_TIMEOUT, request).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("Redis did not answer in time".into()),
     }
 }
 
@@ -252,7 +218,7 @@ async fn answered<T>(
 async fn follow(
     bus: &Bus,
     publisher: &Publisher,
-    sink: &mut redis::aio::PubSubSink,
+    link: &mut Subscribing,
     subscriptions: &mut Subscriptions,
 ) -> Result<(), String> {
     let mut add = Vec::new();
@@ -278,11 +244,11 @@ async fn follow(
         }
     }
     if !add.is_empty() {
-        answered(sink.subscribe(&add)).await?;
+        link.subscribe(&add).await?;
         bus.confirm(added.iter());
     }
     if !remove.is_empty() {
-        answered(sink.unsubscribe(&remove)).await?;
+        link.unsubscribe(&remove).await?;
     }
     bus.0
         .counts
@@ -295,16 +261,19 @@ fn deliver(
     bus: &Bus,
     publisher: &Publisher,
     subscriptions: &mut Subscriptions,
-    message: &redis::Msg,
+    message: &Incoming,
 ) {
     let counts = &bus.0.counts;
-    let Some(topic) = bus.topic(message.get_channel_name()) else {
+    let Some((channel, payload)) = message.parts() else {
+        return;
+    };
+    let Some(topic) = bus.topic(channel) else {
         return;
     };
     let Some(topic) = subscriptions.live.get(topic).cloned() else {
         return;
     };
-    let Some((header, payload)) = Header::decode(message.get_payload_bytes()) else {
+    let Some((header, payload)) = Header::decode(payload) else {
         foreign(bus, &topic);
         return;
     };

@@ -12,6 +12,8 @@ pub struct Redis {
     pub port: u16,
     dir: PathBuf,
     bind: String,
+    /// More arguments of `redis-server`.
+    extra: Vec<String>,
 }
 
 impl Redis {
@@ -34,6 +36,7 @@ impl Redis {
             port,
             dir,
             bind: addresses.join(" "),
+            extra: Vec::new(),
         };
         redis.restart();
         redis
@@ -57,6 +60,7 @@ impl Redis {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
             .expect(
@@ -124,5 +128,97 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis 7 cluster of three masters (no replicas) on free ports, each
+/// node a [`Redis`] of its own; for sharded pub/sub.
+pub struct Cluster {
+    pub nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let nodes: Vec<Redis> = (0..3).map(|_| Redis::start_clustered()).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            output.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = Cluster { nodes };
+        let started = Instant::now();
+        while !cluster
+            .nodes
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(started.elapsed() < super::WAIT, "the cluster never came up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// Every node's sharded channels matching `pattern`, and on how many
+    /// nodes there were any.
+    pub fn shard_channels(&self, pattern: &str) -> (Vec<String>, usize) {
+        let mut all = Vec::new();
+        let mut holding = 0;
+        for node in &self.nodes {
+            let channels: Vec<String> = node
+                .cli(&["PUBSUB", "SHARDCHANNELS", pattern])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            holding += usize::from(!channels.is_empty());
+            all.extend(channels);
+        }
+        all.sort();
+        (all, holding)
+    }
+}
+
+impl Redis {
+    /// A node for a cluster: its port and the cluster bus port (+10000)
+    /// both free.
+    fn start_clustered() -> Redis {
+        let port = loop {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            let port = listener.local_addr().expect("an address").port();
+            if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                break port;
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("uringws-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for Redis");
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir,
+            bind: "127.0.0.1".into(),
+            extra: Vec::new(),
+        };
+        redis.extra = vec![
+            "--cluster-enabled".into(),
+            "yes".into(),
+            "--cluster-config-file".into(),
+            format!("nodes-{port}.conf"),
+        ];
+        redis.restart();
+        redis
     }
 }
