@@ -153,16 +153,20 @@ const CANDIDATES: &[&str] = &[
     "https://a.example",
     "tok:news",
     "0123456789abcdef0123456789abcdef-jwt",
+    "10.0.0.0/8",
+    "redis://127.0.0.1:6380",
 ];
 
 #[test]
 fn every_settings_variable_sets_its_key_and_nothing_else() {
     // A token, so that auth_required = true is accepted; TLS settings,
-    // which need each other (their files are read only at start).
+    // which need each other (their files are read only at start); a bus,
+    // which bus_sharded needs.
     let file = temp_file(
         "baseline.toml",
         "tokens = [\"base:x\"]\ntls_listen = [\"127.0.0.1:2\"]\n\
-         tls_cert = [\"c.pem\"]\ntls_key = [\"k.pem\"]\n",
+         tls_cert = [\"c.pem\"]\ntls_key = [\"k.pem\"]\n\
+         bus = \"redis://127.0.0.1:6379\"\n",
     );
     let file = file.to_str().unwrap();
     let (ok, out, err) = print_config(&["--config", file], &[]);
