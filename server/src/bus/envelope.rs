@@ -155,25 +155,56 @@ pub enum Arrival {
 
 /// The last number seen from each origin on one topic, kept while the
 /// node is subscribed to the topic (across reconnects to Redis, so what
-/// was published during an outage counts as missed).
-#[derive(Default)]
-pub struct Seen(HashMap<Origin, (u32, u64)>);
+/// was published during an outage counts as missed). An origin quiet for
+/// twice as long as an origin keeps its numbering ([`FORGET_AFTER`]) is
+/// forgotten: nodes restarted in a rolling deploy come back under new
+/// ids, and the old ones must not pile up.
+pub struct Seen {
+    origins: HashMap<Origin, Last>,
+    swept: Instant,
+}
+
+struct Last {
+    epoch: u32,
+    seq: u64,
+    at: Instant,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            origins: HashMap::new(),
+            swept: Instant::now(),
+        }
+    }
+}
 
 impl Seen {
-    pub fn arrive(&mut self, header: &Header) -> Arrival {
-        match self.0.get_mut(&header.origin) {
-            Some((epoch, seq)) if *epoch == header.epoch => {
-                if header.seq <= *seq {
+    pub fn arrive(&mut self, header: &Header, now: Instant) -> Arrival {
+        if now.duration_since(self.swept) >= FORGET_AFTER {
+            self.origins
+                .retain(|_, last| now.duration_since(last.at) < 2 * FORGET_AFTER);
+            self.swept = now;
+        }
+        match self.origins.get_mut(&header.origin) {
+            Some(last) if last.epoch == header.epoch => {
+                if header.seq <= last.seq {
                     return Arrival::Duplicate;
                 }
-                let missed = header.seq - *seq - 1;
-                *seq = header.seq;
+                let missed = header.seq - last.seq - 1;
+                last.seq = header.seq;
+                last.at = now;
                 Arrival::New { missed }
             }
             // A new origin, or the origin's new numbering of the topic:
             // nothing before it can be known to be missing.
             _ => {
-                self.0.insert(header.origin, (header.epoch, header.seq));
+                let last = Last {
+                    epoch: header.epoch,
+                    seq: header.seq,
+                    at: now,
+                };
+                self.origins.insert(header.origin, last);
                 Arrival::New { missed: 0 }
             }
         }
@@ -234,8 +265,30 @@ mod tests {
     }
 
     #[test]
+    fn receivers_forget_origins_quiet_for_long() {
+        let mut seen = Seen::default();
+        let now = Instant::now();
+        let h = |node, seq| Header {
+            kind: Kind::Text,
+            origin: Origin { node, worker: 0 },
+            epoch: 1,
+            seq,
+        };
+        seen.arrive(&h(1, 1), now);
+        seen.arrive(&h(2, 1), now);
+        let later = now + 2 * FORGET_AFTER;
+        assert_eq!(seen.arrive(&h(2, 2), later), Arrival::New { missed: 0 });
+        // Swept at the next arrival a period on: 1 was quiet all along.
+        let much_later = later + FORGET_AFTER;
+        seen.arrive(&h(2, 3), much_later);
+        assert_eq!(seen.origins.len(), 1);
+        assert!(seen.origins.contains_key(&Origin { node: 2, worker: 0 }));
+    }
+
+    #[test]
     fn receivers_count_gaps_drop_duplicates_and_take_new_epochs_as_a_start() {
         let mut seen = Seen::default();
+        let t = Instant::now();
         let h = |epoch, seq| Header {
             kind: Kind::Text,
             origin: A,
@@ -243,19 +296,19 @@ mod tests {
             seq,
         };
         // Joining mid-stream misses nothing that can be known.
-        assert_eq!(seen.arrive(&h(1, 5)), Arrival::New { missed: 0 });
-        assert_eq!(seen.arrive(&h(1, 6)), Arrival::New { missed: 0 });
-        assert_eq!(seen.arrive(&h(1, 6)), Arrival::Duplicate);
-        assert_eq!(seen.arrive(&h(1, 4)), Arrival::Duplicate);
-        assert_eq!(seen.arrive(&h(1, 10)), Arrival::New { missed: 3 });
-        assert_eq!(seen.arrive(&h(2, 1)), Arrival::New { missed: 0 });
-        assert_eq!(seen.arrive(&h(2, 2)), Arrival::New { missed: 0 });
+        assert_eq!(seen.arrive(&h(1, 5), t), Arrival::New { missed: 0 });
+        assert_eq!(seen.arrive(&h(1, 6), t), Arrival::New { missed: 0 });
+        assert_eq!(seen.arrive(&h(1, 6), t), Arrival::Duplicate);
+        assert_eq!(seen.arrive(&h(1, 4), t), Arrival::Duplicate);
+        assert_eq!(seen.arrive(&h(1, 10), t), Arrival::New { missed: 3 });
+        assert_eq!(seen.arrive(&h(2, 1), t), Arrival::New { missed: 0 });
+        assert_eq!(seen.arrive(&h(2, 2), t), Arrival::New { missed: 0 });
         // Another origin is numbered on its own.
         let other = Header {
             origin: Origin { node: 7, worker: 2 },
             ..h(2, 1)
         };
-        assert_eq!(seen.arrive(&other), Arrival::New { missed: 0 });
-        assert_eq!(seen.arrive(&h(2, 3)), Arrival::New { missed: 0 });
+        assert_eq!(seen.arrive(&other, t), Arrival::New { missed: 0 });
+        assert_eq!(seen.arrive(&h(2, 3), t), Arrival::New { missed: 0 });
     }
 }

@@ -51,8 +51,9 @@ impl Publishing {
     }
 
     /// One round trip for the batch: a pipeline to one Redis; to a
-    /// cluster, a pipeline per channel, all at once.
-    pub(super) async fn send(&mut self, batch: &[Outgoing]) -> RedisResult<()> {
+    /// cluster, a pipeline per channel, all at once. How many Redis took,
+    /// and the error if any did not.
+    pub(super) async fn send(&mut self, batch: &[Outgoing]) -> (u64, RedisResult<()>) {
         match self {
             Publishing::Single(connection) => {
                 let mut pipe = redis::pipe();
@@ -62,33 +63,42 @@ impl Publishing {
                         .arg(&outgoing.message)
                         .ignore();
                 }
-                pipe.query_async::<()>(connection).await
+                match pipe.query_async::<()>(connection).await {
+                    Ok(()) => (batch.len() as u64, Ok(())),
+                    Err(error) => (0, Err(error)),
+                }
             }
             Publishing::Sharded(connection) => {
                 // One pipeline per channel (a cluster pipeline keeps to one
                 // slot), which keeps each topic's order; the channels' go
                 // at once.
-                let mut pipes: Vec<redis::Pipeline> = Vec::new();
+                let mut pipes: Vec<(redis::Pipeline, u64)> = Vec::new();
                 let mut by_channel: HashMap<&str, usize> = HashMap::new();
                 for outgoing in batch {
                     let at = *by_channel.entry(&outgoing.channel).or_insert_with(|| {
-                        pipes.push(redis::pipe());
+                        pipes.push((redis::pipe(), 0));
                         pipes.len() - 1
                     });
-                    pipes[at]
-                        .cmd("SPUBLISH")
+                    let (pipe, n) = &mut pipes[at];
+                    pipe.cmd("SPUBLISH")
                         .arg(&outgoing.channel)
                         .arg(&outgoing.message)
                         .ignore();
+                    *n += 1;
                 }
-                let sends = pipes.into_iter().map(|pipe| {
+                let sends = pipes.into_iter().map(|(pipe, n)| {
                     let mut connection = connection.clone();
-                    async move { pipe.query_async::<()>(&mut connection).await }
+                    async move { (n, pipe.query_async::<()>(&mut connection).await) }
                 });
-                futures_util::future::join_all(sends)
-                    .await
-                    .into_iter()
-                    .collect()
+                let mut taken = 0;
+                let mut result = Ok(());
+                for (n, sent) in futures_util::future::join_all(sends).await {
+                    match sent {
+                        Ok(()) => taken += n,
+                        Err(error) => result = Err(error),
+                    }
+                }
+                (taken, result)
             }
         }
     }
@@ -105,10 +115,13 @@ pub(super) enum Subscribing {
     },
 }
 
-/// A message from Redis: its channel and payload.
+/// What the subscribed connection hears.
 pub(super) enum Incoming {
     Message(redis::Msg),
     Push(PushInfo),
+    /// A shard dropped our subscription to this channel itself (its slot
+    /// moved to another shard), or confirmed our own SUNSUBSCRIBE.
+    Unsubscribed(String),
 }
 
 impl Incoming {
@@ -123,6 +136,7 @@ impl Incoming {
                 }
                 _ => None,
             },
+            Incoming::Unsubscribed(_) => None,
         }
     }
 }
@@ -155,39 +169,14 @@ impl Subscribing {
     pub(super) async fn subscribe(&mut self, channels: &[String]) -> Result<(), String> {
         match self {
             Subscribing::Single { sink, .. } => answered(sink.subscribe(channels)).await,
-            // Channels of different slots cannot share an SSUBSCRIBE.
-            Subscribing::Sharded { connection, .. } => {
-                let each = channels.iter().map(|channel| {
-                    let mut connection = connection.clone();
-                    async move { connection.ssubscribe(channel).await }
-                });
-                answered(async {
-                    futures_util::future::join_all(each)
-                        .await
-                        .into_iter()
-                        .collect::<RedisResult<()>>()
-                })
-                .await
-            }
+            Subscribing::Sharded { connection, .. } => each(connection, channels, true).await,
         }
     }
 
     pub(super) async fn unsubscribe(&mut self, channels: &[String]) -> Result<(), String> {
         match self {
             Subscribing::Single { sink, .. } => answered(sink.unsubscribe(channels)).await,
-            Subscribing::Sharded { connection, .. } => {
-                let each = channels.iter().map(|channel| {
-                    let mut connection = connection.clone();
-                    async move { connection.sunsubscribe(channel).await }
-                });
-                answered(async {
-                    futures_util::future::join_all(each)
-                        .await
-                        .into_iter()
-                        .collect::<RedisResult<()>>()
-                })
-                .await
-            }
+            Subscribing::Sharded { connection, .. } => each(connection, channels, false).await,
         }
     }
 
@@ -218,6 +207,12 @@ impl Subscribing {
                 let push = pushes.recv().await.ok_or("connection closed")?;
                 match push.kind {
                     PushKind::SMessage => return Ok(Incoming::Push(push)),
+                    PushKind::SUnsubscribe => {
+                        if let Some(Value::BulkString(channel)) = push.data.first() {
+                            let channel = String::from_utf8_lossy(channel).into_owned();
+                            return Ok(Incoming::Unsubscribed(channel));
+                        }
+                    }
                     PushKind::Disconnection => return Err("a shard's connection closed".into()),
                     // Subscription confirmations and the like.
                     _ => continue,
@@ -225,6 +220,32 @@ impl Subscribing {
             },
         }
     }
+}
+
+/// SSUBSCRIBE (or SUNSUBSCRIBE) each channel, all at once: channels of
+/// different slots cannot share one.
+async fn each(
+    connection: &ClusterConnection,
+    channels: &[String],
+    subscribe: bool,
+) -> Result<(), String> {
+    let each = channels.iter().map(|channel| {
+        let mut connection = connection.clone();
+        async move {
+            if subscribe {
+                connection.ssubscribe(channel).await
+            } else {
+                connection.sunsubscribe(channel).await
+            }
+        }
+    });
+    answered(async {
+        futures_util::future::join_all(each)
+            .await
+            .into_iter()
+            .collect::<RedisResult<()>>()
+    })
+    .await
 }
 
 async fn answered<T>(

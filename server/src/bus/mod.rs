@@ -78,10 +78,23 @@ struct Inner {
 /// and the acks waiting for one. One lock for both, and the subscribing
 /// link's state read under it, so an ack is either sent now or found by
 /// whoever confirms or gives up.
+///
+/// `live` here is what Redis confirmed; the bus thread's own set is what
+/// it asked for, a SUBSCRIBE ahead of this one.
 #[derive(Default)]
 struct Confirmed {
     live: HashSet<Arc<str>>,
     waiting: HashMap<Arc<str>, Vec<(ConnRef, String)>>,
+}
+
+impl Confirmed {
+    /// Sends the acks waiting for `topic`.
+    fn release(&mut self, topic: &str) {
+        for (conn, ack) in self.waiting.remove(topic).unwrap_or_default() {
+            // Gone is fine: the connection left meanwhile.
+            let _ = conn.send_text(ack);
+        }
+    }
 }
 
 /// A message on its way to Redis: channel and envelope.
@@ -114,7 +127,11 @@ pub enum Link {
 
 impl Link {
     fn load(cell: &AtomicU8) -> Link {
-        match cell.load(Ordering::Acquire) {
+        Link::from_u8(cell.load(Ordering::Acquire))
+    }
+
+    fn from_u8(n: u8) -> Link {
+        match n {
             0 => Link::Connecting,
             1 => Link::Up,
             _ => Link::Down,
@@ -251,20 +268,39 @@ impl Bus {
         let mut confirmed = self.0.confirmed.lock().unwrap_or_else(|e| e.into_inner());
         for topic in topics {
             confirmed.live.insert(topic.clone());
-            for (conn, ack) in confirmed.waiting.remove(topic).unwrap_or_default() {
-                // Gone is fine: the connection left meanwhile.
-                let _ = conn.send_text(ack);
-            }
+            confirmed.release(topic);
         }
     }
 
-    /// No longer subscribed to `topic` (nobody here wants it).
-    fn unconfirm(&self, topic: &str) {
+    /// Every topic of a new connection is confirmed: its set is made
+    /// outside the lock, which workers' `defer_ack` takes.
+    fn confirm_all(&self, live: &HashSet<Arc<str>>) {
+        let live = live.clone();
         let mut confirmed = self.0.confirmed.lock().unwrap_or_else(|e| e.into_inner());
-        confirmed.live.remove(topic);
-        for (conn, ack) in confirmed.waiting.remove(topic).unwrap_or_default() {
-            let _ = conn.send_text(ack);
+        confirmed.live = live;
+        let ready: Vec<Arc<str>> = confirmed
+            .waiting
+            .keys()
+            .filter(|t| confirmed.live.contains(*t))
+            .cloned()
+            .collect();
+        for topic in ready {
+            confirmed.release(&topic);
         }
+    }
+
+    /// Whether nobody here wants `topic` any more, decided under the lock
+    /// that `defer_ack` takes: a subscriber that arrives meanwhile either
+    /// is seen here (and the topic kept) or finds it unconfirmed and waits
+    /// for the next SUBSCRIBE. Acks still waiting for it go.
+    fn unwanted(&self, topic: &str, publisher: &Publisher) -> bool {
+        let mut confirmed = self.0.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        if publisher.has_subscribers(topic) {
+            return false;
+        }
+        confirmed.live.remove(topic);
+        confirmed.release(topic);
+        true
     }
 
     /// The subscribed connection is lost (its state already says so): no
@@ -272,10 +308,9 @@ impl Bus {
     fn unconfirm_all(&self) {
         let mut confirmed = self.0.confirmed.lock().unwrap_or_else(|e| e.into_inner());
         confirmed.live.clear();
-        for (_, waiting) in confirmed.waiting.drain() {
-            for (conn, ack) in waiting {
-                let _ = conn.send_text(ack);
-            }
+        let topics: Vec<Arc<str>> = confirmed.waiting.keys().cloned().collect();
+        for topic in topics {
+            confirmed.release(&topic);
         }
     }
 

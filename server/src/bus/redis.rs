@@ -66,11 +66,7 @@ impl Backoff {
 }
 
 fn set(cell: &std::sync::atomic::AtomicU8, link: Link) -> Link {
-    match cell.swap(link as u8, Ordering::AcqRel) {
-        0 => Link::Connecting,
-        1 => Link::Up,
-        _ => Link::Down,
-    }
+    Link::from_u8(cell.swap(link as u8, Ordering::AcqRel))
 }
 
 /// Marks a connection lost and says so once per outage.
@@ -80,7 +76,7 @@ fn lost(bus: &Bus, cell: &std::sync::atomic::AtomicU8, role: &str, why: &str) {
         bus.0.counts.reconnects.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(bus = %bus.url(), role, why, "lost Redis; reconnecting");
     } else {
-        tracing::debug!(bus = %bus.url(), role, why, "cannot reach Redis yet");
+        tracing::debug!(bus = %bus.url(), role, why, "cannot reach Redis");
     }
 }
 
@@ -113,17 +109,17 @@ async fn publishing(bus: Bus, mut queued: mpsc::Receiver<Outgoing>) {
                 return;
             }
             let n = batch.len() as u64;
-            let sent = connection.send(&batch).await;
+            let (taken, sent) = connection.send(&batch).await;
             batch.clear();
-            match sent {
-                Ok(()) => counts.published.fetch_add(n, Ordering::Relaxed),
-                // Unanswered is counted as lost: Redis may have passed some
-                // on before it died, and the receivers' numbers say which.
-                Err(error) => {
-                    counts.publish_failed.fetch_add(n, Ordering::Relaxed);
-                    break error.to_string();
-                }
-            };
+            counts.published.fetch_add(taken, Ordering::Relaxed);
+            // Unanswered is counted as lost: Redis may have passed some on
+            // before it died, and the receivers' numbers say which.
+            counts
+                .publish_failed
+                .fetch_add(n - taken, Ordering::Relaxed);
+            if let Err(error) = sent {
+                break error.to_string();
+            }
         };
         lost(&bus, &bus.0.publishing, "publish", &why);
     }
@@ -158,6 +154,9 @@ async fn subscribing(bus: Bus, publisher: Publisher) {
         };
         lost(&bus, &bus.0.subscribing, "subscribe", &why);
         bus.unconfirm_all();
+        // The next connection reads every live topic anew: what changed
+        // meanwhile need not pile up while Redis stays away.
+        bus.take_changed();
         tokio::time::sleep(backoff.next()).await;
     }
 }
@@ -189,13 +188,20 @@ async fn subscribed(
         .channels
         .store(subscriptions.live.len(), Ordering::Relaxed);
     found(bus, &bus.0.subscribing, "subscribe");
-    bus.confirm(subscriptions.live.iter());
+    bus.confirm_all(&subscriptions.live);
     backoff.reset();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.reset();
     loop {
         tokio::select! {
             message = link.next() => match message {
+                Ok(Incoming::Unsubscribed(channel)) => {
+                    // Not ours (those left the set first): the shard moved
+                    // the slot. Subscribing anew finds the new owner.
+                    if bus.topic(&channel).is_some_and(|t| subscriptions.live.contains(t)) {
+                        return format!("a shard dropped {channel} (its slot moved)");
+                    }
+                }
                 Ok(message) => deliver(bus, publisher, subscriptions, &message),
                 Err(why) => return why,
             },
@@ -232,15 +238,11 @@ async fn follow(
             subscriptions.live.insert(topic.clone());
             add.push(bus.channel(&topic));
             added.push(topic);
-        } else if !wanted {
-            // Acks that waited for it go (their connections left).
-            bus.unconfirm(&topic);
-            if have {
-                // Out of the set first: what still comes for it is dropped.
-                subscriptions.live.remove(&*topic);
-                subscriptions.seen.remove(&*topic);
-                remove.push(bus.channel(&topic));
-            }
+        } else if !wanted && bus.unwanted(&topic, publisher) && have {
+            // Out of the set first: what still comes for it is dropped.
+            subscriptions.live.remove(&*topic);
+            subscriptions.seen.remove(&*topic);
+            remove.push(bus.channel(&topic));
         }
     }
     if !add.is_empty() {
@@ -295,7 +297,7 @@ fn deliver(
         .seen
         .entry(topic.clone())
         .or_default()
-        .arrive(&header)
+        .arrive(&header, std::time::Instant::now())
     {
         Arrival::Duplicate => {
             counts.duplicates.fetch_add(1, Ordering::Relaxed);
