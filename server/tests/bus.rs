@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{next, raw, redis::Redis, send, Server, Ws, WAIT};
+use common::{connect_ws, next, raw, redis::Redis, send, Server, Ws, WAIT};
 use serde_json::{json, Value};
 use std::{
     io::{Read, Write},
@@ -44,17 +44,6 @@ fn post(addr: SocketAddr, topic: &str, content_type: &str, body: &[u8]) -> (u16,
     )
 }
 
-async fn connect(addr: SocketAddr) -> Ws {
-    tokio::time::timeout(
-        WAIT,
-        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")),
-    )
-    .await
-    .expect("connect in time")
-    .expect("upgrade")
-    .0
-}
-
 async fn request(ws: &mut Ws, request: Value) {
     let id = request["id"].clone();
     send(ws, Message::text(request.to_string())).await;
@@ -63,7 +52,7 @@ async fn request(ws: &mut Ws, request: Value) {
 }
 
 async fn subscriber(addr: SocketAddr, topic: &str) -> Ws {
-    let mut ws = connect(addr).await;
+    let mut ws = connect_ws(addr).await;
     request(&mut ws, json!({"type":"subscribe","topic":topic,"id":1})).await;
     ws
 }
@@ -107,7 +96,7 @@ async fn a_publish_on_one_node_reaches_the_other_once_by_http_and_by_ws() {
     assert_eq!(next_text(&mut on_a).await, want);
 
     // From a /ws client on A: text, then binary with the topic named.
-    let mut publisher = connect(a.addr).await;
+    let mut publisher = connect_ws(a.addr).await;
     request(
         &mut publisher,
         json!({"type":"publish","topic":"news","data":[2],"id":2}),
@@ -174,8 +163,8 @@ async fn once_a_subscribe_is_acked_what_other_nodes_publish_arrives() {
     let redis = Redis::start();
     let a = node(&redis, &[]);
     let b = node(&redis, &[]);
-    let mut publisher = connect(a.addr).await;
-    let mut on_b = connect(b.addr).await;
+    let mut publisher = connect_ws(a.addr).await;
+    let mut on_b = connect_ws(b.addr).await;
     // Each topic new to B: its ack must wait for B's SUBSCRIBE in Redis,
     // or a publish on A right after it would reach nobody on B.
     for i in 0..30 {
@@ -257,7 +246,7 @@ async fn redis_restarted_mid_stream_delivery_resumes_nothing_twice_every_loss_co
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut feed = Feed {
-        publisher: connect(a.addr).await,
+        publisher: connect_ws(a.addr).await,
         on_a,
         on_b,
         sent: 0,

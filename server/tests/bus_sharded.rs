@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{next, raw, redis::Cluster, send, Server, Ws, WAIT};
+use common::{connect_ws, next, raw, redis::Cluster, send, Server, Ws, WAIT};
 use serde_json::{json, Value};
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 fn node(cluster: &Cluster) -> Server {
@@ -13,17 +13,6 @@ fn node(cluster: &Cluster) -> Server {
     let server = Server::start(&["--bus", &url, "--bus-sharded", "--anonymous-publish"]);
     raw::wait_health(server.addr, "ok");
     server
-}
-
-async fn connect(addr: SocketAddr) -> Ws {
-    tokio::time::timeout(
-        WAIT,
-        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")),
-    )
-    .await
-    .expect("connect in time")
-    .expect("upgrade")
-    .0
 }
 
 async fn json_of(ws: &mut Ws) -> Value {
@@ -42,8 +31,8 @@ async fn sharded_topics_spread_over_the_shards_and_reach_every_node_once() {
     let a = node(&cluster);
     let b = node(&cluster);
     let topics: Vec<String> = (0..12).map(|i| format!("shard/{i}")).collect();
-    let mut on_a = connect(a.addr).await;
-    let mut on_b = connect(b.addr).await;
+    let mut on_a = connect_ws(a.addr).await;
+    let mut on_b = connect_ws(b.addr).await;
     for (i, topic) in topics.iter().enumerate() {
         // Acked once the shard that owns the topic confirmed it.
         request(&mut on_b, json!({"type":"subscribe","topic":topic,"id":i})).await;
@@ -55,7 +44,7 @@ async fn sharded_topics_spread_over_the_shards_and_reach_every_node_once() {
     assert_eq!(channels, want, "each channel on the one shard that owns it");
     assert!(holding >= 2, "12 topics all on one shard of three");
 
-    let mut publisher = connect(a.addr).await;
+    let mut publisher = connect_ws(a.addr).await;
     for (i, topic) in topics.iter().enumerate() {
         request(
             &mut publisher,
@@ -133,14 +122,14 @@ async fn a_shard_restarted_mid_stream_delivery_resumes_nothing_twice_every_loss_
     let mut cluster = Cluster::start();
     let a = node(&cluster);
     let b = node(&cluster);
-    let mut on_b = connect(b.addr).await;
+    let mut on_b = connect_ws(b.addr).await;
     request(&mut on_b, json!({"type":"subscribe","topic":"feed","id":1})).await;
     let owner = cluster
         .nodes
         .iter()
         .position(|n| n.cli(&["PUBSUB", "SHARDCHANNELS"]).contains("uringws:feed"))
         .expect("a shard has the channel");
-    let mut publisher = connect(a.addr).await;
+    let mut publisher = connect_ws(a.addr).await;
     let (mut sent, mut got) = (0u64, Vec::new());
     let mut step = async |publisher: &mut Ws, on_b: &mut Ws, got: &mut Vec<u64>| {
         sent += 1;

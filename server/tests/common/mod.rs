@@ -210,6 +210,18 @@ pub async fn send(ws: &mut Ws, message: Message) {
         .expect("send");
 }
 
+/// A WebSocket on the server's `/ws`, upgraded in time.
+pub async fn connect_ws(addr: SocketAddr) -> Ws {
+    tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")),
+    )
+    .await
+    .expect("connect in time")
+    .expect("upgrade")
+    .0
+}
+
 /// The next text or binary message, skipping pings and pongs.
 pub async fn next<S>(ws: &mut WebSocketStream<S>) -> Message
 where

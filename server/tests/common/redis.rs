@@ -29,14 +29,19 @@ impl Redis {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
+        Redis::run(port, addresses.join(" "), Vec::new())
+    }
+
+    /// Starts one on `port` with its own directory.
+    fn run(port: u16, bind: String, extra: Vec<String>) -> Redis {
         let dir = std::env::temp_dir().join(format!("uringws-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory for Redis");
         let mut redis = Redis {
             child: None,
             port,
             dir,
-            bind: addresses.join(" "),
-            extra: Vec::new(),
+            bind,
+            extra,
         };
         redis.restart();
         redis
@@ -203,22 +208,12 @@ impl Redis {
                 break port;
             }
         };
-        let dir = std::env::temp_dir().join(format!("uringws-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory for Redis");
-        let mut redis = Redis {
-            child: None,
-            port,
-            dir,
-            bind: "127.0.0.1".into(),
-            extra: Vec::new(),
-        };
-        redis.extra = vec![
+        let extra = vec![
             "--cluster-enabled".into(),
             "yes".into(),
             "--cluster-config-file".into(),
             format!("nodes-{port}.conf"),
         ];
-        redis.restart();
-        redis
+        Redis::run(port, "127.0.0.1".into(), extra)
     }
 }
