@@ -309,6 +309,16 @@ struct FanoutArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration::parse)]
     #[serde(rename = "ready_timeout_s", serialize_with = "secs")]
     ready_timeout: Duration,
+    /// Once every connection is ready, hold them idle this long before
+    /// publishing: does a publish still reach a crowd that has sat idle?
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration::parse)]
+    #[serde(rename = "hold_s", serialize_with = "secs")]
+    hold: Duration,
+    /// Ping every connection at this interval (0: none); one whose pong
+    /// does not come within two intervals is closed and counted.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration::parse)]
+    #[serde(rename = "ping_interval_s", serialize_with = "secs")]
+    ping_interval: Duration,
     /// New connections per second while connecting (0: as fast as
     /// possible).
     #[arg(long, default_value_t = 0.0)]
@@ -351,6 +361,8 @@ impl FanoutArgs {
         config.ready_timeout = self.ready_timeout;
         config.ack_timeout = ack_timeout;
         config.publish_to = self.publish_to.clone();
+        config.hold = self.hold;
+        config.ping_interval = self.ping_interval;
         config.validate()?;
         config.validate_targets(self.urls.len())?;
         Ok(config)
@@ -574,6 +586,7 @@ fn run(mut cli: Cli) -> Result<ExitCode, String> {
     let phase = || {
         fanout.as_ref().map(|f| match f.progress().0 {
             Phase::Ready(ready) => format!("ready {ready}/{total}"),
+            Phase::Holding => "holding".into(),
             Phase::Publishing => "publishing".into(),
             Phase::Draining => "draining".into(),
             Phase::Over => "over".into(),

@@ -22,20 +22,18 @@ impl Scenario for Connect {
     }
 }
 
-/// Idle connections, pinged every `interval`; one that does not answer
-/// within two intervals is counted, closed, and so not alive at the end.
-pub struct Hold {
+/// Pings on otherwise idle connections: one every `interval` per
+/// connection; one whose pong has not come within two intervals is
+/// counted and marked, for its scenario to close. A zero interval sends
+/// none.
+pub struct Pings {
     interval: Duration,
-    /// Size of the JSON message each connection sends once, right after
-    /// its upgrade, to an echo endpoint (0: none).
-    first: usize,
-    pub firsts_echoed: u64,
-    pings: Vec<Ping>,
-    pub pong_latency: Latency,
+    slots: Vec<Ping>,
+    pub latency: Latency,
     /// This second's pongs, for the series.
     recent: Latency,
     pub missed: u64,
-    pub pings_sent: u64,
+    pub sent: u64,
     pub pongs: u64,
 }
 
@@ -49,18 +47,104 @@ struct Ping {
     unanswered: bool,
 }
 
+impl Pings {
+    pub fn new(interval: Duration) -> Self {
+        Pings {
+            interval,
+            slots: Vec::new(),
+            latency: Latency::default(),
+            recent: Latency::default(),
+            missed: 0,
+            sent: 0,
+            pongs: 0,
+        }
+    }
+
+    fn slot(&mut self, id: usize, now: Instant) -> &mut Ping {
+        if self.slots.len() <= id {
+            self.slots.resize(
+                id + 1,
+                Ping {
+                    next: now,
+                    sent: None,
+                    unanswered: false,
+                },
+            );
+        }
+        &mut self.slots[id]
+    }
+
+    /// Connection `id` is upgraded: its first ping is an interval away.
+    pub fn open(&mut self, id: usize, now: Instant) {
+        if self.interval.is_zero() {
+            return;
+        }
+        *self.slot(id, now) = Ping {
+            next: now + self.interval,
+            sent: None,
+            unanswered: false,
+        };
+    }
+
+    /// Sends connection `id`'s ping if it is due, or marks it unanswered.
+    pub fn tick(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let interval = self.interval;
+        let ping = *self.slot(id, now);
+        match ping.sent {
+            Some(sent) if !ping.unanswered && now.duration_since(sent) > interval * 2 => {
+                self.missed += 1;
+                self.slot(id, now).unanswered = true;
+            }
+            Some(_) => {}
+            None if now >= ping.next => {
+                out.send(OpCode::Ping, b"alive?");
+                self.sent += 1;
+                let slot = self.slot(id, now);
+                slot.next = now + interval;
+                slot.sent = Some(now);
+            }
+            None => {}
+        }
+    }
+
+    pub fn pong(&mut self, id: usize, now: Instant) {
+        self.pongs += 1;
+        if let Some(sent) = self.slots.get_mut(id).and_then(|p| p.sent.take()) {
+            let latency = now.duration_since(sent);
+            self.latency.record(latency);
+            self.recent.record(latency);
+        }
+    }
+
+    /// Whether connection `id` missed a pong.
+    pub fn unanswered(&self, id: usize) -> bool {
+        self.slots.get(id).is_some_and(|p| p.unanswered)
+    }
+
+    pub fn recent(&mut self) -> &mut Latency {
+        &mut self.recent
+    }
+}
+
+/// Idle connections, pinged every `interval`; one that does not answer
+/// within two intervals is counted, closed, and so not alive at the end.
+pub struct Hold {
+    pub pings: Pings,
+    /// Size of the JSON message each connection sends once, right after
+    /// its upgrade, to an echo endpoint (0: none).
+    first: usize,
+    pub firsts_echoed: u64,
+}
+
 impl Hold {
     pub fn new(interval: Duration) -> Self {
         Hold {
-            interval,
+            pings: Pings::new(interval),
             first: 0,
             firsts_echoed: 0,
-            pings: Vec::new(),
-            pong_latency: Latency::default(),
-            recent: Latency::default(),
-            missed: 0,
-            pings_sent: 0,
-            pongs: 0,
         }
     }
 
@@ -72,30 +156,11 @@ impl Hold {
         self.first = size.max(Payload::Json.min_size());
         self
     }
-
-    fn slot(&mut self, id: usize, now: Instant) -> &mut Ping {
-        if self.pings.len() <= id {
-            self.pings.resize(
-                id + 1,
-                Ping {
-                    next: now,
-                    sent: None,
-                    unanswered: false,
-                },
-            );
-        }
-        &mut self.pings[id]
-    }
 }
 
 impl Scenario for Hold {
     fn open(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
-        let interval = self.interval;
-        *self.slot(id, now) = Ping {
-            next: now + interval,
-            sent: None,
-            unanswered: false,
-        };
+        self.pings.open(id, now);
         if self.first > 0 {
             out.send(OpCode::Text, &json_payload(id as u64, self.first));
         }
@@ -118,58 +183,34 @@ impl Scenario for Hold {
     }
 
     fn tick(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
-        if self.interval.is_zero() {
-            return;
-        }
-        let interval = self.interval;
-        let ping = *self.slot(id, now);
-        match ping.sent {
-            Some(sent) if now.duration_since(sent) > interval * 2 => {
-                self.missed += 1;
-                self.slot(id, now).unanswered = true;
-            }
-            Some(_) => {}
-            None if now >= ping.next => {
-                out.send(OpCode::Ping, b"alive?");
-                self.pings_sent += 1;
-                let slot = self.slot(id, now);
-                slot.next = now + interval;
-                slot.sent = Some(now);
-            }
-            None => {}
-        }
+        self.pings.tick(id, now, out);
     }
 
     fn pong(&mut self, id: usize, now: Instant) {
-        self.pongs += 1;
-        if let Some(sent) = self.slot(id, now).sent.take() {
-            let latency = now.duration_since(sent);
-            self.pong_latency.record(latency);
-            self.recent.record(latency);
-        }
+        self.pings.pong(id, now);
     }
 
     fn traffic(&self) -> Traffic {
         Traffic {
-            sent: self.pings_sent,
-            received: self.pongs + self.firsts_echoed,
+            sent: self.pings.sent,
+            received: self.pings.pongs + self.firsts_echoed,
             errors: 0,
         }
     }
 
     fn recent(&mut self) -> Option<&mut Latency> {
-        Some(&mut self.recent)
+        Some(self.pings.recent())
     }
 
     fn done(&mut self, id: usize, _: Instant) -> bool {
-        self.pings.get(id).is_some_and(|p| p.unanswered)
+        self.pings.unanswered(id)
     }
 
     fn measured(self) -> Vec<Measured> {
         vec![Measured {
             name: "ping to pong".into(),
-            latency: self.pong_latency,
-            count: Some(("pings unanswered".into(), self.missed)),
+            latency: self.pings.latency,
+            count: Some(("pings unanswered".into(), self.pings.missed)),
         }]
     }
 }

@@ -264,13 +264,13 @@ fn held_connections_agree_and_their_pings_are_wire_bytes_only() {
     );
     assert_eq!(outcome.alive_at_end, 20, "{:?}", outcome.errors);
     assert_eq!(count(&outcome, "deflate agreed"), 20);
-    assert!(hold.pongs >= 20);
+    assert!(hold.pings.pongs >= 20);
     let bytes = outcome.bytes;
     assert_eq!((bytes.payload_sent, bytes.payload_received), (0, 0));
     // Ping "alive?": 2 + 4 (mask) + 6; its pong 2 + 6.
-    assert_eq!(bytes.wire_received, 8 * hold.pongs, "{bytes:?}");
+    assert_eq!(bytes.wire_received, 8 * hold.pings.pongs, "{bytes:?}");
     assert_eq!(bytes.wire_sent % 12, 0, "{bytes:?}");
-    assert!(bytes.wire_sent >= 12 * hold.pongs && bytes.wire_sent <= 12 * hold.pings_sent);
+    assert!(bytes.wire_sent >= 12 * hold.pings.pongs && bytes.wire_sent <= 12 * hold.pings.sent);
     engine.shutdown();
     engine.join().unwrap();
 }

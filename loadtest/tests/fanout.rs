@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uringws_engine::protocol::{handshake::Upgrade, CloseCode};
 use uringws_engine::Message;
-use uringws_engine::{Accept, Conn, ConnRef, Engine, Handler, Peer, Reject};
+use uringws_engine::{Accept, Conn, ConnRef, Engine, EngineConfig, Handler, Peer, Reject};
 use uringws_load::client::{Outcome, Plan};
 use uringws_load::fanout::{Fanout, FanoutConfig};
 use uringws_load::report::FanoutReport;
@@ -51,6 +51,12 @@ struct Room {
     /// Messages the server got, and passed on.
     got: Arc<AtomicU64>,
     passed: Arc<AtomicU64>,
+    /// When the last connection of the run opened, and when the first
+    /// message came.
+    all_open_at: Arc<Mutex<Option<Instant>>>,
+    first_message_at: Arc<Mutex<Option<Instant>>>,
+    /// Connections that make the run whole (for `all_open_at`).
+    expected: usize,
 }
 
 impl Handler for Room {
@@ -61,10 +67,11 @@ impl Handler for Room {
 
     fn open(&mut self, conn: &mut Conn<'_, ()>) {
         self.workers.lock().unwrap().insert(conn.id().worker());
-        self.members
-            .lock()
-            .unwrap()
-            .push((conn.id(), conn.handle()));
+        let mut members = self.members.lock().unwrap();
+        members.push((conn.id(), conn.handle()));
+        if members.len() == self.expected {
+            *self.all_open_at.lock().unwrap() = Some(Instant::now());
+        }
     }
 
     fn message(&mut self, conn: &mut Conn<'_, ()>, message: Message) {
@@ -73,6 +80,10 @@ impl Handler for Room {
         };
         let me = conn.id();
         self.publishers.lock().unwrap().insert(me);
+        self.first_message_at
+            .lock()
+            .unwrap()
+            .get_or_insert_with(Instant::now);
         let n = self.got.fetch_add(1, Ordering::SeqCst);
         let data = match self.relay {
             Relay::EveryOther if n % 2 == 1 => return,
@@ -116,7 +127,14 @@ impl Handler for Room {
 }
 
 fn room(relay: Relay) -> (Engine, Room) {
+    room_with(relay, EngineConfig::default())
+}
+
+fn room_with(relay: Relay, config: EngineConfig) -> (Engine, Room) {
     let room = Room {
+        all_open_at: Arc::default(),
+        first_message_at: Arc::default(),
+        expected: broadcast_config().connections,
         relay,
         members: Arc::default(),
         publishers: Arc::default(),
@@ -130,6 +148,7 @@ fn room(relay: Relay) -> (Engine, Room) {
         .listen("127.0.0.1:0".parse().unwrap())
         .workers(2)
         .pin(false)
+        .config(config)
         .start(move |_| shared.clone())
         .unwrap();
     (engine, room)
@@ -348,6 +367,63 @@ impl Handler for StandIn {
             }
         }
     }
+}
+
+/// A run held 1.5 s once all are ready, pinged every 200 ms meanwhile.
+fn held_config() -> FanoutConfig {
+    FanoutConfig {
+        hold: Duration::from_millis(1500),
+        ping_interval: Duration::from_millis(200),
+        ..broadcast_config()
+    }
+}
+
+#[test]
+fn a_hold_keeps_publishing_back_while_pings_keep_every_connection() {
+    let (engine, room) = room(Relay::Others);
+    let (outcome, r) = run(held_config(), engine.local_addrs()[0], "/");
+    assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let all_open = room.all_open_at.lock().unwrap().expect("all 20 opened");
+    let first = room
+        .first_message_at
+        .lock()
+        .unwrap()
+        .expect("something published");
+    let waited = first.duration_since(all_open);
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(2500),
+        "publishing began {waited:?} after the last connection opened, not after the 1.5 s hold"
+    );
+    // 20 connections pinged every 200 ms through a hold of 1.5 s and 1 s
+    // of publishing: at least 5 rounds each, every one answered.
+    let pongs = outcome.counts.get("pongs").copied().unwrap_or(0);
+    assert!(pongs >= 20 * 5, "{pongs} pongs");
+    assert_eq!(r.deliveries_received, 400 * 19);
+    assert_eq!((r.lost, r.dead_subscribers), (0, 0));
+    stop(engine);
+}
+
+#[test]
+fn a_server_that_stops_answering_pings_loses_every_connection_counted() {
+    // Without auto-pong the room answers no ping: every connection misses
+    // its first pong, during the hold, and is dropped and counted.
+    let config = EngineConfig {
+        auto_pong: false,
+        ..EngineConfig::default()
+    };
+    let (engine, _room) = room_with(Relay::Others, config);
+    let (outcome, r) = run(held_config(), engine.local_addrs()[0], "/");
+    assert_eq!(outcome.counts.get("pongs"), None);
+    assert_eq!(
+        r.errors.get("ping: no pong within two intervals"),
+        Some(&20),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(r.dead_subscribers, 20);
+    assert_eq!(r.deliveries_received, 0);
+    stop(engine);
 }
 
 fn stand_in(refuse: Option<&'static str>, ignore: Option<&'static str>) -> Engine {

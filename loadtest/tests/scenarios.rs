@@ -77,7 +77,7 @@ fn hold_keeps_connections_alive_and_answered() {
     );
     assert_eq!(outcome.alive_at_end, 200, "{:?}", outcome.errors);
     assert!(count(&outcome, "pongs") >= 200, "{:?}", outcome.counts);
-    assert_eq!(hold.missed, 0);
+    assert_eq!(hold.pings.missed, 0);
     let stats: usize = engine
         .handle()
         .stats()
@@ -291,6 +291,6 @@ Sec-WebSocket-Accept: {}\r\n\r\n",
         "{:?}",
         outcome.errors
     );
-    assert_eq!(hold.missed, 3);
+    assert_eq!(hold.pings.missed, 3);
     assert_eq!(outcome.alive_at_end, 0);
 }

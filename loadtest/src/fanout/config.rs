@@ -70,6 +70,12 @@ pub struct FanoutConfig {
     /// several nodes joined by a bus, publishing on one of them measures
     /// what crosses to the others.
     pub publish_to: Vec<usize>,
+    /// Once every connection is ready, how long they sit idle before
+    /// publishing begins: a held crowd that a publish must then reach.
+    pub hold: Duration,
+    /// Pings per connection at this interval (zero: none); one not
+    /// answered within two intervals drops its connection, counted.
+    pub ping_interval: Duration,
 }
 
 impl FanoutConfig {
@@ -88,6 +94,8 @@ impl FanoutConfig {
             ready_timeout: Duration::from_secs(30),
             ack_timeout: Duration::from_secs(10),
             publish_to: Vec::new(),
+            hold: Duration::ZERO,
+            ping_interval: Duration::ZERO,
         }
     }
 

@@ -44,6 +44,7 @@ pub use config::{topic_name, FanoutConfig, Mode, MAX_CONNECTIONS};
 use crate::client::{self, Live, Outcome, Plan, Scenario, Traffic};
 use crate::outbox::Outbox;
 use crate::report::{FanoutReport, Latency, TargetReport};
+use crate::scenarios::Pings;
 use order::{Arrival, Pair};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -240,6 +241,8 @@ impl Layout {
 pub enum Phase {
     /// Waiting for connections (and subscriptions): this many ready.
     Ready(u64),
+    /// All ready, idle for the configured hold.
+    Holding,
     Publishing,
     Draining,
     Over,
@@ -307,9 +310,10 @@ impl Shared {
         }
         gate.started = true;
         // Joins happened under this lock, before: a publisher that sees the
-        // start (acquire) sees every join in the topic words.
-        self.start_ns
-            .store(self.clock.ns(Instant::now()).max(1), Ordering::Release);
+        // start (acquire) sees every join in the topic words. The schedule
+        // counts from the hold's end; nothing is due before it.
+        let start = self.clock.ns(Instant::now() + self.config.hold);
+        self.start_ns.store(start.max(1), Ordering::Release);
     }
 }
 
@@ -379,7 +383,12 @@ impl Fanout {
     /// and a second to spare. Runs normally end before it.
     pub fn until(&self) -> Instant {
         let c = &self.shared.config;
-        self.shared.created + c.ready_timeout + c.duration + c.drain + Duration::from_secs(1)
+        self.shared.created
+            + c.ready_timeout
+            + c.hold
+            + c.duration
+            + c.drain
+            + Duration::from_secs(1)
     }
 
     /// Holds publishing back until the hold is released (or dropped),
@@ -440,6 +449,7 @@ impl Fanout {
             recent: Latency::default(),
             start_ns: 0,
             reported: 0,
+            pings: Pings::new(config.ping_interval),
         }
     }
 
@@ -496,7 +506,9 @@ impl Fanout {
         }
         let now = shared.clock.ns(Instant::now());
         let publishing = start + shared.config.duration.as_nanos() as u64;
-        let phase = if now < publishing {
+        let phase = if now < start {
+            Phase::Holding
+        } else if now < publishing {
             Phase::Publishing
         } else if shared.finished.load(Ordering::Relaxed) {
             Phase::Over
@@ -630,6 +642,7 @@ pub struct FanoutWorker {
     start_ns: u64,
     /// Deliveries already added to `shared.delivered`.
     reported: u64,
+    pings: Pings,
 }
 
 impl FanoutWorker {
@@ -779,11 +792,44 @@ impl FanoutWorker {
         self.recent.record(latency);
         self.tally.last_delivery_ns = self.tally.last_delivery_ns.max(now_ns);
     }
+
+    /// Connection `id` is gone, by the server's doing or ours: given up if
+    /// it was not ready yet, counted dead (with what it was owed) if it was.
+    fn leave(&mut self, id: usize) {
+        let Some(local) = self.conns.get_mut(id) else {
+            return;
+        };
+        match local.state {
+            State::Connecting | State::Subscribing { .. } => {
+                local.state = State::Refused;
+                self.shared.give_up();
+            }
+            State::Member => {
+                local.state = State::Gone;
+                let Some(topic) = local.topic else { return };
+                // One atomic step, the mirror of a publish: leave, and
+                // learn how many messages had been published to the topic.
+                let before = self.layout.words(topic as usize)[local.target]
+                    .fetch_sub(1 << ALIVE_SHIFT, Ordering::AcqRel);
+                let mut owed = before & PUBLISHED;
+                if self.shared.config.mode == Mode::Broadcast {
+                    // Its own messages were never owed to it.
+                    owed = owed.saturating_sub(local.sent);
+                }
+                if let Some(here) = self.tally.targets.get_mut(local.target) {
+                    here.dead += 1;
+                    here.to_dead += owed.saturating_sub(local.received);
+                }
+            }
+            State::Refused | State::Gone => {}
+        }
+    }
 }
 
 impl Scenario for FanoutWorker {
     fn open(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
         let ack_timeout = self.shared.config.ack_timeout;
+        self.pings.open(id, now);
         let Some(local) = self.conns.get_mut(id) else {
             return;
         };
@@ -840,6 +886,11 @@ impl Scenario for FanoutWorker {
     fn tick(&mut self, id: usize, now: Instant, out: &mut Outbox<'_>) {
         let now_ns = self.shared.clock.ns(now);
         self.publish_due(id, now_ns, out);
+        self.pings.tick(id, now, out);
+    }
+
+    fn pong(&mut self, id: usize, now: Instant) {
+        self.pings.pong(id, now);
     }
 
     fn target(&self, id: usize, _: usize) -> Option<usize> {
@@ -851,6 +902,11 @@ impl Scenario for FanoutWorker {
     }
 
     fn done(&mut self, id: usize, now: Instant) -> bool {
+        if self.pings.unanswered(id) {
+            self.tally.error("ping: no pong within two intervals");
+            self.leave(id);
+            return true;
+        }
         let Some(local) = self.conns.get_mut(id) else {
             return false;
         };
@@ -870,33 +926,7 @@ impl Scenario for FanoutWorker {
     }
 
     fn closed(&mut self, id: usize) {
-        let Some(local) = self.conns.get_mut(id) else {
-            return;
-        };
-        match local.state {
-            State::Connecting | State::Subscribing { .. } => {
-                local.state = State::Refused;
-                self.shared.give_up();
-            }
-            State::Member => {
-                local.state = State::Gone;
-                let Some(topic) = local.topic else { return };
-                // One atomic step, the mirror of a publish: leave, and
-                // learn how many messages had been published to the topic.
-                let before = self.layout.words(topic as usize)[local.target]
-                    .fetch_sub(1 << ALIVE_SHIFT, Ordering::AcqRel);
-                let mut owed = before & PUBLISHED;
-                if self.shared.config.mode == Mode::Broadcast {
-                    // Its own messages were never owed to it.
-                    owed = owed.saturating_sub(local.sent);
-                }
-                if let Some(here) = self.tally.targets.get_mut(local.target) {
-                    here.dead += 1;
-                    here.to_dead += owed.saturating_sub(local.received);
-                }
-            }
-            State::Refused | State::Gone => {}
-        }
+        self.leave(id);
     }
 
     fn finished(&mut self, now: Instant) -> bool {
@@ -937,7 +967,14 @@ impl Scenario for FanoutWorker {
         let shared = self.shared.clone();
         lock(&shared.totals).merge(self.tally);
         shared.finished.store(true, Ordering::Relaxed);
-        Vec::new()
+        if shared.config.ping_interval.is_zero() {
+            return Vec::new();
+        }
+        vec![crate::client::Measured {
+            name: "ping to pong".into(),
+            latency: self.pings.latency,
+            count: Some(("pings unanswered".into(), self.pings.missed)),
+        }]
     }
 }
 
