@@ -113,7 +113,7 @@ impl Harness {
                 worker: 0,
                 out,
                 commands: tokio::sync::mpsc::unbounded_channel().0,
-                topics: TopicTable::new(0, publisher.interest()),
+                topics: TopicTable::new(0, publisher.interest(), 0),
                 publisher,
                 to_publish: Vec::new(),
             },

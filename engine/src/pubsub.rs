@@ -207,11 +207,7 @@ pub(crate) struct TopicTable {
     interest: Arc<Interest>,
     by_name: HashMap<Arc<str>, u32>,
     topics: slab::Slab<Topic>,
-    /// Indexed by connection slot: (topic id, index in that topic's
-    /// subscribers), so a close removes its entries without scanning
-    /// topics. Slots are dense (a slab), so a vector beats a map: 24 bytes
-    /// per slot, no hashing.
-    by_conn: Vec<SmallVec<[(u32, u32); 2]>>,
+    by_conn: BackRefs,
     /// Subscriptions of all connections, for the gauges.
     subscriptions: usize,
 }
@@ -221,14 +217,131 @@ struct Topic {
     subscribers: Vec<u32>,
 }
 
+/// For each connection slot, (topic id, index in that topic's subscribers)
+/// of each of its subscriptions, so that a close removes its entries
+/// without scanning topics. Slots are dense (a slab), so the first
+/// subscription of every slot sits in a vector: 8 bytes a slot, which is
+/// all that a connection with one topic (the common case: a million held
+/// subscribers) costs here. A slot's further subscriptions go to a map.
+struct BackRefs {
+    first: Vec<(u32, u32)>,
+    more: HashMap<u32, Vec<(u32, u32)>>,
+}
+
+/// `first`'s topic id for a slot with no subscription (topic ids are slab
+/// indices, far below it).
+const NONE: u32 = u32::MAX;
+
+impl BackRefs {
+    fn with_capacity(slots: usize) -> Self {
+        BackRefs {
+            first: Vec::with_capacity(slots),
+            more: HashMap::new(),
+        }
+    }
+
+    fn first(&self, slot: u32) -> Option<(u32, u32)> {
+        self.first
+            .get(slot as usize)
+            .copied()
+            .filter(|&(id, _)| id != NONE)
+    }
+
+    fn has(&self, slot: u32, id: u32) -> bool {
+        match self.first(slot) {
+            None => false,
+            Some((first, _)) if first == id => true,
+            Some(_) => self
+                .more
+                .get(&slot)
+                .is_some_and(|m| m.iter().any(|&(t, _)| t == id)),
+        }
+    }
+
+    fn push(&mut self, slot: u32, id: u32, pos: u32) {
+        let i = slot as usize;
+        if self.first.len() <= i {
+            self.first.resize(i + 1, (NONE, 0));
+        }
+        if self.first[i].0 == NONE {
+            self.first[i] = (id, pos);
+        } else {
+            self.more.entry(slot).or_default().push((id, pos));
+        }
+    }
+
+    /// Removes `slot`'s subscription to `id`, giving its index.
+    fn remove(&mut self, slot: u32, id: u32) -> Option<u32> {
+        let (first, pos) = self.first(slot)?;
+        if first == id {
+            // A spilled one, if any, moves up.
+            let next = self.pop_more(slot).unwrap_or((NONE, 0));
+            self.first[slot as usize] = next;
+            return Some(pos);
+        }
+        let more = self.more.get_mut(&slot)?;
+        let i = more.iter().position(|&(t, _)| t == id)?;
+        let (_, pos) = more.swap_remove(i);
+        if more.is_empty() {
+            self.more.remove(&slot);
+        }
+        Some(pos)
+    }
+
+    fn pop_more(&mut self, slot: u32) -> Option<(u32, u32)> {
+        let more = self.more.get_mut(&slot)?;
+        let last = more.pop();
+        if more.is_empty() {
+            self.more.remove(&slot);
+        }
+        last
+    }
+
+    /// Removes one of `slot`'s subscriptions, any.
+    fn pop(&mut self, slot: u32) -> Option<(u32, u32)> {
+        if let Some(last) = self.pop_more(slot) {
+            return Some(last);
+        }
+        let first = self.first(slot)?;
+        self.first[slot as usize] = (NONE, 0);
+        Some(first)
+    }
+
+    fn set_pos(&mut self, slot: u32, id: u32, pos: u32) {
+        if let Some(first) = self.first.get_mut(slot as usize).filter(|f| f.0 == id) {
+            first.1 = pos;
+        } else if let Some(entry) = self
+            .more
+            .get_mut(&slot)
+            .and_then(|m| m.iter_mut().find(|(t, _)| *t == id))
+        {
+            entry.1 = pos;
+        }
+    }
+
+    fn count(&self, slot: u32) -> usize {
+        match self.first(slot) {
+            None => 0,
+            Some(_) => 1 + self.more.get(&slot).map_or(0, Vec::len),
+        }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.more.is_empty() && self.first.iter().all(|&(id, _)| id == NONE)
+    }
+}
+
 impl TopicTable {
-    pub(crate) fn new(worker: usize, interest: Arc<Interest>) -> Self {
+    /// `slots`: how many connection slots the worker has, reserved (not
+    /// touched) for the back-references.
+    pub(crate) fn new(worker: usize, interest: Arc<Interest>, slots: usize) -> Self {
         TopicTable {
             worker,
             interest,
             by_name: HashMap::new(),
             topics: slab::Slab::new(),
-            by_conn: Vec::new(),
+            by_conn: BackRefs::with_capacity(slots),
             subscriptions: 0,
         }
     }
@@ -250,15 +363,11 @@ impl TopicTable {
                 id
             }
         };
-        if self.by_conn.len() <= slot as usize {
-            self.by_conn.resize_with(slot as usize + 1, SmallVec::new);
-        }
-        let entries = &mut self.by_conn[slot as usize];
-        if entries.iter().any(|&(t, _)| t == id) {
+        if self.by_conn.has(slot, id) {
             return false;
         }
         let subscribers = &mut self.topics[id as usize].subscribers;
-        entries.push((id, subscribers.len() as u32));
+        self.by_conn.push(slot, id, subscribers.len() as u32);
         subscribers.push(slot);
         self.subscriptions += 1;
         true
@@ -269,17 +378,9 @@ impl TopicTable {
         let Some(&id) = self.by_name.get(topic) else {
             return false;
         };
-        let Some(entries) = self.by_conn.get_mut(slot as usize) else {
+        let Some(pos) = self.by_conn.remove(slot, id) else {
             return false;
         };
-        let Some(i) = entries.iter().position(|&(t, _)| t == id) else {
-            return false;
-        };
-        let (_, pos) = entries.swap_remove(i);
-        if entries.is_empty() {
-            // Back inline, should it have spilled.
-            *entries = SmallVec::new();
-        }
         self.remove_at(id, pos);
         true
     }
@@ -287,10 +388,8 @@ impl TopicTable {
     /// Drops every subscription of `slot`; called on every path that ends
     /// a connection, and again (harmlessly) when its slot is freed.
     pub(crate) fn remove_conn(&mut self, slot: u32) {
-        if let Some(entries) = self.by_conn.get_mut(slot as usize) {
-            for (id, pos) in std::mem::take(entries) {
-                self.remove_at(id, pos);
-            }
+        while let Some((id, pos)) = self.by_conn.pop(slot) {
+            self.remove_at(id, pos);
         }
     }
 
@@ -299,7 +398,7 @@ impl TopicTable {
     }
 
     pub(crate) fn count(&self, slot: u32) -> usize {
-        self.by_conn.get(slot as usize).map_or(0, |e| e.len())
+        self.by_conn.count(slot)
     }
 
     /// Topics with a subscriber here, and subscriptions.
@@ -313,13 +412,7 @@ impl TopicTable {
         topic.subscribers.swap_remove(pos as usize);
         if let Some(&moved) = topic.subscribers.get(pos as usize) {
             // The last subscriber took the freed place: fix its back-reference.
-            if let Some(entry) = self
-                .by_conn
-                .get_mut(moved as usize)
-                .and_then(|e| e.iter_mut().find(|(t, _)| *t == id))
-            {
-                entry.1 = pos;
-            }
+            self.by_conn.set_pos(moved, id, pos);
         }
         if topic.subscribers.is_empty() {
             let topic = self.topics.remove(id as usize);
@@ -362,7 +455,7 @@ mod tests {
 
     fn table() -> (TopicTable, Arc<Interest>) {
         let interest = Arc::new(Interest::default());
-        (TopicTable::new(3, interest.clone()), interest)
+        (TopicTable::new(3, interest.clone(), 0), interest)
     }
 
     fn workers(interest: &Interest, topic: &str) -> Vec<usize> {
@@ -385,7 +478,7 @@ mod tests {
         assert!(t.unsubscribe(2, "a"));
         assert!(workers(&interest, "a").is_empty());
         assert!(t.by_name.is_empty() && t.topics.is_empty());
-        assert!(t.by_conn.iter().all(|e| e.is_empty()));
+        assert!(t.by_conn.is_empty());
     }
 
     #[test]
@@ -395,8 +488,8 @@ mod tests {
         let interest = Arc::new(Interest::new(Some(Arc::new(move |topic: &str| {
             log.lock().unwrap().push(topic.to_owned());
         }))));
-        let mut w0 = TopicTable::new(0, interest.clone());
-        let mut w1 = TopicTable::new(1, interest.clone());
+        let mut w0 = TopicTable::new(0, interest.clone(), 0);
+        let mut w1 = TopicTable::new(1, interest.clone(), 0);
         w0.subscribe(1, "a");
         w0.subscribe(2, "a");
         w1.subscribe(1, "a");
@@ -441,6 +534,62 @@ mod tests {
             t.remove_conn(slot);
         }
         assert!(t.by_name.is_empty() && t.topics.is_empty());
-        assert!(t.by_conn.iter().all(|e| e.is_empty()));
+        assert!(t.by_conn.is_empty());
+    }
+
+    #[test]
+    fn back_references_hold_through_any_order_of_changes() {
+        // Slots with several topics each (the spilled case) changed in a
+        // scrambled order, checked against a plain model after every step:
+        // each topic's list holds exactly its subscribers, and each slot's
+        // back-reference points at its own place in that list.
+        let (mut t, _) = table();
+        let names = ["a", "b", "c", "d", "e"];
+        let mut model = std::collections::BTreeSet::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let slot = (x % 40) as u32;
+            let topic = names[((x >> 8) % 5) as usize];
+            match (x >> 16) % 7 {
+                0..=3 => assert_eq!(t.subscribe(slot, topic), model.insert((slot, topic))),
+                4 | 5 => assert_eq!(t.unsubscribe(slot, topic), model.remove(&(slot, topic))),
+                _ => {
+                    t.remove_conn(slot);
+                    model.retain(|&(s, _)| s != slot);
+                }
+            }
+            for slot in 0..40 {
+                let want = model.iter().filter(|&&(s, _)| s == slot).count();
+                assert_eq!(t.count(slot), want, "slot {slot}");
+            }
+            for topic in names {
+                let mut got = t.subscribers(topic);
+                got.sort();
+                let want: Vec<u32> = model
+                    .iter()
+                    .filter(|&&(_, n)| n == topic)
+                    .map(|&(s, _)| s)
+                    .collect();
+                assert_eq!(got, want, "topic {topic}");
+                let Some(&id) = t.by_name.get(topic) else {
+                    continue;
+                };
+                for (pos, &slot) in t.topics[id as usize].subscribers.iter().enumerate() {
+                    let at = std::iter::once(t.by_conn.first(slot))
+                        .flatten()
+                        .chain(t.by_conn.more.get(&slot).into_iter().flatten().copied())
+                        .find(|&(tid, _)| tid == id)
+                        .map(|(_, p)| p);
+                    assert_eq!(at, Some(pos as u32), "slot {slot} in {topic}");
+                }
+            }
+        }
+        for slot in 0..40 {
+            t.remove_conn(slot);
+        }
+        assert!(t.by_name.is_empty() && t.by_conn.is_empty());
     }
 }

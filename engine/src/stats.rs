@@ -105,6 +105,12 @@ pub(crate) struct Counters {
     /// once per delivery).
     pub deflate_in: u64,
     pub deflate_out: u64,
+    /// Pings sent to silent connections, and connections closed because
+    /// the answer did not come, or because nothing came for the idle
+    /// timeout.
+    pub pings_sent: u64,
+    pub ping_timeouts: u64,
+    pub idle_timeouts: u64,
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +147,9 @@ pub struct WorkerStats {
     deflate_agreed: AtomicU64,
     deflate_in: AtomicU64,
     deflate_out: AtomicU64,
+    pings_sent: AtomicU64,
+    ping_timeouts: AtomicU64,
+    idle_timeouts: AtomicU64,
     /// Per connection, not per message: a lock is cheap beside the
     /// syscalls of a handshake.
     requests: Mutex<BTreeMap<RequestOutcome, u64>>,
@@ -178,6 +187,9 @@ impl WorkerStats {
             .store(c.deflate_agreed, Ordering::Relaxed);
         self.deflate_in.store(c.deflate_in, Ordering::Relaxed);
         self.deflate_out.store(c.deflate_out, Ordering::Relaxed);
+        self.pings_sent.store(c.pings_sent, Ordering::Relaxed);
+        self.ping_timeouts.store(c.ping_timeouts, Ordering::Relaxed);
+        self.idle_timeouts.store(c.idle_timeouts, Ordering::Relaxed);
     }
 
     pub(crate) fn count_request(&self, outcome: RequestOutcome) {
@@ -268,6 +280,21 @@ impl WorkerStats {
     /// Connections closed with 1008 for backpressure.
     pub fn backpressure_closes(&self) -> u64 {
         self.backpressure_closes.load(Ordering::Relaxed)
+    }
+
+    /// Pings the server sent to connections silent for `ping_interval`.
+    pub fn pings_sent(&self) -> u64 {
+        self.pings_sent.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed (1001) because a ping went unanswered.
+    pub fn ping_timeouts(&self) -> u64 {
+        self.ping_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed (1001) after `idle_timeout` without a frame.
+    pub fn idle_timeouts(&self) -> u64 {
+        self.idle_timeouts.load(Ordering::Relaxed)
     }
 
     /// TLS connections ended by a record or handshake that failed (a

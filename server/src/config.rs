@@ -92,6 +92,12 @@ settings! {
     recv_buffers: u16 => engine.recv_buffers;
     /// Size of each receive buffer in bytes.
     recv_buffer_size: usize => engine.recv_buffer_size;
+    /// Submission queue entries of each worker's io_uring (8 to 16384; the
+    /// completion queue has four times as many). A ring costs 128 B of
+    /// kernel memory mapped into the server per entry, 512 KiB at the
+    /// default: shrink it where many workers each hold few busy
+    /// connections.
+    ring_entries: u32 => engine.ring_entries;
     /// Topics one `/ws` connection may subscribe to at once.
     max_subscriptions: usize = 64;
     /// `/ws` needs a token. When false, connections without one may
@@ -201,6 +207,9 @@ impl Config {
         }
         if !self.recv_buffers.is_power_of_two() {
             return Err("recv_buffers must be a power of two".into());
+        }
+        if !(8..=16384).contains(&self.ring_entries) {
+            return Err("ring_entries must be from 8 to 16384".into());
         }
         if self
             .compression_window_bits

@@ -138,6 +138,24 @@ const FAMILIES: &[Family] = &[
         value: WorkerStats::backpressure_closes,
     },
     Family {
+        name: "uringws_pings_sent_total",
+        kind: "counter",
+        help: "Pings sent to connections silent for ping_interval.",
+        value: WorkerStats::pings_sent,
+    },
+    Family {
+        name: "uringws_ping_timeouts_total",
+        kind: "counter",
+        help: "Connections closed with 1001 because a ping went unanswered.",
+        value: WorkerStats::ping_timeouts,
+    },
+    Family {
+        name: "uringws_idle_timeouts_total",
+        kind: "counter",
+        help: "Connections closed with 1001 after idle_timeout without a frame.",
+        value: WorkerStats::idle_timeouts,
+    },
+    Family {
         name: "uringws_tls_failures_total",
         kind: "counter",
         help: "TLS connections ended by a failed handshake or record (plain HTTP to a TLS port, \

@@ -7,7 +7,7 @@ mod common;
 
 use common::{raw::*, Server, WAIT};
 use std::{
-    io::Write,
+    io::{self, Write},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -464,4 +464,52 @@ fn sigterm_with_a_client_that_never_answers_refuses_newcomers_and_exits_0_at_the
         .map(|line| field(line, "closed="))
         .sum();
     assert_eq!(closed, CLIENTS, "{cut:?} {drained:?}");
+}
+
+#[test]
+fn silent_connections_are_pinged_and_one_that_never_answers_is_closed_and_counted() {
+    // Two idle clients: one answers the server's pings, one reads nothing
+    // and so answers nothing. Both show in the ping counters, and only the
+    // silent one is closed (1001, counted as a ping timeout, not idle).
+    let server = Server::start(&["--ping-interval", "0.3", "--idle-timeout", "0"]);
+    let mut answering = RawWs::connect(server.addr, "/echo");
+    let mut silent = RawWs::connect(server.addr, "/echo");
+    answering
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    let mut pongs = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        match answering.read_frame() {
+            Ok(frame) if frame.opcode == 0x9 => {
+                answering.send(0xa, &frame.payload).expect("pong");
+                pongs += 1;
+            }
+            Ok(frame) => panic!("unexpected frame {frame:?}"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("the answering client lost its connection: {e}"),
+        }
+    }
+    assert!(pongs >= 3, "{pongs} pings in 1.5 s at 0.3 s of silence");
+    // The silent one got its ping, then the close.
+    let ping = silent.read_frame().expect("a ping");
+    assert_eq!(ping.opcode, 0x9);
+    let close = silent.read_frame().expect("a close");
+    assert_eq!(close.close_code(), Some(1001));
+    silent.send(0x8, &close.payload).expect("our close");
+    wait_until("the silent one is gone", || {
+        open_connections(server.addr) == 1
+    });
+    let pings = metric(server.addr, "uringws_pings_sent_total", "");
+    assert!(
+        pings >= pongs + 1,
+        "{pings} pings counted, {pongs} answered + 1"
+    );
+    assert_eq!(metric(server.addr, "uringws_ping_timeouts_total", ""), 1);
+    assert_eq!(metric(server.addr, "uringws_idle_timeouts_total", ""), 0);
 }

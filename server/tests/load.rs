@@ -62,7 +62,7 @@ fn connect_hold_echo_and_churn_against_the_binary() {
         Hold::new(Duration::from_millis(300)),
     );
     assert_eq!(outcome.alive_at_end, 100, "{:?}", outcome.errors);
-    assert_eq!(hold.missed, 0);
+    assert_eq!(hold.pings.missed, 0);
 
     let (outcome, echo) = go(plan(addr, 20, 0.0, 1.0), Echo::new(1000, true, 4));
     assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);

@@ -148,6 +148,10 @@ enum Owned {
     Int(#[allow(dead_code, reason = "held for the kernel, never read here")] Box<libc::c_int>),
 }
 
+/// Direct descriptors a ring holds at most: the kernel refuses a larger
+/// table (IORING_MAX_FIXED_FILES), so a slot index fits in 20 bits.
+pub const MAX_FILES: u32 = 1 << 20;
+
 /// One io_uring with its provided buffers and direct-descriptor table.
 pub struct Ring {
     // `Drop` unregisters the buffer ring before `bufs` goes, so the kernel
@@ -169,8 +173,6 @@ impl Ring {
             .setup_taskrun_flag()
             .build(config.entries)
             .map_err(unavailable)?;
-        // The kernel refuses a larger table (IORING_MAX_FIXED_FILES).
-        const MAX_FILES: u32 = 1 << 20;
         let files = config.files.min(open_files_limit()).clamp(1, MAX_FILES);
         ring.submitter().register_files_sparse(files)?;
         let bufs = BufRing::new(&ring, config.recv_buffers, config.recv_buffer_size, 0)?;

@@ -48,12 +48,15 @@ impl Connection {
                 let idle = !config.idle_timeout.is_zero()
                     && now >= self.last_activity.saturating_add(ms(config.idle_timeout));
                 if idle {
+                    ob.counters.idle_timeouts += 1;
                     self.close(CloseCode::GOING_AWAY, "idle timeout", ob);
                     Expired::Idle
                 } else if ping_out {
+                    ob.counters.ping_timeouts += 1;
                     self.close(CloseCode::GOING_AWAY, "ping timeout", ob);
                     Expired::Ping
                 } else {
+                    ob.counters.pings_sent += 1;
                     self.send_control(OpCode::Ping, Bytes::new(), ob);
                     if let State::Open { ping_out, .. } = &mut self.state {
                         *ping_out = true;

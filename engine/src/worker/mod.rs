@@ -104,7 +104,7 @@ pub(crate) struct Worker<H: Handler> {
     accept: accept::Accepts,
     ctx: Ctx,
     rx: UnboundedReceiver<Command>,
-    timers: BinaryHeap<Reverse<(u64, u32)>>,
+    timers: BinaryHeap<Reverse<timers::Timer>>,
     rearm: Vec<u32>,
     next_gen: u32,
     /// Upgraded connections not yet reported closed.
@@ -179,8 +179,10 @@ impl<H: Handler> Worker<H> {
         );
         // Reserved, not touched: pages become resident only as slots fill,
         // and the slab never moves (a doubling copy would leave the old
-        // block resident in the allocator).
-        let slots = Slab::with_capacity(ring.files() as usize);
+        // block resident in the allocator). The same for the tables with
+        // an entry per connection.
+        let files = ring.files() as usize;
+        let slots = Slab::with_capacity(files);
         Ok(Worker {
             id,
             ring,
@@ -191,12 +193,12 @@ impl<H: Handler> Worker<H> {
                 worker: id,
                 out: Outbox::new(config),
                 commands,
-                topics: TopicTable::new(id, publisher.interest()),
+                topics: TopicTable::new(id, publisher.interest(), files),
                 publisher,
                 to_publish: Vec::new(),
             },
             rx,
-            timers: BinaryHeap::new(),
+            timers: BinaryHeap::with_capacity(files),
             rearm: Vec::new(),
             next_gen: 0,
             open: 0,

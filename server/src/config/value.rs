@@ -82,6 +82,7 @@ scalar_values!(
     usize,
     u8,
     u16,
+    u32,
     f64,
     bool,
     String,
@@ -156,6 +157,7 @@ text_items! {
     usize: "N", "a whole number, 0 or more";
     u8: "N", "a whole number from 0 to 255";
     u16: "N", "a whole number from 0 to 65535";
+    u32: "N", "a whole number from 0 to 4294967295";
     String: "TEXT", "text";
     SocketAddr: "ADDR", "an IP address and port, e.g. 0.0.0.0:9001 or [::]:9001";
 }

@@ -44,6 +44,7 @@ fn idle_timeout_closes_with_1001() {
     assert!(conn.is_open());
     ob.now = 1000;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Idle);
+    assert_eq!(ob.counters.idle_timeouts, 1);
     assert_eq!(drive(&mut conn, &mut ob), [closed(1001, "idle timeout")]);
     assert_eq!(
         sent_frames(&mut conn, &mut ob),
@@ -63,12 +64,18 @@ fn silence_is_pinged_then_closed_when_no_pong_comes() {
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert_eq!(drive(&mut conn, &mut ob), []);
     assert_eq!(sent_frames(&mut conn, &mut ob), [Wire::Ping(vec![])]);
+    assert_eq!(ob.counters.pings_sent, 1);
     assert_eq!(conn.poll_timeout(&ob.config), Some(2000));
     ob.now = 1999;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert_eq!(written(&mut conn, &mut ob), b"", "pinged twice");
+    assert_eq!(ob.counters.pings_sent, 1);
     ob.now = 2000;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Ping);
+    assert_eq!(
+        (ob.counters.ping_timeouts, ob.counters.idle_timeouts),
+        (1, 0)
+    );
     assert_eq!(drive(&mut conn, &mut ob), [closed(1001, "ping timeout")]);
     assert_eq!(
         sent_frames(&mut conn, &mut ob),
