@@ -14,8 +14,11 @@
 #
 # Every connection subscribes to one topic over /ws (`uringws.v1`); once
 # all are acked they are held idle for HOLD (default 60 s) while the server
-# pings each one silent for PING seconds (default 20); a connection that
-# does not answer is closed by the server, and the load generator counts it.
+# pings each one silent for PING seconds (default 45); a connection that
+# does not answer within as long again is closed by the server, and the
+# load generator counts it. (The load generator, on one core, reads a
+# million-delivery publish about 20 s behind; a pong later than PING is a
+# timeout, so PING stays above that.)
 # Then one 64 B message is published, and the run fails unless it reaches
 # every subscriber (DRAIN, default 60 s, to arrive).
 #
@@ -33,7 +36,7 @@ cd "$(dirname "$0")/../.."
 n=${1:-1000000}
 workers=${2:-64}
 hold=${HOLD:-60}
-ping=${PING:-20}
+ping=${PING:-45}
 drain=${DRAIN:-60}
 port=${PORT:-9700}
 admin=$((port + 1))
@@ -91,23 +94,27 @@ sleep $(( hold / 2 ))
 rss_held=$(kib VmRSS)
 slab_held=$(slab)
 open_held=$(metric uringws_connections)
+# The server's counts just before the load generator's drain ends: once it
+# stops reading, the connections it has not closed yet go unanswered.
+sleep $(( hold - hold / 2 + drain - 3 ))
+pings=$(metric uringws_pings_sent_total)
+ping_timeouts=$(metric uringws_ping_timeouts_total)
+idle_timeouts=$(metric uringws_idle_timeouts_total)
+exhaustions=$(metric uringws_recv_buffer_exhaustions_total)
+open_end=$(metric uringws_connections)
 set +e
 wait "$load"
 status=$?
 set -e
 load=
 rss_peak=$(kib VmHWM)
-pings=$(metric uringws_pings_sent_total)
-ping_timeouts=$(metric uringws_ping_timeouts_total)
-idle_timeouts=$(metric uringws_idle_timeouts_total)
-open_end=$(metric uringws_connections)
 
 python3 - "$out/load.json" "$n" "$workers" "$started" "$ready" "$rss_before" "$rss_held" \
   "$rss_peak" "$slab_before" "$slab_held" "$open_held" "$open_end" "$pings" "$ping_timeouts" \
-  "$idle_timeouts" <<'PY'
+  "$idle_timeouts" "$exhaustions" <<'PY'
 import json, sys
 (path, n, workers, started, ready, rss0, rss_held, rss_peak, slab0, slab_held, open_held,
- open_end, pings, ping_to, idle_to) = sys.argv[1:]
+ open_end, pings, ping_to, idle_to, exhaustions) = sys.argv[1:]
 n, workers = int(n), int(workers)
 r = json.load(open(path))
 f = r["fanout"]
@@ -115,12 +122,12 @@ conns = n + 1
 lat = r["latency"].get("delivery", {})
 print(f"connections          {conns:,} ({workers} workers a side)")
 print(f"connect + subscribe  {float(ready) - float(started):.0f} s")
-print(f"open while held      {int(open_held):,}, at the end {int(open_end):,}")
+print(f"open while held      {int(open_held):,}, after the publish {int(open_end):,}")
 print(f"server RSS           {int(rss_held) * 1024 / conns:.0f} B per connection held, all of it "
       f"({int(rss_held) >> 10} MiB; {int(rss0) >> 10} MiB before the first), "
       f"peak {int(rss_peak) * 1024 / conns:.0f} B")
 print(f"kernel slab          {(int(slab_held) - int(slab0)) * 1024 / conns:.0f} B per connection (both ends)")
-print(f"server pings         {int(pings):,} sent, {int(ping_to)} ping timeouts, {int(idle_to)} idle timeouts")
+print(f"server pings         {int(pings):,} sent, {int(ping_to)} ping timeouts, {int(idle_to)} idle timeouts; receive ring ran dry {int(exhaustions):,} times")
 print(f"publish              reached {f['deliveries_received']:,} of {f['deliveries_expected']:,} "
       f"subscribers; lost {f['lost']}, dropped subscribers {f['dead_subscribers']}")
 if lat:

@@ -316,7 +316,8 @@ impl Harness {
 
     /// The connection's next deadline.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.conn.poll_timeout(&self.ctx.out.config)
+        self.conn
+            .poll_timeout(&self.ctx.out.config, self.ctx.out.now)
     }
 
     /// Messages the handler was given.

@@ -192,7 +192,7 @@ impl Connection {
             },
             ob,
         );
-        self.last_activity = ob.now;
+        self.last_activity = Stamp::at(ob.now);
         list(&mut self.output.listed, self.id, ob);
     }
 
@@ -252,7 +252,7 @@ impl Connection {
             Ok(None) => return None,
             Err(error) => return Some(self.fail(&error, ob)),
         };
-        self.last_activity = ob.now;
+        self.last_activity = Stamp::at(ob.now);
         if let State::Open { ping_out, .. } = &mut self.state {
             *ping_out = false;
         }
@@ -351,7 +351,7 @@ impl Connection {
                     self.output.discard_input();
                     return None;
                 }
-                Ok(Some(_)) => self.last_activity = ob.now,
+                Ok(Some(_)) => self.last_activity = Stamp::at(ob.now),
                 Ok(None) => return None,
                 // Its close is what we wait for; a peer that cannot send
                 // one is not waited for.

@@ -16,6 +16,7 @@ mod send;
 #[cfg(test)]
 mod tests;
 mod time;
+use time::Stamp;
 mod tls;
 mod transport;
 
@@ -279,8 +280,8 @@ pub(crate) struct Connection {
     session: Session,
     output: Output,
     /// When the state began; while open, when the last ping went out.
-    since: u64,
-    last_activity: u64,
+    since: Stamp,
+    last_activity: Stamp,
 }
 
 impl Connection {
@@ -308,8 +309,8 @@ impl Connection {
                 },
             ),
             output: Output::new(io),
-            since: ob.now,
-            last_activity: ob.now,
+            since: Stamp::at(ob.now),
+            last_activity: Stamp::at(ob.now),
         }
     }
 
@@ -434,7 +435,7 @@ impl Connection {
 
     fn enter(&mut self, state: State, ob: &Outbox) {
         self.state = state;
-        self.since = ob.now;
+        self.since = Stamp::at(ob.now);
     }
 }
 

@@ -35,7 +35,7 @@ impl<H: Handler> Worker<H> {
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        let Some(at) = s.conn.poll_timeout(&self.ctx.out.config) else {
+        let Some(at) = s.conn.poll_timeout(&self.ctx.out.config, self.ctx.out.now) else {
             return;
         };
         if s.timer_at == 0 || at < s.timer_at {

@@ -102,7 +102,7 @@ fn close_timeout_while_waiting_for_the_peer_ends_it() {
     conn.close(CloseCode::NORMAL, "", &mut ob);
     assert_eq!(drive(&mut conn, &mut ob), [closed(1000, "")]);
     assert_eq!(sent_frames(&mut conn, &mut ob), [wire_close(1000, "")]);
-    assert_eq!(conn.poll_timeout(&ob.config), Some(6000));
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), Some(6000));
     ob.now = 5999;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert!(!conn.is_done(&ob));
@@ -110,7 +110,7 @@ fn close_timeout_while_waiting_for_the_peer_ends_it() {
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Closing);
     assert!(conn.is_closed() && conn.is_done(&ob));
     assert_eq!(events(&mut conn, &mut ob), [], "reported twice");
-    assert_eq!(conn.poll_timeout(&ob.config), None);
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), None);
 }
 
 #[test]

@@ -225,7 +225,7 @@ fn handshake_timeout_closes_without_a_report() {
     ob.now = 1000;
     let mut conn = accepted(&mut ob);
     conn.receive(b"GET /chat HTTP/1.1\r\n", &mut ob);
-    assert_eq!(conn.poll_timeout(&ob.config), Some(11_000));
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), Some(11_000));
     ob.now = 10_999;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert!(conn.is_handshake());
@@ -233,6 +233,6 @@ fn handshake_timeout_closes_without_a_report() {
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Handshake);
     assert!(conn.is_closed() && conn.is_done(&ob));
     assert_eq!(events(&mut conn, &mut ob), []);
-    assert_eq!(conn.poll_timeout(&ob.config), None);
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), None);
     assert_eq!(written(&mut conn, &mut ob), b"");
 }

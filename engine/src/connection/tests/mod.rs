@@ -317,7 +317,7 @@ fn sent_frames(conn: &mut Connection, ob: &mut Outbox) -> Vec<Wire> {
 /// measured reason.
 #[test]
 fn an_idle_connection_is_nine_words() {
-    assert_eq!(std::mem::size_of::<Connection>(), 72);
+    assert_eq!(std::mem::size_of::<Connection>(), 64);
     assert_eq!(std::mem::size_of::<State>(), 8);
     assert_eq!(std::mem::size_of::<Session>(), 24);
 }

@@ -12,11 +12,11 @@ fn poll_timeout_follows_the_state() {
     });
     ob.now = 100;
     let mut conn = accepted(&mut ob);
-    assert_eq!(conn.poll_timeout(&ob.config), Some(10_100));
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), Some(10_100));
     ob.now = 500;
     handshake(&mut conn, &mut ob);
     assert_eq!(
-        conn.poll_timeout(&ob.config),
+        conn.poll_timeout(&ob.config, ob.now),
         Some(30_500),
         "the ping first"
     );
@@ -24,12 +24,16 @@ fn poll_timeout_follows_the_state() {
         ping_interval: Duration::ZERO,
         ..(*ob.config).clone()
     };
-    assert_eq!(conn.poll_timeout(&no_ping), Some(120_500), "then idleness");
+    assert_eq!(
+        conn.poll_timeout(&no_ping, ob.now),
+        Some(120_500),
+        "then idleness"
+    );
     ob.now = 700;
     conn.close(CloseCode::NORMAL, "", &mut ob);
-    assert_eq!(conn.poll_timeout(&ob.config), Some(5700));
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), Some(5700));
     conn.on_transport_closed(&mut ob);
-    assert_eq!(conn.poll_timeout(&ob.config), None);
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), None);
 }
 
 #[test]
@@ -38,7 +42,7 @@ fn idle_timeout_closes_with_1001() {
         c.idle_timeout = Duration::from_secs(1);
         c.ping_interval = Duration::ZERO;
     });
-    assert_eq!(conn.poll_timeout(&ob.config), Some(1000));
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), Some(1000));
     ob.now = 999;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert!(conn.is_open());
@@ -59,13 +63,13 @@ fn silence_is_pinged_then_closed_when_no_pong_comes() {
         c.idle_timeout = Duration::ZERO;
         c.ping_interval = Duration::from_secs(1);
     });
-    assert_eq!(conn.poll_timeout(&ob.config), Some(1000));
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), Some(1000));
     ob.now = 1000;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert_eq!(drive(&mut conn, &mut ob), []);
     assert_eq!(sent_frames(&mut conn, &mut ob), [Wire::Ping(vec![])]);
     assert_eq!(ob.counters.pings_sent, 1);
-    assert_eq!(conn.poll_timeout(&ob.config), Some(2000));
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), Some(2000));
     ob.now = 1999;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert_eq!(written(&mut conn, &mut ob), b"", "pinged twice");
@@ -95,7 +99,11 @@ fn a_frame_answers_the_pending_ping() {
     ob.now = 1500;
     let evs = feed(&mut conn, &mut ob, &client(OpCode::Pong, true, b""));
     assert_eq!(evs, [Ev::Pong(vec![])]);
-    assert_eq!(conn.poll_timeout(&ob.config), Some(2500), "the next ping");
+    assert_eq!(
+        conn.poll_timeout(&ob.config, ob.now),
+        Some(2500),
+        "the next ping"
+    );
     ob.now = 2000;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert!(conn.is_open());
@@ -114,7 +122,7 @@ fn a_frame_resets_the_idle_deadline() {
     });
     ob.now = 600;
     assert_eq!(feed(&mut conn, &mut ob, &text("still here")).len(), 1);
-    assert_eq!(conn.poll_timeout(&ob.config), Some(1600));
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), Some(1600));
     ob.now = 1000;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert!(conn.is_open());
@@ -128,7 +136,7 @@ fn zero_idle_timeout_and_ping_interval_leave_an_open_connection_without_deadline
         c.idle_timeout = Duration::ZERO;
         c.ping_interval = Duration::ZERO;
     });
-    assert_eq!(conn.poll_timeout(&ob.config), None);
+    assert_eq!(conn.poll_timeout(&ob.config, ob.now), None);
     ob.now = 1 << 40;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert!(conn.is_open());
@@ -145,7 +153,9 @@ fn timeout_beyond_u64_milliseconds_is_far_off_not_an_overflow() {
     });
     ob.now = 1000;
     assert_eq!(feed(&mut conn, &mut ob, &text("activity")).len(), 1);
-    assert!(conn.poll_timeout(&ob.config).is_none_or(|at| at > 1 << 60));
+    assert!(conn
+        .poll_timeout(&ob.config, ob.now)
+        .is_none_or(|at| at > 1 << 60));
     ob.now = 2000;
     assert_eq!(conn.handle_timeout(&mut ob), Expired::Nothing);
     assert!(conn.is_open());
