@@ -88,6 +88,7 @@ def broadcasters(threads):
     """Servers with a broadcast endpoint: command and path."""
     return {
         "uringws": ([f"{BIN}/examples/room", "--threads", str(threads)], "/"),
+        "uws-cpp": ([f"{BIN}/peer-uws-cpp", "--threads", str(threads)], "/broadcast"),
         "uws": (["node", os.path.join(UWS, "server.js"), "--threads", str(threads)], "/broadcast"),
     }
 

@@ -224,6 +224,13 @@ impl<H: Handler> Worker<H> {
         self.arm_accepts()?;
         let mut completions = Vec::with_capacity(BATCH);
         let mut last_wait = 0;
+        // One timer for the worker's whole life, moved only when the next
+        // deadline moves: a connection's deadlines are seconds away, so
+        // most waits keep it where it is, where a new sleep per wait would
+        // register with tokio's timer wheel and leave it every time.
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut armed = None;
         loop {
             self.ctx.out.now = self.now();
             // Before the submit: a forced end of a shutdown queues cancels
@@ -238,6 +245,10 @@ impl<H: Handler> Worker<H> {
                 let deadline = self
                     .next_deadline()
                     .map(|ms| self.started + Duration::from_millis(ms));
+                if let (Some(at), true) = (deadline, deadline != armed) {
+                    sleep.as_mut().reset(at.into());
+                }
+                armed = deadline;
                 // Woken by completions, a command from another thread, or
                 // the next deadline.
                 let command = tokio::select! {
@@ -247,7 +258,7 @@ impl<H: Handler> Worker<H> {
                         None
                     }
                     Some(command) = self.rx.recv() => Some(command),
-                    _ = sleep_until(deadline) => None,
+                    _ = &mut sleep, if deadline.is_some() => None,
                 };
                 self.ctx.out.now = self.now();
                 if let Some(command) = command {
@@ -435,13 +446,6 @@ fn live_token<S>(slots: &mut Slab<Slot<S>>, token: Token) -> Option<&mut Slot<S>
     slots
         .get_mut(token.slot as usize)
         .filter(|s| token.is_for(s.conn.id.gen))
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]
