@@ -39,6 +39,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 UWS = os.path.join(ROOT, "benches", "peers", "uws")
 # (certificate, key) PEM files when the runs are over wss://.
 TLS = None
+# uringws-load's workers (threads, each with its own ring).
+LOAD_WORKERS = 1
 
 
 def uringws(binary, threads):
@@ -86,11 +88,15 @@ def servers(threads, baseline=None):
 
 def broadcasters(threads):
     """Servers with a broadcast endpoint: command and path."""
-    return {
+    table = {
         "uringws": ([f"{BIN}/examples/room", "--threads", str(threads)], "/"),
         "uws-cpp": ([f"{BIN}/peer-uws-cpp", "--threads", str(threads)], "/broadcast"),
         "uws": (["node", os.path.join(UWS, "server.js"), "--threads", str(threads)], "/broadcast"),
     }
+    if threads > 1:
+        # Its threads publish to their own subscribers only.
+        del table["uws-cpp"]
+    return table
 
 
 def missing(cmd):
@@ -165,7 +171,7 @@ def stop(proc):
 
 def load(cpus, args, timeout):
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = ["taskset", "-c", cpus, f"{BIN}/uringws-load", "--quiet", "--workers", "1",
+        cmd = ["taskset", "-c", cpus, f"{BIN}/uringws-load", "--quiet", "--workers", str(LOAD_WORKERS),
                "--json", out.name] + (["--insecure"] if TLS else []) + args
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
         try:
@@ -266,6 +272,8 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--load-cpus", default="1")
+    p.add_argument("--load-workers", type=int, default=1,
+                   help="uringws-load workers: more than one when the server has more cores")
     p.add_argument("--echo", default="64x1,64x100,64x1000,16384x1,16384x100,16384x1000")
     p.add_argument("--hold", type=int, default=19000)
     p.add_argument("--hold-seconds", type=float, default=8)
@@ -276,7 +284,8 @@ def main():
     p.add_argument("--tls", default="", metavar="CERT,KEY",
                    help="PEM certificate and key: every run over wss:// (echo and hold)")
     a = p.parse_args()
-    global TLS
+    global TLS, LOAD_WORKERS
+    LOAD_WORKERS = a.load_workers
     if a.tls:
         cert, _, key = a.tls.partition(",")
         if not (os.path.exists(cert) and os.path.exists(key)):

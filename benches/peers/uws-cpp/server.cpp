@@ -2,13 +2,17 @@
 // text and binary message back as it came on `/` and `/echo` (uWebSockets
 // answers pings and closes itself), and `/broadcast`, where each message is
 // published to every other connection. Plain, or TLS with --tls-cert and
-// --tls-key (OpenSSL). One thread: the comparisons run one server core.
+// --tls-key (OpenSSL). One thread unless --threads N: then N event loops,
+// each with its own App and its own SO_REUSEPORT listener on the same port
+// (uSockets sets it), as uWebSockets' threaded examples do. Their
+// /broadcast reaches the subscribers of the same thread only, so fan-out
+// is compared on one thread.
 // With --compression, permessage-deflate for clients that offer it: its
 // shared compressor, or DEDICATED_COMPRESSOR_3KB (window 2^9, memLevel 1),
 // each with the shared decompressor; every message is sent with the
 // compress hint, which uWebSockets follows when the client agreed.
 //
-//   peer-uws-cpp --listen 127.0.0.1:9001 [--tls-cert cert.pem --tls-key key.pem]
+//   peer-uws-cpp --listen 127.0.0.1:9001 [--threads N] [--tls-cert cert.pem --tls-key key.pem]
 //                [--compression off|shared|dedicated]
 //
 // Built by build.sh, from the sources the crate libuwebsockets-sys vendors.
@@ -19,6 +23,8 @@
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -29,6 +35,7 @@ struct Options {
     int port = 9001;
     std::string cert, key;
     uWS::CompressOptions compression = uWS::DISABLED;
+    int threads = 1;
 };
 
 bool parse(int argc, char **argv, Options &o) {
@@ -54,7 +61,8 @@ bool parse(int argc, char **argv, Options &o) {
                 return false;
             }
         } else if (flag == "--threads") {
-            if (value != "1") return false;
+            o.threads = std::atoi(value.c_str());
+            if (o.threads < 1 || o.threads > 256) return false;
         } else {
             return false;
         }
@@ -108,15 +116,29 @@ int serve(uWS::TemplatedApp<SSL> &&app, const Options &o) {
 int main(int argc, char **argv) {
     Options o;
     if (!parse(argc, argv, o)) {
-        std::cerr << "usage: peer-uws-cpp --listen HOST:PORT [--threads 1] "
+        std::cerr << "usage: peer-uws-cpp --listen HOST:PORT [--threads N] "
                      "[--tls-cert FILE --tls-key FILE] [--compression off|shared|dedicated]" << std::endl;
         return 2;
     }
-    if (o.cert.empty()) {
-        return serve(uWS::App(), o);
+    auto run = [&o]() {
+        if (o.cert.empty()) {
+            return serve(uWS::App(), o);
+        }
+        uWS::SocketContextOptions tls;
+        tls.cert_file_name = o.cert.c_str();
+        tls.key_file_name = o.key.c_str();
+        return serve(uWS::SSLApp(tls), o);
+    };
+    if (o.threads == 1) {
+        return run();
     }
-    uWS::SocketContextOptions tls;
-    tls.cert_file_name = o.cert.c_str();
-    tls.key_file_name = o.key.c_str();
-    return serve(uWS::SSLApp(tls), o);
+    std::vector<std::thread> loops;
+    for (int i = 0; i < o.threads; i++) {
+        // A loop that cannot listen ends the whole server, not just itself.
+        loops.emplace_back([&run] {
+            if (run() != 0) std::_Exit(1);
+        });
+    }
+    for (auto &loop : loops) loop.join();
+    return 0;
 }
