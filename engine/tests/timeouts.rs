@@ -150,3 +150,44 @@ async fn idle_timeout_closes_silent_clients_only() {
     assert_eq!(server.recorder.closes().len(), 1);
     server.stop().await;
 }
+
+/// The worker sleeps on its next deadline, and moves that one timer only
+/// when the deadline moves. A connection whose deadline comes before the
+/// one it sleeps on must still be served on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_earlier_than_the_one_armed_is_kept() {
+    let idle = Duration::from_secs(3);
+    let handshake = Duration::from_millis(300);
+    let config = EngineConfig {
+        idle_timeout: idle,
+        handshake_timeout: handshake,
+        ping_interval: Duration::ZERO,
+        ..test_config()
+    };
+    // One worker, so that both connections are its.
+    let server = TestServer::start_with_workers(config, Hooks::default(), 1);
+    // Armed, once its own handshake deadline is past: this one's idle
+    // deadline, 3 s away.
+    let mut idler = RawClient::upgrade(server.addr).await;
+    tokio::time::sleep(2 * handshake).await;
+    // Then a connection that never sends its request: its handshake
+    // deadline, 300 ms away, is now the worker's next.
+    let start = Instant::now();
+    let mut mute = RawClient::connect(server.addr).await;
+    let (bytes, _end) = mute.read_to_end(WAIT).await;
+    let dropped_at = start.elapsed();
+    assert!(bytes.is_empty(), "no answer to a request never sent");
+    assert!(
+        dropped_at >= handshake - Duration::from_millis(20),
+        "dropped after {dropped_at:?}"
+    );
+    assert!(
+        dropped_at <= handshake + SLACK,
+        "dropped after {dropped_at:?}, not at its own deadline"
+    );
+    // And the later deadline still holds once it is the next again.
+    let (others, close) = idler.read_until_close(WAIT).await;
+    assert!(others.is_empty(), "{others:?}");
+    assert_eq!(close.expect("a close frame").close_code(), Some(1001));
+    server.stop().await;
+}
