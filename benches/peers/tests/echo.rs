@@ -385,3 +385,31 @@ fn uws_cpp_echoes() {
     check_fragmented(&binary);
     check_tls_echo(&binary);
 }
+
+/// The io_uring build, where build.sh made it (it needs liburing's
+/// headers). Small messages only: that backend fails larger ones, which is
+/// why compare.py runs it at 64 B only.
+#[test]
+fn uws_cpp_on_io_uring_echoes_small_messages() {
+    let Some(epoll) = uws_cpp() else { return };
+    let binary = format!("{epoll}-uring");
+    if !std::path::Path::new(&binary).exists() {
+        eprintln!("uws-cpp-uring peer skipped: run benches/peers/uws-cpp/build.sh");
+        return;
+    }
+    let server = start(&binary);
+    let mut client = Client::connect(server.addr, "/echo");
+    for i in 0..100 {
+        let text = format!("message {i} ✓");
+        client.send(OpCode::Text, true, text.as_bytes());
+        match client.receive() {
+            Message::Text(echo) => assert_eq!(echo.as_str(), text),
+            other => panic!("{binary}: text came back as {other:?}"),
+        }
+    }
+    let payload = pattern(64);
+    client.send(OpCode::Binary, true, &payload);
+    assert_eq!(client.receive(), Message::Binary(payload.into()));
+    client.send(OpCode::Ping, true, b"are you there");
+    assert_eq!(client.receive(), Message::Pong("are you there".into()));
+}

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Builds peer-uws-cpp (C++ uWebSockets with its default epoll backend and
-# OpenSSL) into target/release/, from the uWebSockets and uSockets sources
-# that the crate libuwebsockets-sys 0.0.10 vendors; cargo fetches the crate.
-# Needs g++ and Debian's libssl-dev and zlib1g-dev.
+# Builds two servers into target/release/, from the uWebSockets and
+# uSockets sources that the crate libuwebsockets-sys 0.0.10 vendors (cargo
+# fetches the crate):
+# - peer-uws-cpp: C++ uWebSockets with its default epoll backend and OpenSSL;
+# - peer-uws-cpp-uring: the same server on uSockets' io_uring backend
+#   (LIBUS_USE_IO_URING), plain only. That backend is a prototype: at most
+#   4,096 connections, and larger messages fail (here: half the upgrades at
+#   1 KiB echo, nothing echoed at 4 KiB), so compare.py runs it at 64 B only.
+# Needs g++ and Debian's libssl-dev, zlib1g-dev and liburing-dev.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 here="$root/benches/peers/uws-cpp"
@@ -28,3 +33,12 @@ done
 g++ "${flags[@]}" -std=c++20 -c "$us/crypto/sni_tree.cpp" -o "$obj/sni_tree.o"
 g++ "${flags[@]}" -std=c++20 -I"$uws/src" "$here/server.cpp" "$obj"/*.o -lssl -lcrypto -lz -o "$out"
 echo "built $out"
+
+uring_obj="$obj/uring"
+mkdir -p "$uring_obj"
+flags=(-O3 -flto -DLIBUS_NO_SSL -DLIBUS_USE_IO_URING -DUWS_NO_ZLIB_FALLBACK -Wno-deprecated-declarations -I"$us")
+for c in "$us"/*.c "$us"/io_uring/*.c; do
+  gcc "${flags[@]}" -c "$c" -o "$uring_obj/$(basename "$c").o"
+done
+g++ "${flags[@]}" -std=c++20 -I"$uws/src" "$here/server.cpp" "$uring_obj"/*.o -luring -lz -o "$out-uring"
+echo "built $out-uring"
