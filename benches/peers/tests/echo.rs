@@ -387,8 +387,8 @@ fn uws_cpp_echoes() {
 }
 
 /// The io_uring build, where build.sh made it (it needs liburing's
-/// headers). Small messages only: that backend fails larger ones, which is
-/// why compare.py runs it at 64 B only.
+/// headers). Small messages on one connection only: that backend fails
+/// larger ones, which is why compare.py runs it at 64 B × 1 only.
 #[test]
 fn uws_cpp_on_io_uring_echoes_small_messages() {
     let Some(epoll) = uws_cpp() else { return };
