@@ -27,7 +27,8 @@ src=$(cd "$fetch" && cargo metadata --format-version 1 --quiet |
   python3 -c 'import json, sys; m = json.load(sys.stdin); print(next(p["manifest_path"] for p in m["packages"] if p["name"] == "libuwebsockets-sys"))')
 uws="$(dirname "$src")/uWebSockets"
 us="$uws/uSockets/src"
-flags=(-O3 -flto -DLIBUS_USE_OPENSSL -DUWS_NO_ZLIB_FALLBACK -Wno-deprecated-declarations -I"$us")
+common=(-O3 -flto -DUWS_NO_ZLIB_FALLBACK -Wno-deprecated-declarations -I"$us")
+flags=("${common[@]}" -DLIBUS_USE_OPENSSL)
 for c in "$us"/*.c "$us"/eventing/epoll_kqueue.c "$us"/crypto/openssl.c; do
   gcc "${flags[@]}" -c "$c" -o "$obj/$(basename "$c").o"
 done
@@ -37,7 +38,7 @@ echo "built $out"
 
 uring_obj="$obj/uring"
 mkdir -p "$uring_obj"
-flags=(-O3 -flto -DLIBUS_NO_SSL -DLIBUS_USE_IO_URING -DUWS_NO_ZLIB_FALLBACK -Wno-deprecated-declarations -I"$us")
+flags=("${common[@]}" -DLIBUS_NO_SSL -DLIBUS_USE_IO_URING)
 for c in "$us"/*.c "$us"/io_uring/*.c; do
   gcc "${flags[@]}" -c "$c" -o "$uring_obj/$(basename "$c").o"
 done

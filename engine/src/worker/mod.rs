@@ -245,10 +245,12 @@ impl<H: Handler> Worker<H> {
                 let deadline = self
                     .next_deadline()
                     .map(|ms| self.started + Duration::from_millis(ms));
-                if let (Some(at), true) = (deadline, deadline != armed) {
-                    sleep.as_mut().reset(at.into());
+                if deadline != armed {
+                    if let Some(at) = deadline {
+                        sleep.as_mut().reset(at.into());
+                    }
+                    armed = deadline;
                 }
-                armed = deadline;
                 // Woken by completions, a command from another thread, or
                 // the next deadline.
                 let command = tokio::select! {
