@@ -148,13 +148,15 @@ impl Harness {
             if self.conn.is_handshake() {
                 self.handshake(script);
             }
-            self.drive_input(&[], script);
+            self.drive(script);
         } else if self.conn.is_handshake() {
             self.conn.receive(data, &mut self.ctx.out);
             self.handshake(script);
-            self.drive_input(&[], script);
+            self.drive(script);
         } else {
-            self.drive_input(data, script);
+            // The worker unmasks in the ring's buffer; a copy stands in.
+            let mut data = data.to_vec();
+            self.drive_input(&mut &mut data[..], script);
         }
     }
 
@@ -348,13 +350,13 @@ impl Harness {
     /// `drive`: after anything happened to the connection, its events go
     /// to the handler, and it is torn down if it is done.
     pub fn drive(&mut self, script: &mut impl Script) {
-        self.drive_input(&[], script);
+        self.drive_input(&mut &mut [][..], script);
     }
 
     /// `drive_input`: every event, then the connection's turn ends, and a
     /// connection that is done is torn down.
-    fn drive_input(&mut self, mut input: &[u8], script: &mut impl Script) {
-        while let Some(event) = self.conn.poll_event_in(&mut input, &mut self.ctx.out) {
+    fn drive_input(&mut self, input: &mut &mut [u8], script: &mut impl Script) {
+        while let Some(event) = self.conn.poll_event_in(input, &mut self.ctx.out) {
             self.dispatch(event, script);
         }
         self.conn.after_input(&mut self.ctx.out);

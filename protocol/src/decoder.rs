@@ -296,16 +296,19 @@ impl Decoder {
         })
     }
 
-    /// Takes the next message off the front of `input`, a buffer the
-    /// caller reuses (a receive buffer that goes back to the kernel), when
-    /// it holds a whole unfragmented message or control frame and nothing
-    /// is pending: the payload is copied out into a buffer of its own and
-    /// unmasked there, and the message comes back with the number of bytes
-    /// it took. `Ok(None)` takes nothing: the frame is not whole in
-    /// `input`, or it is a fragment; append `input` to the connection's
-    /// buffer and go on with [`decode`](Self::decode). Errors are those of
-    /// `decode`, found as early.
-    pub fn decode_slice(&mut self, input: &[u8]) -> Result<Option<(Message, usize)>, Error> {
+    /// Reads the next frame where it lies in `input`, a receive buffer the
+    /// caller owns, when it is a whole unfragmented message or control frame
+    /// and nothing is pending: its payload is unmasked and checked in
+    /// `input` itself. The caller then cuts the frame off its buffer (the
+    /// header's [`InPlace::header_len`] bytes, then
+    /// [`InPlace::payload_len`] of payload, shared or copied as it likes)
+    /// and turns the payload into the message with
+    /// [`finish_in_place`](Self::finish_in_place). `Ok(None)` leaves
+    /// `input` untouched: the frame is not whole in it, or it is a
+    /// fragment; append `input` to the connection's buffer and go on with
+    /// [`decode`](Self::decode). Errors are those of `decode`, found as
+    /// early.
+    pub fn decode_in_place(&mut self, input: &mut [u8]) -> Result<Option<InPlace>, Error> {
         if self.partial.is_some() {
             return Ok(None);
         }
@@ -313,22 +316,29 @@ impl Decoder {
             return Ok(None);
         };
         let frame = self.check(header)?;
-        let end = header_len + frame.len;
-        let (false, Some(body)) = (
-            header.opcode == OpCode::Continuation || !header.fin,
-            input.get(header_len..end),
-        ) else {
+        if header.opcode == OpCode::Continuation || !header.fin {
+            return Ok(None);
+        }
+        let Some(payload) = input.get_mut(header_len..header_len + frame.len) else {
             return Ok(None);
         };
-        let mut payload = BytesMut::from(body);
         let mut utf8 = Utf8Validator::new();
-        unmask_and_check(&mut payload, &frame, &mut utf8)?;
+        unmask_and_check(payload, &frame, &mut utf8)?;
         if frame.text {
             utf8.finish()?;
         }
-        Ok(self
-            .finish_frame(header, payload)?
-            .map(|message| (message, end)))
+        Ok(Some(InPlace {
+            header,
+            header_len,
+            payload_len: frame.len,
+        }))
+    }
+
+    /// The message of a frame read by [`decode_in_place`](Self::decode_in_place),
+    /// from its payload (the unmasked bytes, cut from the caller's buffer).
+    pub fn finish_in_place(&mut self, frame: InPlace, payload: Bytes) -> Result<Message, Error> {
+        debug_assert_eq!(payload.len(), frame.payload_len);
+        whole_message(frame.header, payload)
     }
 
     /// How many bytes the frame at the front of `buf` (or, while a frame
@@ -353,24 +363,17 @@ impl Decoder {
         payload: BytesMut,
     ) -> Result<Option<Message>, Error> {
         let data = match header.opcode {
-            OpCode::Ping => return Ok(Some(Message::Ping(payload.freeze()))),
-            OpCode::Pong => return Ok(Some(Message::Pong(payload.freeze()))),
-            OpCode::Close => {
-                return CloseFrame::parse(payload.freeze()).map(|c| Some(Message::Close(c)))
-            }
-            OpCode::Text | OpCode::Binary => {
+            OpCode::Text | OpCode::Binary if !header.fin => {
                 let fragments = Fragments {
                     text: header.opcode == OpCode::Text,
                     compressed: header.rsv1,
                     data: payload,
                 };
-                if header.fin {
-                    return Ok(Some(fragments.complete()));
-                }
                 self.partial.get_or_insert_with(Default::default).fragments = Some(fragments);
                 return Ok(None);
             }
             OpCode::Continuation => payload,
+            _ => return whole_message(header, payload.freeze()).map(Some),
         };
         let Some(partial) = self.partial.as_mut() else {
             return Err(Error::UnexpectedContinuation);
@@ -393,11 +396,50 @@ impl Fragments {
     /// The whole message; its text, unless compressed, was validated by
     /// `decode`.
     fn complete(self) -> Message {
-        let data = self.data.freeze();
-        match (self.compressed, self.text) {
-            (true, text) => Message::Compressed(Compressed { text, data }),
-            (false, true) => Message::Text(Utf8Bytes::from_validated(data)),
-            (false, false) => Message::Binary(data),
+        data_message(self.compressed, self.text, self.data.freeze())
+    }
+}
+
+/// The message of one final frame that is not a continuation, from its
+/// checked, unmasked payload.
+fn whole_message(header: FrameHeader, payload: Bytes) -> Result<Message, Error> {
+    Ok(match header.opcode {
+        OpCode::Ping => Message::Ping(payload),
+        OpCode::Pong => Message::Pong(payload),
+        OpCode::Close => Message::Close(CloseFrame::parse(payload)?),
+        OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+            data_message(header.rsv1, header.opcode == OpCode::Text, payload)
         }
+    })
+}
+
+/// A data message; its text, unless compressed, already validated.
+fn data_message(compressed: bool, text: bool, data: Bytes) -> Message {
+    match (compressed, text) {
+        (true, text) => Message::Compressed(Compressed { text, data }),
+        (false, true) => Message::Text(Utf8Bytes::from_validated(data)),
+        (false, false) => Message::Binary(data),
+    }
+}
+
+/// A frame whole in the caller's buffer, unmasked and checked there
+/// ([`Decoder::decode_in_place`]).
+#[derive(Debug)]
+#[must_use = "the frame is to be cut off the buffer and finished"]
+pub struct InPlace {
+    header: FrameHeader,
+    header_len: usize,
+    payload_len: usize,
+}
+
+impl InPlace {
+    /// Bytes of the frame's header, at the front of the buffer.
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+
+    /// Bytes of its payload, right after the header.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
     }
 }

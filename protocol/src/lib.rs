@@ -14,7 +14,7 @@ pub mod session;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use decoder::{Decoder, DecoderConfig, Message};
+pub use decoder::{Decoder, DecoderConfig, InPlace, Message};
 pub use error::Error;
 pub use frame::{FrameHeader, OpCode};
 pub use session::Session;

@@ -5,7 +5,7 @@
 
 use crate::{
     close::{CloseCode, CloseFrame},
-    decoder::{Decoder, DecoderConfig, Message},
+    decoder::{Decoder, DecoderConfig, InPlace, Message},
     encoder::{
         client_frame, compressed_client_frame, compressed_server_frame, server_frame, Frame,
     },
@@ -73,15 +73,20 @@ impl Session {
         Ok(message)
     }
 
-    /// [`Decoder::decode_slice`] with the close handshake's rules, as
+    /// [`Decoder::decode_in_place`] with the close handshake's rules, as
     /// [`decode`](Self::decode).
-    pub fn decode_slice(&mut self, input: &[u8]) -> Result<Option<(Message, usize)>, Error> {
+    pub fn decode_in_place(&mut self, input: &mut [u8]) -> Result<Option<InPlace>, Error> {
         if self.peer_closed() {
             return Self::after_close(input.is_empty()).map(|()| None);
         }
-        let decoded = self.decoder.decode_slice(input)?;
-        self.saw(decoded.as_ref().map(|(message, _)| message));
-        Ok(decoded)
+        self.decoder.decode_in_place(input)
+    }
+
+    /// [`Decoder::finish_in_place`]; a close moves the state on.
+    pub fn finish_in_place(&mut self, frame: InPlace, payload: Bytes) -> Result<Message, Error> {
+        let message = self.decoder.finish_in_place(frame, payload)?;
+        self.saw(Some(&message));
+        Ok(message)
     }
 
     fn peer_closed(&self) -> bool {

@@ -2,7 +2,7 @@
 //! compressed message comes out of the decoder, whole or fragmented, and
 //! what inflating it refuses.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use uringws_protocol::{
     decoder::Compressed,
     deflate::{Compressor, Decompressor},
@@ -44,11 +44,12 @@ fn decode_both(config: DecoderConfig, input: &[u8]) -> Result<Vec<Message>, Erro
         from_buffer.push(message);
     }
     let mut decoder = Decoder::new(Role::Server, config);
-    let mut rest = input;
+    let mut rest = BytesMut::from(input);
     let mut from_slice = Vec::new();
-    while let Some((message, used)) = decoder.decode_slice(rest)? {
-        from_slice.push(message);
-        rest = &rest[used..];
+    while let Some(frame) = decoder.decode_in_place(&mut rest)? {
+        rest.advance(frame.header_len());
+        let payload = rest.split_to(frame.payload_len()).freeze();
+        from_slice.push(decoder.finish_in_place(frame, payload)?);
     }
     if rest.is_empty() {
         assert_eq!(from_slice, from_buffer, "the two paths differ");

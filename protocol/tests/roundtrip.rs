@@ -2,11 +2,11 @@
 //! messages — every opcode, every length class, any fragmentation, control
 //! frames interleaved, the bytes arriving in chunks of any size.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use proptest::prelude::*;
 use uringws_protocol::{
     encoder::{client_frame, server_frame, Frame},
-    CloseCode, CloseFrame, Decoder, DecoderConfig, Message, OpCode, Role,
+    CloseCode, CloseFrame, Decoder, DecoderConfig, Error, Message, OpCode, Role,
 };
 
 #[derive(Debug, Clone)]
@@ -141,7 +141,8 @@ fn encode(sender: Role, inputs: &[Input]) -> (Vec<u8>, Vec<Message>) {
 
 /// Decodes `wire` arriving in chunks of the given sizes. `in_place`: as
 /// a server reads from receive buffers it reuses, whole frames straight
-/// from each chunk (`decode_slice`) and the rest through its own buffer;
+/// from each chunk, unmasked where they lie (`decode_in_place`), and the
+/// rest through its own buffer;
 /// otherwise everything through one buffer.
 fn decode_in_chunks(receiver: Role, wire: &[u8], chunks: &[usize], in_place: bool) -> Vec<Message> {
     let mut decoder = Decoder::new(receiver, DecoderConfig::default());
@@ -151,18 +152,17 @@ fn decode_in_chunks(receiver: Role, wire: &[u8], chunks: &[usize], in_place: boo
     let mut sizes = chunks.iter().cycle();
     while !rest.is_empty() {
         let n = (*sizes.next().unwrap_or(&usize::MAX)).clamp(1, rest.len());
-        let mut chunk = &rest[..n];
+        let mut chunk = BytesMut::from(&rest[..n]);
         rest = &rest[n..];
         if in_place && buf.is_empty() {
-            while let Some((m, used)) = decoder.decode_slice(chunk).unwrap() {
+            while let Some(m) = decode_front(&mut decoder, &mut chunk).unwrap() {
                 got.push(m);
-                chunk = &chunk[used..];
             }
-            if let Some(hint) = decoder.frame_len_hint(chunk) {
+            if let Some(hint) = decoder.frame_len_hint(&chunk) {
                 buf.reserve(hint);
             }
         }
-        buf.extend_from_slice(chunk);
+        buf.extend_from_slice(&chunk);
         while let Some(m) = decoder.decode(&mut buf).unwrap() {
             got.push(m);
         }
@@ -170,6 +170,17 @@ fn decode_in_chunks(receiver: Role, wire: &[u8], chunks: &[usize], in_place: boo
     assert!(buf.is_empty());
     assert!(!decoder.is_mid_message());
     got
+}
+
+/// The next frame if it is whole at the front of `input`, read in place
+/// and cut off it, as a server reads from its receive buffers.
+fn decode_front(decoder: &mut Decoder, input: &mut BytesMut) -> Result<Option<Message>, Error> {
+    let Some(frame) = decoder.decode_in_place(input)? else {
+        return Ok(None);
+    };
+    input.advance(frame.header_len());
+    let payload = input.split_to(frame.payload_len()).freeze();
+    decoder.finish_in_place(frame, payload).map(Some)
 }
 
 proptest! {
@@ -222,12 +233,12 @@ proptest! {
         };
         // The same bytes read in place fail with the same error.
         let mut decoder = Decoder::new(role, DecoderConfig { max_frame_size: 1 << 16, max_message_size: 1 << 17, allow_rsv1: false });
-        let mut input = &bytes[..];
+        let mut input = BytesMut::from(&bytes[..]);
         let in_place = loop {
-            match decoder.decode_slice(input) {
-                Ok(Some((_, used))) => input = &input[used..],
+            match decode_front(&mut decoder, &mut input) {
+                Ok(Some(_)) => continue,
                 Ok(None) => {
-                    let mut buf = BytesMut::from(input);
+                    let mut buf = input;
                     break loop {
                         match decoder.decode(&mut buf) {
                             Ok(Some(_)) => continue,

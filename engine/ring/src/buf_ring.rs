@@ -3,7 +3,9 @@
 //! holds no read buffer at all. What a completion delivered is handed out as
 //! a [`Received`]; a buffer goes back to the ring the moment the kernel is
 //! done with it and the last `Received` in it is dropped, so the caller can
-//! read it while it drives anything else, the ring included.
+//! read it while it drives anything else, the ring included. A payload whole
+//! in a buffer can be handed on as [`Bytes`] of that buffer
+//! ([`Received::split_to`]): read, unmasked and sent without a copy.
 //!
 //! The ring is consumed incrementally (`IOU_PBUF_RING_INC`, Linux 6.12)
 //! where the kernel allows it: a receive takes only the bytes it needs and
@@ -12,24 +14,35 @@
 //! each send one at the same moment run a ring of 256 dry, which stops
 //! their multishot receives until they are re-armed.
 
+use bytes::Bytes;
 use io_uring::{
     types::{BufRingEntry, IOU_PBUF_RING_INC},
     IoUring,
 };
 use std::{
     alloc::{self, Layout},
-    cell::Cell,
     io,
+    marker::PhantomData,
     ops::Deref,
     ptr::NonNull,
-    rc::Rc,
-    sync::atomic::{AtomicU16, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering},
+        Arc, Mutex, PoisonError,
+    },
 };
 
 const PAGE: usize = 4096;
 
-/// The ring's entries and buffers, shared by the ring and the
-/// [`Received`]s out, so the memory outlives both.
+/// Payloads shorter than this are copied out rather than shared: the copy
+/// costs about what sharing's bookkeeping does, and it pins no buffer.
+pub const SHARE_MIN: usize = 1024;
+
+/// In [`BufState::holds`]: the kernel will not write into this buffer
+/// again until it is given back.
+const DONE: u32 = 1 << 31;
+
+/// The ring's entries and buffers, shared by the ring, the [`Received`]s
+/// out and the [`Bytes`] shared from them, so the memory outlives all.
 struct Shared {
     entries: NonNull<BufRingEntry>,
     entries_layout: Layout,
@@ -37,35 +50,64 @@ struct Shared {
     buffers_layout: Layout,
     buf_size: usize,
     count: u16,
-    tail: Cell<u16>,
-    /// Per buffer, while the kernel or a [`Received`] uses it.
+    /// Written by the owning thread only (see `give_back`).
+    tail: AtomicU16,
+    /// Per buffer, while the kernel or a holder uses it.
     state: Box<[BufState]>,
+    /// Buffers whose last holder was shared bytes, possibly on another
+    /// thread: the owner gives them back at its next [`BufRing::recycle`].
+    returned: Mutex<Vec<u16>>,
+    any_returned: AtomicBool,
+    /// Buffers that shared bytes keep from going back: kept under half the
+    /// ring, so the other half stays the kernel's whatever a handler holds
+    /// on to.
+    pinned: AtomicUsize,
 }
+
+// SAFETY: the pointers are to allocations `Shared` owns and frees once.
+// Other threads (through `SharedSlice`) read only bytes no one writes while
+// they are held, and touch only atomics and the mutex; the entries and the
+// tail are written only by `give_back`, which runs only on the thread that
+// owns the ring (from `Received::drop` and `BufRing::recycle`, both on
+// types that are not `Send`).
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
 
 #[derive(Default)]
 struct BufState {
-    /// Where the next receive into this buffer starts.
-    filled: Cell<usize>,
-    /// `Received`s in this buffer not yet dropped.
-    live: Cell<u32>,
-    /// The kernel will not write into this buffer again until it is given
-    /// back.
-    done: Cell<bool>,
+    /// Where the next receive into this buffer starts (owner only).
+    filled: AtomicUsize,
+    /// Holders not yet dropped (`Received`s and shared bytes), and
+    /// [`DONE`] once the kernel has moved past the buffer.
+    holds: AtomicU32,
+    /// Of those, shared bytes.
+    shares: AtomicU32,
 }
 
 impl Shared {
+    /// One holder of buffer `bid` let go: whether it was the last and the
+    /// kernel is done with the buffer, so it is to be given back.
+    fn release(&self, bid: u16) -> bool {
+        let state = &self.state[usize::from(bid)];
+        // AcqRel: the last holder sees every other holder's reads done.
+        state.holds.fetch_sub(1, Ordering::AcqRel) == DONE | 1
+    }
+
     /// Gives buffer `bid` back to the kernel at once: a buffer returned
     /// late leaves the ring short while the kernel fills others, and a dry
-    /// ring stops multishot receives (`ENOBUFS`).
+    /// ring stops multishot receives (`ENOBUFS`). Only on the owning
+    /// thread.
     fn give_back(&self, bid: u16) {
         let state = &self.state[usize::from(bid)];
-        state.filled.set(0);
-        state.done.set(false);
-        let tail = self.tail.get();
+        state.filled.store(0, Ordering::Relaxed);
+        state.holds.store(0, Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed);
         let index = usize::from(tail & (self.count - 1));
         // SAFETY: index < count, inside the entries allocation; the kernel
         // only reads entries between its head and our published tail, and
-        // this slot is past the tail until the store below.
+        // this slot is past the tail until the store below; only the owning
+        // thread writes entries.
         let entry = unsafe { &mut *self.entries.as_ptr().add(index) };
         // SAFETY: bid < count, so the offset stays inside the allocation.
         let addr = unsafe { self.buffers.as_ptr().add(usize::from(bid) * self.buf_size) };
@@ -73,7 +115,7 @@ impl Shared {
         entry.set_len(self.buf_size as u32);
         entry.set_bid(bid);
         let tail = tail.wrapping_add(1);
-        self.tail.set(tail);
+        self.tail.store(tail, Ordering::Relaxed);
         // SAFETY: the tail field lives in the first entry, inside the
         // allocation, is u16-aligned, and the kernel reads it only
         // atomically; the Release store orders the entry writes before it.
@@ -82,13 +124,28 @@ impl Shared {
             AtomicU16::from_ptr(field).store(tail, Ordering::Release);
         }
     }
+
+    /// The bytes `start..start + len` of buffer `bid`.
+    ///
+    /// # Safety
+    /// The range must lie in the buffer, and no one may write to it while
+    /// the slice lives.
+    unsafe fn bytes(&self, bid: u16, start: usize, len: usize) -> *mut u8 {
+        debug_assert!(start + len <= self.buf_size && bid < self.count);
+        // SAFETY: the caller's contract keeps the offset in the allocation.
+        unsafe {
+            self.buffers
+                .as_ptr()
+                .add(usize::from(bid) * self.buf_size + start)
+        }
+    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         // SAFETY: allocated in `BufRing::new` with these layouts; dropped
         // only when neither the ring (which unregistered the group first)
-        // nor any `Received` uses them.
+        // nor any holder uses them.
         unsafe {
             alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout);
             alloc::dealloc(self.buffers.as_ptr(), self.buffers_layout);
@@ -97,37 +154,38 @@ impl Drop for Shared {
 }
 
 pub(crate) struct BufRing {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     bgid: u16,
+    /// Gives buffers back, which only one thread may do.
+    _one_thread: PhantomData<*const ()>,
 }
 
 /// The bytes one receive completion delivered, in a buffer of the ring.
 /// The kernel does not write to them while this lives; the buffer goes back
-/// once this and the others in it are dropped and the kernel is done with
-/// it.
+/// once this and the other holders in it are dropped and the kernel is
+/// done with it. The front can be cut off as shared [`Bytes`]
+/// ([`split_to`](Self::split_to)), so a payload is handed on without a
+/// copy.
 pub struct Received {
-    shared: Rc<Shared>,
+    shared: Arc<Shared>,
     bid: u16,
     start: usize,
     len: usize,
+    /// Its drop may give the buffer back, which only the ring's thread
+    /// may do.
+    _one_thread: PhantomData<*const ()>,
 }
 
 impl Deref for Received {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: bid < count and start + len ≤ buf_size (checked when
-        // made), so the range lies in the allocation, which `shared` keeps
-        // alive; the kernel writes into a buffer only past what it has
-        // delivered, and into this range again only after the buffer is
-        // given back, which waits for this to be dropped.
+        // made, kept by `split_to`/`advance`), so the range lies in the
+        // allocation, which `shared` keeps alive; the kernel writes into a
+        // buffer only past what it has delivered, and into this range again
+        // only after the buffer is given back, which waits for this.
         unsafe {
-            std::slice::from_raw_parts(
-                self.shared
-                    .buffers
-                    .as_ptr()
-                    .add(usize::from(self.bid) * self.shared.buf_size + self.start),
-                self.len,
-            )
+            std::slice::from_raw_parts(self.shared.bytes(self.bid, self.start, self.len), self.len)
         }
     }
 }
@@ -135,27 +193,105 @@ impl Deref for Received {
 impl std::ops::DerefMut for Received {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as for `deref`, and the range is this value's alone:
-        // receives are cut from a buffer without overlapping, and a
-        // `Received` is neither cloned nor copied, so no other reference
-        // to these bytes exists while this one is borrowed.
+        // receives are cut from a buffer without overlapping, a `Received`
+        // is neither cloned nor copied, and what `split_to` shares is cut
+        // off its front first, so no other reference to these bytes exists
+        // while this one is borrowed.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.shared
-                    .buffers
-                    .as_ptr()
-                    .add(usize::from(self.bid) * self.shared.buf_size + self.start),
+                self.shared.bytes(self.bid, self.start, self.len),
                 self.len,
             )
         }
     }
 }
 
+impl Received {
+    /// Cuts the first `n` bytes off (all, if fewer are left) and returns
+    /// them as [`Bytes`] that share the ring's buffer, which then goes back
+    /// only once they are dropped, on whatever thread. Short runs are
+    /// copied instead ([`SHARE_MIN`]), as is everything that would pin a
+    /// buffer more while half the ring is pinned, so holding on to such
+    /// bytes never leaves the kernel without buffers.
+    pub fn split_to(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.len);
+        let shared = &self.shared;
+        let state = &shared.state[usize::from(self.bid)];
+        let may_share = state.shares.load(Ordering::Relaxed) > 0
+            || shared.pinned.load(Ordering::Relaxed) < usize::from(shared.count) / 2;
+        let bytes = if n >= SHARE_MIN && may_share {
+            // Relaxed: this `Received` is a holder, so the buffer cannot
+            // go back meanwhile.
+            state.holds.fetch_add(1, Ordering::Relaxed);
+            if state.shares.fetch_add(1, Ordering::Relaxed) == 0 {
+                shared.pinned.fetch_add(1, Ordering::Relaxed);
+            }
+            Bytes::from_owner(SharedSlice {
+                shared: shared.clone(),
+                bid: self.bid,
+                start: self.start,
+                len: n,
+            })
+        } else {
+            Bytes::copy_from_slice(&self[..n])
+        };
+        self.start += n;
+        self.len -= n;
+        bytes
+    }
+
+    /// Drops the first `n` bytes (all, if fewer are left).
+    pub fn advance(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.start += n;
+        self.len -= n;
+    }
+}
+
 impl Drop for Received {
     fn drop(&mut self) {
-        let state = &self.shared.state[usize::from(self.bid)];
-        state.live.set(state.live.get() - 1);
-        if state.live.get() == 0 && state.done.get() {
+        if self.shared.release(self.bid) {
             self.shared.give_back(self.bid);
+        }
+    }
+}
+
+/// Bytes of a ring buffer handed on by [`Received::split_to`]: read-only
+/// from then on, and movable to other threads.
+struct SharedSlice {
+    shared: Arc<Shared>,
+    bid: u16,
+    start: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for SharedSlice {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the range was part of a `Received`, so it lies in the
+        // allocation `shared` keeps alive; it was cut off that `Received`
+        // before this was made, so nothing writes to it, and the kernel
+        // writes into the buffer again only after it is given back, which
+        // waits for this to be dropped.
+        unsafe {
+            std::slice::from_raw_parts(self.shared.bytes(self.bid, self.start, self.len), self.len)
+        }
+    }
+}
+
+impl Drop for SharedSlice {
+    fn drop(&mut self) {
+        let state = &self.shared.state[usize::from(self.bid)];
+        if state.shares.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.shared.pinned.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.shared.release(self.bid) {
+            // Maybe on another thread: the ring's own gives it back.
+            self.shared
+                .returned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(self.bid);
+            self.shared.any_returned.store(true, Ordering::Release);
         }
     }
 }
@@ -202,15 +338,18 @@ impl BufRing {
             // SAFETY: page < the allocation's size; nothing else uses it yet.
             unsafe { buffers.as_ptr().add(page).write(0) };
         }
-        let shared = Rc::new(Shared {
+        let shared = Arc::new(Shared {
             entries,
             entries_layout,
             buffers,
             buffers_layout,
             buf_size,
             count,
-            tail: Cell::new(0),
+            tail: AtomicU16::new(0),
             state: (0..count).map(|_| BufState::default()).collect(),
+            returned: Mutex::new(Vec::new()),
+            any_returned: AtomicBool::new(false),
+            pinned: AtomicUsize::new(0),
         });
         for bid in 0..count {
             shared.give_back(bid);
@@ -234,7 +373,11 @@ impl BufRing {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => register(0)?,
             result => result?,
         }
-        Ok(BufRing { shared, bgid })
+        Ok(BufRing {
+            shared,
+            bgid,
+            _one_thread: PhantomData,
+        })
     }
 
     pub(crate) fn bgid(&self) -> u16 {
@@ -247,18 +390,39 @@ impl BufRing {
     /// the ring cannot have given.
     pub(crate) fn take(&self, bid: u16, len: usize, more: bool) -> Option<Received> {
         let state = self.shared.state.get(usize::from(bid))?;
-        let start = state.filled.get();
-        if start + len > self.shared.buf_size || state.done.get() {
+        let start = state.filled.load(Ordering::Relaxed);
+        if start + len > self.shared.buf_size || state.holds.load(Ordering::Acquire) & DONE != 0 {
             return None;
         }
-        state.filled.set(start + len);
-        state.live.set(state.live.get() + 1);
-        state.done.set(!more);
+        state.filled.store(start + len, Ordering::Relaxed);
+        let done = if more { 0 } else { DONE };
+        state.holds.fetch_add(1 | done, Ordering::AcqRel);
         Some(Received {
             shared: self.shared.clone(),
             bid,
             start,
             len,
+            _one_thread: PhantomData,
         })
+    }
+
+    /// Gives back the buffers whose last holder was dropped as shared
+    /// bytes since the last call. Cheap when there are none.
+    pub(crate) fn recycle(&self) {
+        // A load first: the swap is a locked instruction, and this runs on
+        // every submit.
+        if !self.shared.any_returned.load(Ordering::Relaxed)
+            || !self.shared.any_returned.swap(false, Ordering::Acquire)
+        {
+            return;
+        }
+        let mut returned = self
+            .shared
+            .returned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for bid in returned.drain(..) {
+            self.shared.give_back(bid);
+        }
     }
 }

@@ -39,7 +39,7 @@ pub use token::Token;
 
 use addr::RawAddr;
 use buf_ring::BufRing;
-pub use buf_ring::Received;
+pub use buf_ring::{Received, SHARE_MIN};
 use bytes::Bytes;
 use io_uring::{
     cqueue, opcode, squeue,
@@ -256,6 +256,8 @@ impl Ring {
     /// Hands queued entries to the kernel without waiting. No syscall when
     /// there is nothing to hand over and the kernel asks for nothing.
     pub fn submit(&mut self) -> io::Result<()> {
+        // Before the kernel runs receives, not after it found the ring dry.
+        self.bufs.recycle();
         let mut sq = self.ring.submission();
         sq.sync();
         if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
@@ -277,6 +279,7 @@ impl Ring {
     /// arrives or `timeout` passes: for threads that do not run tokio (the
     /// load generator's workers).
     pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        self.bufs.recycle();
         let ts = Timespec::from(timeout);
         let args = SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
@@ -295,6 +298,7 @@ impl Ring {
 
     /// Moves up to `max` completions into `out`.
     pub fn drain(&mut self, out: &mut Vec<Completion>, max: usize) {
+        self.bufs.recycle();
         let mut cq = self.ring.completion();
         cq.sync();
         for cqe in cq.take(max) {

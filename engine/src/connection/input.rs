@@ -1,6 +1,45 @@
 //! Input: the request head, then frames, into events for the handler.
 
 use super::*;
+use std::ops::DerefMut;
+use uringws_ring::Received;
+
+/// Bytes just received, read from the front: a frame whole in them is
+/// unmasked where it lies and its payload cut off as [`Bytes`] (sharing a
+/// receive buffer of the ring, where it allows).
+pub(crate) trait Incoming: DerefMut<Target = [u8]> {
+    /// The first `n` bytes, cut off the front.
+    fn split_to(&mut self, n: usize) -> Bytes;
+    /// Drops the first `n` bytes.
+    fn advance(&mut self, n: usize);
+}
+
+impl Incoming for Received {
+    fn split_to(&mut self, n: usize) -> Bytes {
+        Received::split_to(self, n)
+    }
+
+    fn advance(&mut self, n: usize) {
+        Received::advance(self, n);
+    }
+}
+
+/// Bytes of the caller's (tests, the fuzz target, the empty input of
+/// [`Connection::poll_event`]): payloads are copied out.
+impl Incoming for &mut [u8] {
+    fn split_to(&mut self, n: usize) -> Bytes {
+        let all = std::mem::take(self);
+        let (front, rest) = all.split_at_mut(n.min(all.len()));
+        *self = rest;
+        Bytes::copy_from_slice(front)
+    }
+
+    fn advance(&mut self, n: usize) {
+        let all = std::mem::take(self);
+        let n = n.min(all.len());
+        *self = &mut all[n..];
+    }
+}
 
 impl Connection {
     /// Bytes from a plain connection's transport, into its buffer, to be
@@ -199,16 +238,21 @@ impl Connection {
     /// The next thing the handler is to hear of: a pending close report,
     /// drops, a drain, or the next message decoded from what was received.
     pub(crate) fn poll_event(&mut self, ob: &mut Outbox) -> Option<Event> {
-        self.poll_event_in(&mut &[][..], ob)
+        let mut nothing: &mut [u8] = &mut [];
+        self.poll_event_in(&mut nothing, ob)
     }
 
     /// [`poll_event`](Self::poll_event), reading on into `input`: bytes
     /// just received (through [`incoming`](Self::incoming)), in a buffer
-    /// that goes back to the kernel after this batch. A frame whole in it
-    /// is read from it (its payload copied out and unmasked in one pass);
-    /// only what is left (a partial frame) is copied into the
-    /// connection's buffer. What it takes is cut off the front of `input`.
-    pub(crate) fn poll_event_in(&mut self, input: &mut &[u8], ob: &mut Outbox) -> Option<Event> {
+    /// of the ring. A frame whole in it is unmasked there and its payload
+    /// handed out as a slice of it ([`Incoming::split_to`]); only what is
+    /// left (a partial frame) is copied into the connection's buffer. What
+    /// it takes is cut off the front of `input`.
+    pub(crate) fn poll_event_in<I: Incoming>(
+        &mut self,
+        input: &mut I,
+        ob: &mut Outbox,
+    ) -> Option<Event> {
         match &mut self.state {
             State::Handshake { .. } => return None,
             State::Open { dropped, drain, .. } => {
@@ -230,7 +274,9 @@ impl Connection {
                 }
                 // Our close is out: read on for the peer's answer, but the
                 // handler, told of the close, hears of nothing more.
-                self.buffer_input(std::mem::take(input), ob);
+                let all = input.len();
+                self.buffer_input(input, ob);
+                input.advance(all);
                 return self.read_until_close(ob);
             }
             State::Closed { .. } => return self.take_report(ob),
@@ -301,9 +347,9 @@ impl Connection {
     /// it is whole there, else through the connection's buffer, into which
     /// the rest of `input` is copied (with room for the whole frame, so a
     /// large one arriving in pieces is not copied again as it grows).
-    pub(super) fn next_frame(
+    pub(super) fn next_frame<I: Incoming>(
         &mut self,
-        input: &mut &[u8],
+        input: &mut I,
         ob: &mut Outbox,
     ) -> Result<Option<Frame>, Error> {
         let buffered = self
@@ -316,15 +362,16 @@ impl Connection {
             if input.is_empty() {
                 return Ok(None);
             }
-            if let Some((frame, used)) = self.session.decode_slice(input)? {
-                *input = &input[used..];
-                return Ok(Some(frame));
+            if let Some(frame) = self.session.decode_in_place(input)? {
+                input.advance(frame.header_len());
+                let payload = input.split_to(frame.payload_len());
+                return self.session.finish_in_place(frame, payload).map(Some);
             }
         }
         if !input.is_empty() {
             let io = self.output.io(&mut ob.pool);
             let front = if io.inbuf.is_empty() {
-                *input
+                &input[..]
             } else {
                 &io.inbuf[..]
             };
@@ -332,7 +379,8 @@ impl Connection {
                 let room = len.min(RESERVE_AHEAD_MAX).saturating_sub(io.inbuf.len());
                 io.inbuf.reserve(room.max(input.len()));
             }
-            io.inbuf.extend_from_slice(std::mem::take(input));
+            io.inbuf.extend_from_slice(input);
+            input.advance(input.len());
         }
         match self.output.io.as_mut() {
             Some(io) => self.session.decode(&mut io.inbuf),

@@ -21,6 +21,7 @@ mod tls;
 mod transport;
 
 pub(crate) use deflate::{Deflating, Published};
+pub(crate) use input::Incoming;
 pub(crate) use output::IoPool;
 use output::Sending;
 pub(crate) use proxy_header::ProxyRead;

@@ -105,7 +105,7 @@ impl<H: Handler> Worker<H> {
                     self.handshake(slot);
                     self.drive(slot);
                 } else {
-                    self.drive_input(slot, &data);
+                    self.drive_input(slot, &mut data);
                 }
                 self.want_rearm(slot);
             }

@@ -20,7 +20,7 @@ mod timers;
 use crate::{
     config::EngineConfig,
     conn::Ctx,
-    connection::{Connection, Outbox},
+    connection::{Connection, Incoming, Outbox},
     handler::Handler,
     pubsub::{Publisher, TopicTable},
     remote::Command,
@@ -345,18 +345,19 @@ impl<H: Handler> Worker<H> {
     /// the handler, then shuts its transport if it is done, or schedules
     /// its next deadline.
     fn drive(&mut self, slot: u32) {
-        self.drive_input(slot, &[]);
+        let mut nothing: &mut [u8] = &mut [];
+        self.drive_input(slot, &mut nothing);
     }
 
     /// [`drive`](Self::drive), reading `input` (bytes just received) as it
     /// goes: frames whole in it are read from it without going through the
     /// connection's buffer.
-    fn drive_input(&mut self, slot: u32, mut input: &[u8]) {
+    fn drive_input(&mut self, slot: u32, input: &mut impl Incoming) {
         loop {
             let Some(s) = self.slots.get_mut(slot as usize) else {
                 return;
             };
-            let Some(event) = s.conn.poll_event_in(&mut input, &mut self.ctx.out) else {
+            let Some(event) = s.conn.poll_event_in(input, &mut self.ctx.out) else {
                 break;
             };
             self.dispatch(slot, event);

@@ -78,8 +78,8 @@ fn crossing_closes_end_with_one_report_and_one_close_frame() {
     let (mut conn, mut ob) = open_conn();
     // The peer's close is already read when the handler, on the message
     // before it, closes too.
-    let received = [text("a"), close_frame(1001, "peer")].concat();
-    let mut input = &received[..];
+    let mut received = [text("a"), close_frame(1001, "peer")].concat();
+    let mut input = &mut received[..];
     let Some(Event::Message(Message::Text(t))) = conn.poll_event_in(&mut input, &mut ob) else {
         panic!("no message first");
     };

@@ -183,7 +183,7 @@ fn closed(code: u16, reason: &str) -> Ev {
 
 /// Every event there is now, reading on into `input` (what of it is taken
 /// is cut off its front).
-fn events_in(conn: &mut Connection, ob: &mut Outbox, input: &mut &[u8]) -> Vec<Ev> {
+fn events_in(conn: &mut Connection, ob: &mut Outbox, input: &mut &mut [u8]) -> Vec<Ev> {
     let mut out = Vec::new();
     while let Some(event) = conn.poll_event_in(input, ob) {
         out.push(match event {
@@ -202,7 +202,7 @@ fn events_in(conn: &mut Connection, ob: &mut Outbox, input: &mut &[u8]) -> Vec<E
 
 /// Every event there is now.
 fn events(conn: &mut Connection, ob: &mut Outbox) -> Vec<Ev> {
-    events_in(conn, ob, &mut &[][..])
+    events_in(conn, ob, &mut &mut [][..])
 }
 
 /// The worker's `drive` up to the teardown: the events, then `after_input`.
@@ -220,8 +220,9 @@ fn feed(conn: &mut Connection, ob: &mut Outbox, bytes: &[u8]) -> Vec<Ev> {
         conn.receive(bytes, ob);
         return drive(conn, ob);
     }
-    let mut input = bytes;
-    let out = events_in(conn, ob, &mut input);
+    // The worker unmasks where the bytes lie, in the ring's buffer.
+    let mut bytes = bytes.to_vec();
+    let out = events_in(conn, ob, &mut &mut bytes[..]);
     conn.after_input(ob);
     out
 }

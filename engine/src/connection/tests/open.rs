@@ -52,8 +52,8 @@ fn fragments_in_separate_reads_make_one_binary_message() {
 fn whole_frames_in_the_input_are_read_in_place_without_a_buffer() {
     let (mut conn, mut ob) = open_conn();
     let second = client(OpCode::Binary, true, b"b");
-    let received = [text("a"), second.clone()].concat();
-    let mut input = &received[..];
+    let mut received = [text("a"), second.clone()].concat();
+    let mut input = &mut received[..];
     let Some(Event::Message(Message::Text(t))) = conn.poll_event_in(&mut input, &mut ob) else {
         panic!("no message");
     };
