@@ -101,7 +101,9 @@ pub struct EngineConfig {
     pub auto_pong: bool,
     /// Submission queue entries per ring.
     pub ring_entries: u32,
-    /// Provided buffers per worker (a power of two) and their size.
+    /// Provided buffers per worker (a power of two) and their size. On
+    /// kernels before 6.12 (no incremental buffer rings) buffers over
+    /// 16 KiB are cut into 16 KiB ones, the same memory in all.
     pub recv_buffers: u16,
     pub recv_buffer_size: usize,
     /// Listen backlog.
@@ -135,8 +137,11 @@ impl Default for EngineConfig {
             shutdown_timeout: Duration::from_secs(10),
             auto_pong: true,
             ring_entries: 4096,
-            recv_buffers: 256,
-            recv_buffer_size: 16 << 10,
+            // Few large buffers: a frame rarely straddles two, so it is
+            // read and echoed where it lies (see the ring's docs); 4 MiB
+            // in all, as 256 × 16 KiB was.
+            recv_buffers: 16,
+            recv_buffer_size: 256 << 10,
             backlog: 4096,
             peer_addresses: true,
             trusted_proxies: crate::TrustedProxies::default(),

@@ -88,9 +88,11 @@ settings! {
     /// Seconds a graceful shutdown waits for connections to close.
     shutdown_timeout: f64 => engine.shutdown_timeout;
     /// Receive buffers per worker, shared by all its connections (a power
-    /// of two, at most 32768); more absorb bursts from many connections.
+    /// of two, at most 32768). Their total absorbs bursts; large buffers
+    /// let frames be read where they arrived, without a copy.
     recv_buffers: u16 => engine.recv_buffers;
-    /// Size of each receive buffer in bytes.
+    /// Size of each receive buffer in bytes (on kernels before 6.12, cut
+    /// into 16 KiB buffers).
     recv_buffer_size: usize => engine.recv_buffer_size;
     /// Submission queue entries of each worker's io_uring (8 to 16384; the
     /// completion queue has four times as many). A ring costs 128 B of

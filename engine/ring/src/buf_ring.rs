@@ -8,7 +8,8 @@
 //! ([`Received::split_to`]): read, unmasked and sent without a copy.
 //!
 //! The ring is consumed incrementally (`IOU_PBUF_RING_INC`, Linux 6.12)
-//! where the kernel allows it: a receive takes only the bytes it needs and
+//! where the kernel allows it (`Ring::new` falls back to 16 KiB buffers
+//! taken whole): a receive takes only the bytes it needs and
 //! the next one, from any socket, goes on in the same buffer. Without that,
 //! a 64-byte message takes a whole buffer, and a thousand connections that
 //! each send one at the same moment run a ring of 256 dry, which stops
@@ -300,7 +301,15 @@ impl BufRing {
     /// Allocates `count` buffers of `buf_size` bytes, hands them all to the
     /// kernel and registers the ring on `ring` as buffer group `bgid`.
     /// `count` must be a power of two (a kernel rule) no larger than 32768.
-    pub(crate) fn new(ring: &IoUring, count: u16, buf_size: usize, bgid: u16) -> io::Result<Self> {
+    /// `incremental`: consumed as described above (Linux 6.12); a kernel
+    /// without it refuses with `EINVAL`.
+    pub(crate) fn new(
+        ring: &IoUring,
+        count: u16,
+        buf_size: usize,
+        bgid: u16,
+        incremental: bool,
+    ) -> io::Result<Self> {
         if !count.is_power_of_two()
             || count > 1 << 15
             || buf_size == 0
@@ -367,12 +376,12 @@ impl BufRing {
                 )
             }
         };
-        // Kernels before 6.12 refuse the flag: each receive then takes a
-        // whole buffer, and no completion says `IORING_CQE_F_BUF_MORE`.
-        match register(IOU_PBUF_RING_INC as u16) {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => register(0)?,
-            result => result?,
-        }
+        let flags = if incremental {
+            IOU_PBUF_RING_INC as u16
+        } else {
+            0
+        };
+        register(flags)?;
         Ok(BufRing {
             shared,
             bgid,

@@ -175,7 +175,17 @@ impl Ring {
             .map_err(unavailable)?;
         let files = config.files.min(open_files_limit()).clamp(1, MAX_FILES);
         ring.submitter().register_files_sparse(files)?;
-        let bufs = BufRing::new(&ring, config.recv_buffers, config.recv_buffer_size, 0)?;
+        let (count, size) = (config.recv_buffers, config.recv_buffer_size);
+        let bufs = match BufRing::new(&ring, count, size, 0, true) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                // Before Linux 6.12 every receive takes a whole buffer: a
+                // few large ones would run dry at once, so the same memory
+                // goes into 16 KiB buffers.
+                let (count, size) = whole_buffers(count, size);
+                BufRing::new(&ring, count, size, 0, false)?
+            }
+            bufs => bufs?,
+        };
         Ok(Ring {
             ring,
             bufs,
@@ -549,8 +559,38 @@ fn unavailable(error: io::Error) -> io::Error {
     io::Error::new(error.kind(), format!("io_uring_setup: {error}: {why}"))
 }
 
+/// The same memory as `count` buffers of `size`, in buffers of at most
+/// 16 KiB, for rings where each receive takes a whole buffer.
+fn whole_buffers(count: u16, size: usize) -> (u16, usize) {
+    const SMALL: usize = 16 << 10;
+    if size <= SMALL {
+        return (count, size);
+    }
+    let total = usize::from(count).saturating_mul(size);
+    let count = (total / SMALL).clamp(1, 1 << 15);
+    // A power of two (a kernel rule), rounded down.
+    let count = 1u16 << (usize::BITS - 1 - count.leading_zeros());
+    (count, SMALL)
+}
+
 /// The soft limit on open files, which also caps a ring's file table.
 fn open_files_limit() -> u32 {
     rlimit::getrlimit(rlimit::Resource::NOFILE)
         .map_or(1024, |(soft, _)| u32::try_from(soft).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_buffers;
+
+    #[test]
+    fn large_buffers_become_16_kib_ones_of_the_same_memory() {
+        assert_eq!(whole_buffers(16, 256 << 10), (256, 16 << 10));
+        assert_eq!(whole_buffers(256, 16 << 10), (256, 16 << 10));
+        assert_eq!(whole_buffers(32, 4096), (32, 4096));
+        // Rounded down to a power of two, within the kernel's 32768.
+        assert_eq!(whole_buffers(3 * 2, 64 << 10), (16, 16 << 10));
+        assert_eq!(whole_buffers(1 << 15, 1 << 20), (1 << 15, 16 << 10));
+        assert_eq!(whole_buffers(1, 20 << 10), (1, 16 << 10));
+    }
 }
