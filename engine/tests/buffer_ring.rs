@@ -133,6 +133,7 @@ async fn two_hundred_connections_share_eight_buffers() {
     const SIZES: [usize; 6] = [1, 125, 4096, 16 << 10, (16 << 10) + 1, 40_000];
     let config = EngineConfig {
         recv_buffers: 8,
+        recv_buffer_size: 16 << 10,
         ..test_config()
     };
     let server = TestServer::echo(config);
