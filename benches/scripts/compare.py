@@ -12,6 +12,7 @@ that saturates before the server does not hide the server's cost.
     benches/scripts/compare.py [--rounds 3] [--seconds 5] [--server-cpus 0] [--load-cpus 1]
         [--echo 64x1,64x100,64x1000,16384x1,16384x100,16384x1000] [--hold 19000]
         [--fanout 1000x100,10000x10] [--baseline OLD_BUILD/uringws]
+        [--baseline-room OLD_BUILD/examples/room]
 
 Fan-out (`--fanout CONNSxRATE`) runs `uringws-load fanout --mode broadcast`
 against the servers with a broadcast endpoint: one publisher among CONNS
@@ -107,13 +108,15 @@ def within_limits(name, size, conns):
     return max_size is None or (size <= max_size and conns <= max_conns)
 
 
-def broadcasters(threads):
+def broadcasters(threads, baseline_room=None):
     """Servers with a broadcast endpoint: command and path."""
     table = {
         "uringws": ([f"{BIN}/examples/room", "--threads", str(threads)], "/"),
         "uws-cpp": ([f"{BIN}/peer-uws-cpp", "--threads", str(threads)], "/broadcast"),
         "uws": (["node", os.path.join(UWS, "server.js"), "--threads", str(threads)], "/broadcast"),
     }
+    if baseline_room:
+        table["uringws-baseline"] = ([os.path.abspath(baseline_room), "--threads", str(threads)], "/")
     if threads > 1:
         # Its threads publish to their own subscribers only.
         del table["uws-cpp"]
@@ -300,6 +303,8 @@ def main():
     p.add_argument("--hold-seconds", type=float, default=8)
     p.add_argument("--fanout", default="", help="CONNSxRATE,... broadcast fan-out cases")
     p.add_argument("--only", default="", help="comma-separated server names, e.g. uringws,uws")
+    p.add_argument("--baseline-room", default="", help="another build of the engine's room "
+                   "example, measured in the fan-out cases as uringws-baseline")
     p.add_argument("--baseline", default="", help="another uringws binary (an earlier build), "
                    "measured as uringws-baseline")
     p.add_argument("--tls", default="", metavar="CERT,KEY",
@@ -314,9 +319,10 @@ def main():
         TLS = (os.path.abspath(cert), os.path.abspath(key))
         if a.fanout:
             sys.exit("--tls: fan-out runs are plain only")
-    fan_table = broadcasters(a.threads)
+    fan_table = broadcasters(a.threads, a.baseline_room)
     if a.only:
-        fan_table = {k: v for k, v in fan_table.items() if k in a.only.split(",")}
+        keep = a.only.split(",") + (["uringws-baseline"] if a.baseline_room else [])
+        fan_table = {k: v for k, v in fan_table.items() if k in keep}
     for name, (cmd, _) in list(fan_table.items()):
         why = missing(cmd)
         if why and a.fanout:
