@@ -184,7 +184,12 @@ pub trait Handler: 'static {
         let _ = conn;
     }
 
-    /// A text or binary message.
+    /// A text or binary message. A payload of 1 KiB or more that arrived
+    /// whole shares the worker's receive buffer (no copy): sending it back
+    /// sends from there, but while it is kept the buffer stays out of the
+    /// ring. The engine copies instead once half the ring is held
+    /// that way, so nothing stalls; a handler that stores messages for long
+    /// still does better to keep a copy (`Bytes::copy_from_slice`).
     fn message(&mut self, conn: &mut Conn<'_, Self::State>, message: Message);
 
     /// A ping; the engine already answered it when auto-pong is on.
