@@ -126,11 +126,12 @@ impl Shared {
         }
     }
 
-    /// The bytes `start..start + len` of buffer `bid`.
+    /// Where the bytes `start..start + len` of buffer `bid` begin.
     ///
     /// # Safety
-    /// The range must lie in the buffer, and no one may write to it while
-    /// the slice lives.
+    /// The range must lie in the buffer (`bid < count`,
+    /// `start + len ≤ buf_size`); who makes a slice of it answers for who
+    /// else reads or writes it.
     unsafe fn bytes(&self, bid: u16, start: usize, len: usize) -> *mut u8 {
         debug_assert!(start + len <= self.buf_size && bid < self.count);
         // SAFETY: the caller's contract keeps the offset in the allocation.
@@ -218,9 +219,11 @@ impl Received {
         let n = n.min(self.len);
         let shared = &self.shared;
         let state = &shared.state[usize::from(self.bid)];
-        let may_share = state.shares.load(Ordering::Relaxed) > 0
-            || shared.pinned.load(Ordering::Relaxed) < usize::from(shared.count) / 2;
-        let bytes = if n >= SHARE_MIN && may_share {
+        // Length first: short payloads, the common case, skip the loads.
+        let may_share = n >= SHARE_MIN
+            && (state.shares.load(Ordering::Relaxed) > 0
+                || shared.pinned.load(Ordering::Relaxed) < usize::from(shared.count) / 2);
+        let bytes = if may_share {
             // Relaxed: this `Received` is a holder, so the buffer cannot
             // go back meanwhile.
             state.holds.fetch_add(1, Ordering::Relaxed);
