@@ -423,6 +423,7 @@ pub fn run<S: Scenario>(
         recv_buffers: 1024,
         recv_buffer_size: 16 << 10,
         files,
+        watched: false,
     }) {
         Ok(ring) => ring,
         Err(e) => {

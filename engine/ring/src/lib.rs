@@ -14,7 +14,7 @@
 //! ```no_run
 //! use uringws_ring::{Ring, RingConfig, Token};
 //! # fn main() -> std::io::Result<()> {
-//! let mut ring = Ring::new(&RingConfig { entries: 64, recv_buffers: 8, recv_buffer_size: 4096, files: 16 })?;
+//! let mut ring = Ring::new(&RingConfig { entries: 64, recv_buffers: 8, recv_buffer_size: 4096, files: 16, watched: false })?;
 //! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 //! use std::os::fd::AsRawFd;
 //! ring.accept_multi(listener.as_raw_fd(), Token::new(1, 0, 0).encode())?;
@@ -134,6 +134,11 @@ pub struct RingConfig {
     /// Direct descriptors; capped by the open-files limit, as the kernel
     /// caps it.
     pub files: u32,
+    /// The thread sleeps in an event loop ([`Ring::watch`]) rather than in
+    /// [`Ring::wait`]: the kernel then leaves completion work for the
+    /// thread's next submit (`DEFER_TASKRUN`) and rings an eventfd when
+    /// there is some, instead of interrupting the thread's sleep.
+    pub watched: bool,
 }
 
 /// Memory the kernel uses until an operation completes.
@@ -162,17 +167,40 @@ pub struct Ring {
     /// entry remembers the caller's user_data.
     owned: Slab<(Owned, u64)>,
     files: u32,
+    /// The eventfd the kernel signals when work waits ([`RingConfig::watched`]).
+    doorbell: Option<std::os::fd::OwnedFd>,
 }
 
 impl Ring {
     pub fn new(config: &RingConfig) -> io::Result<Ring> {
-        let ring = IoUring::builder()
+        let mut builder = IoUring::builder();
+        builder
             .setup_cqsize(config.entries.saturating_mul(4))
             .setup_single_issuer()
-            .setup_coop_taskrun()
-            .setup_taskrun_flag()
-            .build(config.entries)
-            .map_err(unavailable)?;
+            .setup_taskrun_flag();
+        if config.watched {
+            builder.setup_defer_taskrun();
+        } else {
+            builder.setup_coop_taskrun();
+        }
+        let mut ring = builder.build(config.entries).map_err(unavailable)?;
+        let doorbell = if config.watched {
+            // SAFETY: eventfd takes no pointers; a non-negative result is a
+            // new descriptor that nothing else owns.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` is a fresh descriptor (above), owned from here on.
+            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            use std::os::fd::AsRawFd;
+            ring.submitter().register_eventfd(fd.as_raw_fd())?;
+            // Quiet until the thread first goes to sleep (`may_sleep`).
+            ring.completion().disable_eventfd();
+            Some(fd)
+        } else {
+            None
+        };
         let files = config.files.min(open_files_limit()).clamp(1, MAX_FILES);
         ring.submitter().register_files_sparse(files)?;
         let (count, size) = (config.recv_buffers, config.recv_buffer_size);
@@ -191,6 +219,7 @@ impl Ring {
             bufs,
             owned: Slab::new(),
             files,
+            doorbell,
         })
     }
 
@@ -199,15 +228,29 @@ impl Ring {
         self.files
     }
 
+    /// The eventfd of a [`watched`](RingConfig::watched) ring, for an
+    /// event loop to wait on: readable once the kernel has work for this
+    /// thread (a receive to finish, a completion to post) and the thread
+    /// said it may sleep ([`Ring::may_sleep`]). Never read by the ring:
+    /// wait on it edge-triggered, as tokio and mio do.
+    pub fn doorbell(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.doorbell.as_ref().map(|fd| fd.as_fd())
+    }
+
     #[cfg(feature = "tokio")]
-    /// A tokio registration that turns readable when completions are
-    /// waiting, so a thread sleeps in tokio's driver (and its timers and
-    /// channels keep working) instead of in `io_uring_enter`.
+    /// A tokio registration of the [`doorbell`](Ring::doorbell), so a
+    /// thread sleeps in tokio's driver (and its timers and channels keep
+    /// working) instead of in `io_uring_enter`. Only for a watched ring.
     pub fn watch(&self) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
-        use std::os::fd::{AsFd, AsRawFd};
-        let fd = self.ring.as_fd().try_clone_to_owned()?;
-        debug_assert_ne!(fd.as_raw_fd(), self.ring.as_raw_fd());
-        // SAFETY: the registration owns `fd`, a duplicate of the ring's fd,
+        let Some(doorbell) = self.doorbell() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the ring was not made to be watched (RingConfig::watched)",
+            ));
+        };
+        let fd = doorbell.try_clone_to_owned()?;
+        // SAFETY: the registration owns `fd`, a duplicate of the doorbell,
         // so it stays open and the same for the registration's lifetime.
         unsafe {
             tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
@@ -346,6 +389,34 @@ impl Ring {
         if self.owned.is_empty() && self.owned.capacity() > keep {
             self.owned.shrink_to_fit();
             self.owned.reserve(keep);
+        }
+    }
+
+    /// About to sleep in the event loop: whether nothing waits, so the
+    /// thread may. From here on the kernel rings the doorbell for new
+    /// work; [`Ring::woke`] quiets it again.
+    pub fn may_sleep(&mut self) -> bool {
+        if self.doorbell.is_none() {
+            return !self.has_completions();
+        }
+        self.ring.completion().enable_eventfd();
+        // Pairs with the kernel's barrier between queueing work (setting
+        // the TASKRUN flag) and reading the disabled flag: either it sees
+        // the doorbell on or this sees the work.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        let idle = !self.ring.submission().taskrun() && !self.has_completions();
+        if !idle {
+            self.woke();
+        }
+        idle
+    }
+
+    /// Back from sleep: the thread looks at the ring itself until it
+    /// sleeps again, so the kernel need not ring (each ring would wake the
+    /// event loop once more for nothing).
+    pub fn woke(&mut self) {
+        if self.doorbell.is_some() {
+            self.ring.completion().disable_eventfd();
         }
     }
 

@@ -115,6 +115,7 @@ fn small_receives_share_buffers_and_held_ones_are_never_written_over() {
         recv_buffers: 2,
         recv_buffer_size: 4096,
         files: 2 * SOCKETS as u32,
+        watched: false,
     })
     .unwrap();
     let mut streams = connected(&mut ring);

@@ -27,6 +27,7 @@ fn pair() -> Pair {
         recv_buffers: BUFFERS,
         recv_buffer_size: BUFFER,
         files: 4,
+        watched: false,
     })
     .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

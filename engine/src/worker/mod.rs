@@ -161,6 +161,7 @@ impl<H: Handler> Worker<H> {
             recv_buffers: config.recv_buffers,
             recv_buffer_size: config.recv_buffer_size,
             files,
+            watched: true,
         })?;
         let mut accept = accept::Accepts::new(listeners, config.peer_addresses, config.backlog);
         let (capacity, reserve) = capacity(
@@ -220,7 +221,7 @@ impl<H: Handler> Worker<H> {
     }
 
     pub(crate) async fn run(mut self) -> io::Result<()> {
-        let ring_fd = self.ring.watch()?;
+        let doorbell = self.ring.watch()?;
         self.arm_accepts()?;
         let mut completions = Vec::with_capacity(BATCH);
         let mut last_wait = 0;
@@ -240,7 +241,7 @@ impl<H: Handler> Worker<H> {
             }
             self.flush()?;
             self.ring.submit()?;
-            if !self.ring.has_completions() {
+            if self.ring.may_sleep() {
                 self.trim();
                 let deadline = self
                     .next_deadline()
@@ -251,17 +252,20 @@ impl<H: Handler> Worker<H> {
                     }
                     armed = deadline;
                 }
-                // Woken by completions, a command from another thread, or
+                // Woken by the ring's doorbell, a command from another thread, or
                 // the next deadline.
                 let command = tokio::select! {
                     biased;
-                    guard = ring_fd.readable() => {
+                    guard = doorbell.readable() => {
                         guard?.clear_ready();
                         None
                     }
                     Some(command) = self.rx.recv() => Some(command),
                     _ = &mut sleep, if deadline.is_some() => None,
                 };
+                self.ring.woke();
+                // Runs the completion work the kernel left for this thread.
+                self.ring.submit()?;
                 self.ctx.out.now = self.now();
                 if let Some(command) = command {
                     self.command(command);
