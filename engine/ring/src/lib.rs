@@ -625,6 +625,10 @@ fn unavailable(error: io::Error) -> io::Error {
             "io_uring is missing: the kernel is built without it, or a sandbox \
              (gVisor, a seccomp profile) hides it"
         }
+        Some(libc::EINVAL) => {
+            "the kernel refuses the ring's setup flags: uringws needs Linux 6.1 or \
+             later (single issuer, deferred task work)"
+        }
         _ => return error,
     };
     io::Error::new(error.kind(), format!("io_uring_setup: {error}: {why}"))
