@@ -5,11 +5,13 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     os::fd::{AsRawFd, BorrowedFd},
-    time::{Duration, Instant},
 };
-use uringws_ring::{Completion, Ring, RingConfig, Socket};
+use uringws_ring::{Completion, Ring, Socket};
+
+mod common;
+use common::{connected, next};
 
 struct Pair {
     ring: Ring,
@@ -18,41 +20,11 @@ struct Pair {
 }
 
 fn pair() -> Pair {
-    let mut ring = Ring::new(&RingConfig {
-        entries: 64,
-        recv_buffers: 4,
-        recv_buffer_size: 4096,
-        files: 4,
-        watched: true,
-    })
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    ring.tcp_socket(addr, 1).unwrap();
-    let socket = next(&mut ring).socket().expect("a socket");
-    ring.connect(socket, addr, 2).unwrap();
-    ring.submit().unwrap();
-    let stream = listener.accept().unwrap().0;
-    assert_eq!(next(&mut ring).result, 0, "connect");
-    ring.recv_multi(socket, 3).unwrap();
-    ring.submit().unwrap();
+    let (ring, socket, stream) = connected(4, 4096, true);
     Pair {
         ring,
         socket,
         stream,
-    }
-}
-
-fn next(ring: &mut Ring) -> Completion {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut out = Vec::new();
-    loop {
-        assert!(Instant::now() < deadline, "no completion");
-        ring.wait(Duration::from_millis(50)).unwrap();
-        ring.drain(&mut out, 1);
-        if let Some(c) = out.pop() {
-            return c;
-        }
     }
 }
 

@@ -4,12 +4,11 @@
 //! is dropped on another thread goes back to the kernel.
 
 use bytes::Bytes;
-use std::{
-    io::Write,
-    net::{TcpListener, TcpStream},
-    time::{Duration, Instant},
-};
-use uringws_ring::{Received, Ring, RingConfig, Socket, SHARE_MIN};
+use std::{io::Write, net::TcpStream};
+use uringws_ring::{Received, Ring, SHARE_MIN};
+
+mod common;
+use common::{connected, next};
 
 const BUFFERS: u16 = 4;
 const BUFFER: usize = 4096;
@@ -22,41 +21,8 @@ struct Pair {
 }
 
 fn pair() -> Pair {
-    let mut ring = Ring::new(&RingConfig {
-        entries: 64,
-        recv_buffers: BUFFERS,
-        recv_buffer_size: BUFFER,
-        files: 4,
-        watched: false,
-    })
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    ring.tcp_socket(addr, 1).unwrap();
-    let socket = next(&mut ring).socket().expect("a socket");
-    ring.connect(socket, addr, 2).unwrap();
-    ring.submit().unwrap();
-    let stream = listener.accept().unwrap().0;
-    assert_eq!(next(&mut ring).result, 0, "connect");
-    arm(&mut ring, socket);
+    let (ring, _, stream) = connected(BUFFERS, BUFFER, false);
     Pair { ring, stream }
-}
-
-fn arm(ring: &mut Ring, socket: Socket) {
-    ring.recv_multi(socket, 3).unwrap();
-}
-
-fn next(ring: &mut Ring) -> uringws_ring::Completion {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut out = Vec::new();
-    loop {
-        assert!(Instant::now() < deadline, "no completion");
-        ring.wait(Duration::from_millis(50)).unwrap();
-        ring.drain(&mut out, 1);
-        if let Some(c) = out.pop() {
-            return c;
-        }
-    }
 }
 
 impl Pair {
