@@ -184,23 +184,7 @@ impl Ring {
             builder.setup_coop_taskrun();
         }
         let mut ring = builder.build(config.entries).map_err(unavailable)?;
-        let doorbell = if config.watched {
-            // SAFETY: eventfd takes no pointers; a non-negative result is a
-            // new descriptor that nothing else owns.
-            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `fd` is a fresh descriptor (above), owned from here on.
-            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            use std::os::fd::AsRawFd;
-            ring.submitter().register_eventfd(fd.as_raw_fd())?;
-            // Quiet until the thread first goes to sleep (`may_sleep`).
-            ring.completion().disable_eventfd();
-            Some(fd)
-        } else {
-            None
-        };
+        let doorbell = config.watched.then(|| doorbell(&mut ring)).transpose()?;
         let files = config.files.min(open_files_limit()).clamp(1, MAX_FILES);
         ring.submitter().register_files_sparse(files)?;
         let (count, size) = (config.recv_buffers, config.recv_buffer_size);
@@ -614,6 +598,23 @@ impl Drop for Ring {
 
 /// `io_uring_setup` refused: say what usually refuses it, since the bare
 /// "Operation not permitted" names no cause.
+/// A new eventfd, registered as the ring's doorbell and quiet until the
+/// thread first goes to sleep ([`Ring::may_sleep`]).
+fn doorbell(ring: &mut IoUring) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: eventfd takes no pointers; a non-negative result is a new
+    // descriptor that nothing else owns.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor (above), owned from here on.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    ring.submitter().register_eventfd(fd.as_raw_fd())?;
+    ring.completion().disable_eventfd();
+    Ok(fd)
+}
+
 fn unavailable(error: io::Error) -> io::Error {
     let why = match error.raw_os_error() {
         Some(libc::EPERM) => {
