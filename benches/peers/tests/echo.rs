@@ -39,24 +39,6 @@ impl Drop for Server {
     }
 }
 
-/// A port that was free a moment ago and that no other test of this run
-/// was given: the kernel may hand a port that one test's probe let go to
-/// the next test, and peers that listen with `SO_REUSEPORT` would then
-/// share it (a plain client reaching a TLS server, reset mid-upgrade).
-fn free_port() -> SocketAddr {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port");
-        if !given.contains(&addr.port()) {
-            given.push(addr.port());
-            return addr;
-        }
-    }
-}
-
 /// Starts `binary` on a port that was free a moment ago and waits until it
 /// accepts connections.
 fn start(binary: &str) -> Server {
@@ -70,7 +52,9 @@ fn start_with(program: &str, args: &[&str]) -> Server {
         ("node", Some(script)) => script,
         _ => program,
     };
-    let addr = free_port();
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
     let child = Command::new(program)
         .args(args)
         .args(["--listen", &addr.to_string(), "--threads", "1"])
