@@ -5,17 +5,16 @@ use crate::{
     connection::{Connection, Outbox, SendStatus},
     handler::ConnId,
     pubsub::{Publication, Publisher, TopicTable},
-    remote::{Command, ConnRef},
+    remote::{ConnRef, Mailbox},
 };
 use bytes::Bytes;
-use tokio::sync::mpsc::UnboundedSender;
 use uringws_protocol::{CloseCode, OpCode, Utf8Bytes};
 
 /// The worker's side of a callback: everything but the connections.
 pub(crate) struct Ctx {
     pub worker: usize,
     pub out: Outbox,
-    pub commands: UnboundedSender<Command>,
+    pub commands: Mailbox,
     pub topics: TopicTable,
     pub publisher: Publisher,
     /// Publications for this worker's subscribers, delivered after the

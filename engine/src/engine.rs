@@ -4,7 +4,7 @@ use crate::{
     config::EngineConfig,
     handler::Handler,
     pubsub::Publisher,
-    remote::Command,
+    remote::{Command, Mailbox},
     stats::WorkerStats,
     worker::{Listener, Worker},
 };
@@ -18,7 +18,6 @@ use std::{
     },
     thread::JoinHandle,
 };
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 /// Configures and starts an [`Engine`].
 #[derive(Clone)]
@@ -149,7 +148,9 @@ impl EngineBuilder {
         };
         let config = Arc::new(self.config);
         let factory = Arc::new(factory);
-        let channels: Vec<_> = (0..workers).map(|_| unbounded_channel()).collect();
+        let channels = (0..workers)
+            .map(|_| Mailbox::new())
+            .collect::<io::Result<Vec<_>>>()?;
         let handle = EngineHandle {
             workers: channels
                 .iter()
@@ -342,7 +343,7 @@ pub struct Engine {
 /// from anywhere, including handlers.
 #[derive(Clone)]
 pub struct EngineHandle {
-    workers: Vec<(UnboundedSender<Command>, Arc<WorkerStats>)>,
+    workers: Vec<(Mailbox, Arc<WorkerStats>)>,
     publisher: Publisher,
     shutting_down: Arc<AtomicBool>,
 }

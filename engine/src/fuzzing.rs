@@ -18,6 +18,7 @@ use crate::{
     conn::{Conn, Ctx},
     connection::{Connection, Id, Outbox, Tls},
     pubsub::{Publisher, TopicTable},
+    remote::Mailbox,
 };
 use bytes::Bytes;
 use std::sync::Arc;
@@ -112,7 +113,7 @@ impl Harness {
             ctx: Ctx {
                 worker: 0,
                 out,
-                commands: tokio::sync::mpsc::unbounded_channel().0,
+                commands: Mailbox::new().expect("an eventfd").0,
                 topics: TopicTable::new(0, publisher.interest(), 0),
                 publisher,
                 to_publish: Vec::new(),

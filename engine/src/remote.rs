@@ -2,8 +2,10 @@
 
 use crate::handler::ConnId;
 use bytes::Bytes;
-use tokio::sync::mpsc::UnboundedSender;
+use std::{io, sync::Arc};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use uringws_protocol::{CloseCode, OpCode, Utf8Bytes};
+use uringws_ring::Bell;
 
 pub(crate) enum Command {
     /// For one connection, dropped if it has gone.
@@ -21,6 +23,32 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// A worker's queue of commands from other threads and tasks, with the
+/// bell that wakes it while it waits in its ring instead of in tokio.
+#[derive(Clone, Debug)]
+pub(crate) struct Mailbox {
+    tx: UnboundedSender<Command>,
+    bell: Arc<Bell>,
+}
+
+impl Mailbox {
+    pub(crate) fn new() -> io::Result<(Mailbox, UnboundedReceiver<Command>)> {
+        let (tx, rx) = unbounded_channel();
+        let bell = Arc::new(Bell::new()?);
+        Ok((Mailbox { tx, bell }, rx))
+    }
+
+    pub(crate) fn send(&self, command: Command) -> Result<(), Gone> {
+        self.tx.send(command).map_err(|_| Gone)?;
+        self.bell.ring();
+        Ok(())
+    }
+
+    pub(crate) fn bell(&self) -> &Bell {
+        &self.bell
+    }
+}
+
 /// What a [`ConnRef`] asks of its connection.
 pub(crate) enum ConnOp {
     Send { opcode: OpCode, payload: Bytes },
@@ -34,7 +62,7 @@ pub(crate) enum ConnOp {
 #[derive(Clone, Debug)]
 pub struct ConnRef {
     id: ConnId,
-    tx: UnboundedSender<Command>,
+    tx: Mailbox,
 }
 
 /// The connection's worker has stopped.
@@ -43,7 +71,7 @@ pub struct ConnRef {
 pub struct Gone;
 
 impl ConnRef {
-    pub(crate) fn new(id: ConnId, tx: UnboundedSender<Command>) -> Self {
+    pub(crate) fn new(id: ConnId, tx: Mailbox) -> Self {
         ConnRef { id, tx }
     }
 
@@ -79,6 +107,6 @@ impl ConnRef {
 
     fn ask(&self, op: ConnOp) -> Result<(), Gone> {
         let id = self.id;
-        self.tx.send(Command::Conn { id, op }).map_err(|_| Gone)
+        self.tx.send(Command::Conn { id, op })
     }
 }

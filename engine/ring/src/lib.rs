@@ -30,10 +30,12 @@
 //! ```
 
 mod addr;
+mod bell;
 mod buf_ring;
 mod send;
 mod token;
 
+pub use bell::Bell;
 pub use send::{Chunk, VectoredSend, INLINE_MAX, MAX_IOVECS};
 pub use token::Token;
 
@@ -333,6 +335,25 @@ impl Ring {
         }
     }
 
+    /// Like [`Ring::wait`], for a thread that must look up from the ring
+    /// now and then (an event loop's other work): waits at least `min`,
+    /// and the wait's end falls just past a scheduler tick. A timer that
+    /// is the CPU's earliest is programmed into the timer device when the
+    /// thread sleeps and again when a completion cancels it: under a
+    /// hypervisor, two exits per wait. One just behind a tick never is
+    /// the earliest while the tick runs (`benches/RESULTS.md`, "what the
+    /// wait's timeout costs").
+    pub fn wait_past_tick(&mut self, min: Duration) -> io::Result<()> {
+        // Ticks fall on multiples of the tick period in CLOCK_MONOTONIC
+        // (the kernel aligns them at boot). 4 ms is one tick at HZ=250
+        // (Debian's) and four at HZ=1000.
+        const TICK_NS: u64 = 4_000_000;
+        const PAST_NS: u64 = 50_000;
+        let now = monotonic_ns();
+        let end = (now + min.as_nanos() as u64).div_ceil(TICK_NS) * TICK_NS + PAST_NS;
+        self.wait(Duration::from_nanos(end - now))
+    }
+
     /// Moves up to `max` completions into `out`.
     pub fn drain(&mut self, out: &mut Vec<Completion>, max: usize) {
         self.bufs.recycle();
@@ -418,6 +439,17 @@ impl Ring {
             .build()
             .user_data(user_data);
         // SAFETY: a multishot accept refers to no memory of ours.
+        unsafe { self.push(entry) }
+    }
+
+    /// Watches `fd` for readability until cancelled: a completion each
+    /// time it is signalled (a [`Bell`]'s eventfd).
+    pub fn poll_multi(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(user_data);
+        // SAFETY: a poll refers to no memory of ours.
         unsafe { self.push(entry) }
     }
 
@@ -647,6 +679,17 @@ fn whole_buffers(count: u16, size: usize) -> (u16, usize) {
     // A power of two (a kernel rule), rounded down.
     let count = 1u16 << (usize::BITS - 1 - count.leading_zeros());
     (count, SMALL)
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill; CLOCK_MONOTONIC
+    // always exists, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The soft limit on open files, which also caps a ring's file table.

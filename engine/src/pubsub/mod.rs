@@ -6,7 +6,7 @@
 
 mod back_refs;
 
-use crate::remote::Command;
+use crate::remote::{Command, Mailbox};
 use back_refs::BackRefs;
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -14,7 +14,6 @@ use std::{
     collections::HashMap,
     sync::{Arc, RwLock},
 };
-use tokio::sync::mpsc::UnboundedSender;
 use uringws_protocol::{encoder::encode_shared, OpCode};
 
 /// A message encoded into a frame once, for every subscriber on every core:
@@ -140,15 +139,12 @@ impl Interest {
 /// handle publishes reaches each subscriber in the order published.
 #[derive(Clone, Debug)]
 pub struct Publisher {
-    workers: Arc<[UnboundedSender<Command>]>,
+    workers: Arc<[Mailbox]>,
     interest: Arc<Interest>,
 }
 
 impl Publisher {
-    pub(crate) fn new(
-        workers: Arc<[UnboundedSender<Command>]>,
-        observer: Option<InterestObserver>,
-    ) -> Self {
+    pub(crate) fn new(workers: Arc<[Mailbox]>, observer: Option<InterestObserver>) -> Self {
         Publisher {
             workers,
             interest: Arc::new(Interest::new(observer)),

@@ -6,7 +6,8 @@
 //! state machine ([`Connection`]) and turns what the connection reports
 //! into handler callbacks. By concern: `accept`, `input` (receives and the
 //! HTTP request), `events` (callbacks and fan-out), `output` (sends),
-//! `timers`, and `commands` (other threads, shutdown).
+//! `timers`, `commands` (other threads, shutdown), and `wait` (where the
+//! loop sleeps between turns).
 
 mod accept;
 pub(crate) use accept::Listener;
@@ -16,6 +17,7 @@ mod input;
 mod log;
 mod output;
 mod timers;
+mod wait;
 
 use crate::{
     config::EngineConfig,
@@ -23,7 +25,7 @@ use crate::{
     connection::{Connection, Incoming, Outbox},
     handler::Handler,
     pubsub::{Publisher, TopicTable},
-    remote::Command,
+    remote::{Command, Mailbox},
     stats::WorkerStats,
 };
 use slab::Slab;
@@ -34,12 +36,15 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 use uringws_ring::{Completion, Ring, RingConfig, Socket, Token};
 
 /// Completions taken off the queue per batch.
 const BATCH: usize = 512;
-/// Longest the loop runs without letting other tasks of the worker run.
+/// Longest the loop runs without letting other tasks of the worker run:
+/// under constant load, and while it waits in its ring between messages
+/// (tokio's tasks, timers and I/O on this thread wait that long, plus up
+/// to a scheduler tick).
 const YIELD_EVERY_MS: u64 = 2;
 
 /// What a completion belongs to ([`Token::kind`]).
@@ -50,6 +55,9 @@ enum Kind {
     Recv = 2,
     Send = 3,
     Close = 4,
+    /// The mailbox's bell: a command arrived while the worker waited in
+    /// its ring.
+    Bell = 5,
 }
 
 impl Kind {
@@ -59,6 +67,7 @@ impl Kind {
             2 => Some(Kind::Recv),
             3 => Some(Kind::Send),
             4 => Some(Kind::Close),
+            5 => Some(Kind::Bell),
             _ => None,
         }
     }
@@ -146,7 +155,7 @@ impl<H: Handler> Worker<H> {
         handler: H,
         listeners: Vec<Listener>,
         config: Arc<EngineConfig>,
-        (commands, rx): (UnboundedSender<Command>, UnboundedReceiver<Command>),
+        (commands, rx): (Mailbox, UnboundedReceiver<Command>),
         publisher: Publisher,
         stats: Arc<WorkerStats>,
     ) -> io::Result<Self> {
@@ -223,6 +232,7 @@ impl<H: Handler> Worker<H> {
     pub(crate) async fn run(mut self) -> io::Result<()> {
         let doorbell = self.ring.watch()?;
         self.arm_accepts()?;
+        self.arm_bell();
         let mut completions = Vec::with_capacity(BATCH);
         let mut last_wait = 0;
         // One timer for the worker's whole life, moved only when the next
@@ -241,7 +251,10 @@ impl<H: Handler> Worker<H> {
             }
             self.flush()?;
             self.ring.submit()?;
-            if self.ring.may_sleep() {
+            let ring_time = self.ctx.out.now < last_wait + YIELD_EVERY_MS;
+            if ring_time && self.wait_in_ring(last_wait + YIELD_EVERY_MS)? {
+                // Work came within tokio's patience.
+            } else if self.ring.may_sleep() {
                 self.trim();
                 let deadline = self
                     .next_deadline()
@@ -341,7 +354,10 @@ impl<H: Handler> Worker<H> {
                     self.try_free(token.slot);
                 }
             }
-            None => {}
+            // The commands themselves are taken every turn; a poll that
+            // ended is armed again.
+            Some(Kind::Bell) if !c.more() => self.arm_bell(),
+            Some(Kind::Bell) | None => {}
         }
     }
 
