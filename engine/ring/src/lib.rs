@@ -3,7 +3,8 @@
 //! sockets as direct descriptors ([`Socket`]), multishot receives into a
 //! provided-buffer ring consumed incrementally (many small receives share
 //! a buffer), vectored sends whose memory the ring holds
-//! ([`VectoredSend`]), and a `user_data` scheme ([`Token`]). Every `unsafe`
+//! ([`VectoredSend`]), a `user_data` scheme ([`Token`]), and a [`Bell`]
+//! through which other threads end a thread's wait in its ring. Every `unsafe`
 //! that io_uring needs lives in this crate, behind safe methods.
 //!
 //! Each submission carries a caller-chosen `user_data` that comes back in
