@@ -7,7 +7,10 @@ use std::{
     thread,
     time::{Duration, Instant},
 };
-use uringws_ring::{Bell, Completion, Ring, RingConfig};
+use uringws_ring::{Bell, Ring, RingConfig};
+
+mod common;
+use common::ready;
 
 const BELL: u64 = 9;
 
@@ -23,12 +26,6 @@ fn ring_with(bell: &Bell, watched: bool) -> Ring {
     ring.poll_multi(bell.fd(), BELL).unwrap();
     ring.submit().unwrap();
     ring
-}
-
-fn ready(ring: &mut Ring) -> Vec<Completion> {
-    let mut out = Vec::new();
-    ring.drain(&mut out, 16);
-    out
 }
 
 #[test]

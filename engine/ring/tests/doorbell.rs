@@ -8,10 +8,10 @@ use std::{
     net::TcpStream,
     os::fd::{AsRawFd, BorrowedFd},
 };
-use uringws_ring::{Completion, Ring, Socket};
+use uringws_ring::{Ring, Socket};
 
 mod common;
-use common::{connected, next};
+use common::{connected, next, ready};
 
 struct Pair {
     ring: Ring,
@@ -46,13 +46,6 @@ fn rang(doorbell: BorrowedFd<'_>, ms: i32) -> bool {
     let got = unsafe { libc::read(pfd.fd, (&mut count as *mut u64).cast(), 8) };
     assert_eq!(got, 8);
     true
-}
-
-/// The completions ready now, without entering the kernel.
-fn ready(ring: &mut Ring) -> Vec<Completion> {
-    let mut out = Vec::new();
-    ring.drain(&mut out, 16);
-    out
 }
 
 #[test]
