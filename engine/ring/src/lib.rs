@@ -629,8 +629,6 @@ impl Drop for Ring {
     }
 }
 
-/// `io_uring_setup` refused: say what usually refuses it, since the bare
-/// "Operation not permitted" names no cause.
 /// A new eventfd, registered as the ring's doorbell and quiet until the
 /// thread first goes to sleep ([`Ring::may_sleep`]).
 fn doorbell(ring: &mut IoUring) -> io::Result<std::os::fd::OwnedFd> {
@@ -648,6 +646,8 @@ fn doorbell(ring: &mut IoUring) -> io::Result<std::os::fd::OwnedFd> {
     Ok(fd)
 }
 
+/// `io_uring_setup` refused: say what usually refuses it, since the bare
+/// "Operation not permitted" names no cause.
 fn unavailable(error: io::Error) -> io::Error {
     let why = match error.raw_os_error() {
         Some(libc::EPERM) => {
